@@ -1,0 +1,3 @@
+from lcvae.cli import main
+
+raise SystemExit(main())
