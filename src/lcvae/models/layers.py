@@ -1,0 +1,277 @@
+"""Building blocks of the WF-VAE backbone.
+
+Module and parameter names follow the official WF-VAE checkpoint (``norm1.norm.weight``,
+``conv1.conv.weight`` for 3D convolutions, plain ``weight`` for per-frame 2D convolutions), so its
+state dict loads without renaming. Every block takes video tensors (B, C, T, H, W) and an optional
+:class:`~lcvae.models.stream.StreamCache` for chunked causal inference.
+
+Temporal semantics:
+
+* causal: a temporal kernel k sees the current frame and k - 1 frames before it; the video start is
+  padded with copies of the first frame, so the first frame is encoded on its own;
+* non-causal (what the reference LC-VAE trained): symmetric zero padding of (k - 1) // 2 frames.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lcvae.models.stream import StreamCache
+
+
+def frames_to_images(x: Tensor) -> tuple[Tensor, int]:
+    """(B, C, T, H, W) -> (B*T, C, H, W), returning T to undo it."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w), t
+
+
+def images_to_frames(x: Tensor, t: int) -> Tensor:
+    """(B*T, C, H, W) -> (B, C, T, H, W)."""
+    bt, c, h, w = x.shape
+    return x.reshape(bt // t, t, c, h, w).transpose(1, 2)
+
+
+class Norm(nn.Module):
+    """LayerNorm over channels at every position (default) or GroupNorm(32), eps 1e-6, affine.
+
+    LayerNorm treats each (t, h, w) position alone, which is what makes chunked inference exact;
+    GroupNorm pools statistics over the whole clip, so a chunk sees different statistics.
+    """
+
+    def __init__(self, channels: int, kind: str = "layernorm") -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "layernorm":
+            self.norm = nn.LayerNorm(channels, eps=1e-6)
+        elif kind == "groupnorm":
+            self.norm = nn.GroupNorm(32, channels, eps=1e-6)
+        else:
+            raise ValueError(f"norm must be 'layernorm' or 'groupnorm', got {kind!r}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "groupnorm":
+            return self.norm(x)
+        return F.layer_norm(x.movedim(1, -1), self.norm.normalized_shape, self.norm.weight, self.norm.bias, 1e-6).movedim(-1, 1)
+
+
+class Conv2d(nn.Conv2d):
+    """A 2D convolution applied to every frame of a video."""
+
+    def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:  # (B, C, T, H, W)
+        y, t = frames_to_images(x)
+        return images_to_frames(super().forward(y), t)
+
+
+class CausalConv3d(nn.Module):
+    """3D convolution with causal (first-frame replicate) or symmetric zero temporal padding.
+
+    ``spatial_padding`` is applied inside the convolution; the temporal padding is explicit so the
+    same weights serve whole-video and chunked inference.
+    """
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int | tuple[int, int, int],
+        stride: int | tuple[int, int, int] = 1,
+        spatial_padding: int = 0,
+        causal: bool = True,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        kernel = (kernel,) * 3 if isinstance(kernel, int) else tuple(kernel)
+        stride = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
+        self.kt, self.st = kernel[0], stride[0]
+        self.causal = causal
+        self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, spatial_padding, spatial_padding), bias=bias)
+
+    def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
+        if self.kt > 1 or self.st > 1:
+            x = temporal_pad(self, x, self.kt, self.st, self.causal, cache)
+        return self.conv(x)
+
+
+def temporal_pad(owner: nn.Module, x: Tensor, kernel: int, stride: int, causal: bool, cache: StreamCache | None) -> Tensor:
+    """Pad along time for a window of ``kernel`` frames moving by ``stride``."""
+    if cache is not None:
+        if not causal:
+            raise ValueError("chunked inference needs a causal model; non-causal models run on the whole video")
+        return cache.causal_window(owner, x, kernel, stride)
+    if causal:
+        return torch.cat([x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1), x], dim=2) if kernel > 1 else x
+    p = (kernel - 1) // 2
+    return F.pad(x, (0, 0, 0, 0, p, p)) if p else x
+
+
+class ResBlock2D(nn.Module):
+    """norm -> SiLU -> conv3x3 -> norm -> SiLU -> dropout -> conv3x3, per frame, plus shortcut."""
+
+    def __init__(self, cin: int, cout: int, norm: str = "layernorm", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = Norm(cin, norm)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = Norm(cout, norm)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
+        y, t = frames_to_images(x)
+        h = self.conv1(F.silu(self.norm1(y)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        skip = self.nin_shortcut(y) if self.nin_shortcut is not None else y
+        return images_to_frames(skip + h, t)
+
+
+class ResBlock3D(nn.Module):
+    """norm -> SiLU -> conv3x3x3 -> norm -> SiLU -> dropout -> conv3x3x3, plus 1x1x1 shortcut."""
+
+    def __init__(self, cin: int, cout: int, norm: str = "layernorm", dropout: float = 0.0, causal: bool = True) -> None:
+        super().__init__()
+        self.norm1 = Norm(cin, norm)
+        self.conv1 = CausalConv3d(cin, cout, 3, spatial_padding=1, causal=causal)
+        self.norm2 = Norm(cout, norm)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = CausalConv3d(cout, cout, 3, spatial_padding=1, causal=causal)
+        self.nin_shortcut = CausalConv3d(cin, cout, 1, causal=causal) if cin != cout else None
+
+    def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)), cache)
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))), cache)
+        skip = self.nin_shortcut(x) if self.nin_shortcut is not None else x
+        return skip + h
+
+
+class Attention(nn.Module):
+    """Single-head spatial self-attention within each frame (H*W tokens), pre-norm, residual."""
+
+    def __init__(self, channels: int, norm: str = "layernorm") -> None:
+        super().__init__()
+        self.norm = Norm(channels, norm)
+        self.q = CausalConv3d(channels, channels, 1)
+        self.k = CausalConv3d(channels, channels, 1)
+        self.v = CausalConv3d(channels, channels, 1)
+        self.proj_out = CausalConv3d(channels, channels, 1)
+
+    def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
+        h = self.norm(x)
+        b, c, t, hh, ww = h.shape
+
+        def tokens(y: Tensor) -> Tensor:  # (B, C, T, H, W) -> (B*T, H*W, C)
+            return y.permute(0, 2, 3, 4, 1).reshape(b * t, hh * ww, c)
+
+        o = F.scaled_dot_product_attention(tokens(self.q(h)), tokens(self.k(h)), tokens(self.v(h)))
+        o = o.reshape(b, t, hh, ww, c).permute(0, 4, 1, 2, 3)  # back to (B, C, T, H, W)
+        return x + self.proj_out(o)
+
+
+class Downsample2D(nn.Module):
+    """Per-frame stride-2 conv after padding right and bottom by one pixel."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride=2)
+
+    def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
+        y, t = frames_to_images(x)
+        return images_to_frames(self.conv(F.pad(y, (0, 1, 0, 1))), t)
+
+
+class Downsample3D(nn.Module):
+    """Space-time stride-2 conv (3x3x3); spatial pad right/bottom by one, temporal pad as the model."""
+
+    def __init__(self, cin: int, cout: int, causal: bool = True) -> None:
+        super().__init__()
+        self.conv = CausalConv3d(cin, cout, 3, stride=2, causal=causal)
+
+    def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)), cache)
+
+
+class Upsample2D(nn.Module):
+    """Per-frame nearest x2 followed by a 3x3 conv."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+
+    def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
+        y, t = frames_to_images(x)
+        return images_to_frames(self.conv(F.interpolate(y, scale_factor=2.0, mode="nearest")), t)
+
+
+def upsample_time_linear(x: Tensor, before: Tensor, after: Tensor) -> Tensor:
+    """Linear x2 interpolation in time (align_corners=False), given the neighbour frames.
+
+    Output frame 2i = 0.75 x_i + 0.25 x_{i-1} and 2i+1 = 0.75 x_i + 0.25 x_{i+1}, with ``before`` and
+    ``after`` (one frame each) standing for x_{-1} and x_n. Replicating the end frames reproduces
+    ``F.interpolate(mode="trilinear")`` exactly.
+    """
+    prev = torch.cat([before, x[:, :, :-1]], dim=2)
+    nxt = torch.cat([x[:, :, 1:], after], dim=2)
+    even = 0.75 * x + 0.25 * prev
+    odd = 0.75 * x + 0.25 * nxt
+    b, c, t, h, w = x.shape
+    return torch.stack([even, odd], dim=3).reshape(b, c, 2 * t, h, w)
+
+
+def upsample_space_bilinear(x: Tensor) -> Tensor:
+    y, t = frames_to_images(x)
+    return images_to_frames(F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False), t)
+
+
+class Upsample3D(nn.Module):
+    """Time x2 (linear) then space x2 (bilinear), then a 3x3x3 conv.
+
+    Causal: the first frame is only upsampled in space (it is the image frame); the others are
+    interpolated in time among themselves, so T frames become 1 + 2(T - 1). Non-causal: every frame,
+    T -> 2T. Each odd output frame depends on the *next* input frame, so streaming holds it back.
+    """
+
+    def __init__(self, cin: int, cout: int, causal: bool = True) -> None:
+        super().__init__()
+        self.causal = causal
+        self.conv = CausalConv3d(cin, cout, 3, spatial_padding=1, causal=causal)
+
+    def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
+        if cache is None:
+            if self.causal:
+                head, rest = x[:, :, :1], x[:, :, 1:]
+                up = [head]
+                if rest.shape[2]:
+                    up.append(upsample_time_linear(rest, rest[:, :, :1], rest[:, :, -1:]))
+                y = torch.cat(up, dim=2)
+            else:
+                y = upsample_time_linear(x, x[:, :, :1], x[:, :, -1:])
+        else:
+            y = self._stream(x, cache)
+        return self.conv(upsample_space_bilinear(y), cache)
+
+    def _stream(self, x: Tensor, cache: StreamCache) -> Tensor:
+        if not self.causal:
+            raise ValueError("chunked inference needs a causal model; non-causal models run on the whole video")
+        out = []
+        if not cache.started(self):
+            out.append(x[:, :, :1])  # the image frame
+            x = x[:, :, 1:]
+            cache.put(self, None)
+        held = cache.get(self)  # last frame seen, whose odd output still waits for its successor
+        if x.shape[2]:
+            seq = x if held is None else torch.cat([held, x], dim=2)
+            before = seq[:, :, :1] if held is None else held
+            up = upsample_time_linear(seq, before, seq[:, :, -1:])
+            if held is not None:
+                up = up[:, :, 1:]  # the held frame's even output was emitted last time
+            cache.put(self, seq[:, :, -1:])
+            out.append(up[:, :, :-1])  # the last odd output needs the next frame
+        if cache.final and cache.get(self) is not None:
+            last = cache.get(self)
+            if not x.shape[2]:
+                out.append(last)  # odd output of the final frame with itself as neighbour
+            else:
+                out.append(up[:, :, -1:])
+            cache.put(self, None)
+        return torch.cat(out, dim=2) if len(out) > 1 else out[0]

@@ -1,0 +1,69 @@
+"""State for chunked ("causal cache") inference.
+
+A causal video network can run on a long video chunk by chunk if every temporal operation remembers
+what it still needs from the past. Instead of hand-computing cache lengths per layer, every stateful
+operation here keeps the exact *unconsumed* tail of its (padded) input stream:
+
+* a temporal convolution of kernel k and stride s keeps the frames from the start of its next output
+  window onwards, so chunk boundaries never change which frames a window sees;
+* the decoder's linear time upsampling needs the next latent frame for every second output frame,
+  so it holds back one output frame until that neighbour arrives (or the stream ends);
+* where two branches with different delays meet, the earlier branch's surplus frames wait.
+
+With LayerNorm (which normalises each (t, h, w) position alone) this makes chunked output equal to
+whole-video output up to float rounding, for any chunk size. State is keyed by module, so one
+``StreamCache`` serves a whole encoder or decoder; make a fresh one per video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class StreamCache:
+    """Per-video streaming state. ``final`` marks the last chunk so delayed frames are flushed."""
+
+    final: bool = False
+    _state: dict[tuple[int, str], object] = field(default_factory=dict)
+
+    def get(self, owner: object, tag: str = "", default: object = None) -> object:
+        return self._state.get((id(owner), tag), default)
+
+    def put(self, owner: object, value: object, tag: str = "") -> None:
+        self._state[(id(owner), tag)] = value
+
+    def started(self, owner: object, tag: str = "") -> bool:
+        return (id(owner), tag) in self._state
+
+    def causal_window(self, owner: object, x: Tensor, kernel: int, stride: int, tag: str = "") -> Tensor:
+        """Return the part of the causally padded stream that yields complete output windows.
+
+        The first chunk is padded with ``kernel - 1`` copies of its first frame (causal padding);
+        later chunks are prefixed with the unconsumed tail kept from the previous call.
+        """
+        if self.started(owner, tag):
+            x = torch.cat([self.get(owner, tag), x], dim=2)
+        elif kernel > 1:
+            x = torch.cat([x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1), x], dim=2)
+        n_out = (x.shape[2] - kernel) // stride + 1 if x.shape[2] >= kernel else 0
+        self.put(owner, x[:, :, n_out * stride :], tag)
+        if n_out == 0:
+            raise ValueError(
+                "chunk too short for a strided temporal layer: use chunk lengths that are multiples of 4 frames "
+                "(encoder) or at least 1 latent frame (decoder)"
+            )
+        return x[:, :, : (n_out - 1) * stride + kernel]
+
+    def align(self, owner: object, a: Tensor, b: Tensor, tag: str = "") -> tuple[Tensor, Tensor]:
+        """Pair up frames of two branches that reach a merge point with different delays."""
+        pending = self.get(owner, tag)
+        if pending is not None:
+            a = torch.cat([pending[0], a], dim=2)
+            b = torch.cat([pending[1], b], dim=2)
+        n = min(a.shape[2], b.shape[2])
+        self.put(owner, (a[:, :, n:], b[:, :, n:]), tag)
+        return a[:, :, :n], b[:, :, :n]

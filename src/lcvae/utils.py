@@ -1,0 +1,24 @@
+"""Small helpers shared across the package."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    """' (did you mean 'x'?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(choices))}"
+
+
+def strict_from_dict(cls: type[T], d: dict[str, Any]) -> T:
+    """Build a dataclass from a dict, rejecting unknown keys with a suggestion."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    for key in d:
+        if key not in fields:
+            raise ValueError(f"unknown {cls.__name__} key {key!r}{suggest(key, fields)}")
+    return cls(**d)
