@@ -1,0 +1,501 @@
+"""Latent compression (Multi-WT): the LC-VAE idea on its own, independent of the VAE backbone.
+
+The transform. A latent z (B, C, T', H', W') is cut into groups of 8 latent frames. Each group goes
+through one 3D Haar level (:func:`lcvae.wavelets.haar3d`, 8C subband-major channels, 4 frames) and
+then two temporal Haar levels applied to *all* channels (a full wavelet packet, each split emitting
+[low, high]), leaving one frame of 32C coefficient channels at (H'/2, W'/2):
+
+    channel i = 16C*b2 + 8C*b1 + C*s + c,    s = 4*b0 + 2*h_hi + w_hi
+
+with b0, b1, b2 the temporal bands of the 3D level and of the first and second temporal split.
+Equivalently the channels form 8 contiguous *leaf blocks* of 4C channels,
+
+    i = 4C*j + C*sp + c,    j = 4*b2 + 2*b1 + b0,    sp = 2*h_hi + w_hi,
+
+named (b2 b1 b0) LLL, LLH, LHL, LHH, HLL, HLH, HHL, HHH. Over the 8 frames of a group, leaf j is
+the Walsh pattern (-1)^(b0*n0 + b1*n1 + b2*n2) of the frame index n = 4*n2 + 2*n1 + n0. The whole
+transform is one orthonormal 32x32 matrix acting on the 8 x 2 x 2 cell of every channel and
+position (the Kronecker product of five 2x2 Haar matrices), so energy is preserved and the inverse
+(Multi-IWT) is its transpose.
+
+The mask. Video latents are smooth in time: most energy sits in leaves with at most one temporal
+high band. The paper keeps LLL, LLH, LHL, HLL (blocks 0, 1, 2, 4: half the coefficients) and zeroes
+the rest; the decoder, trained through the same path from step 0, learns to restore what was
+dropped. Variants keep 25 % (blocks 0, 1) or 75 % (blocks 0-5); the reference code's handcrafted
+mask keeps the first n channels of each block (dropping a few HH channels of the kept blocks and
+taking a few LL channels of the others). The kept indices always live in the config, never in a
+file read at run time.
+
+Packing. Diffusion sees only the K kept coefficients per group and position, arranged as a video
+latent with C' = K/32 channels on the full (H', W') grid: kept index k (in sorted order)
+= f*4C' + 4c' + 2p + q goes to pseudo-frame 8g + f, channel c', pixel (2h + p, 2w + q). For the 50 %
+masks C' = C/2, exactly the size of a C/2-channel latent.
+
+Causal mode. With a causal backbone T' = 1 + 8G: the first latent frame (the image frame) is not
+part of any group and passes through uncompressed (costing one latent frame). When packed its C
+channels become C/C' pseudo-frames of C' channels (2 for the 50 % masks), placed first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from lcvae.wavelets import haar3d, haar_t, ihaar3d, ihaar_t
+
+logger = logging.getLogger(__name__)
+
+GROUP_FRAMES = 8
+BANDS = 32  # coefficient channels per latent channel (8 leaves x 4 spatial subbands)
+LEAF_NAMES = ("LLL", "LLH", "LHL", "LHH", "HLL", "HLH", "HHL", "HHH")
+MASKS = ("paper", "keep25", "keep50", "keep75", "reference", "custom")
+_MASK_BLOCKS = {"paper": (0, 1, 2, 4), "keep25": (0, 1), "keep50": (0, 1, 2, 4), "keep75": (0, 1, 2, 3, 4, 5)}
+_REFERENCE_COUNTS = {
+    8: (32, 30, 30, 2, 30, 2, 2, 0),
+    16: (64, 60, 60, 4, 60, 4, 4, 0),
+    32: (124, 124, 124, 4, 124, 4, 4, 4),
+}
+
+# ---------------------------------------------------------------- index bookkeeping
+
+
+def leaf_block(b2: int, b1: int, b0: int) -> int:
+    """Leaf block of the temporal bands (second split, first split, 3D level); 0 = LLL ... 7 = HHH."""
+    return 4 * b2 + 2 * b1 + b0
+
+
+def coefficient_index(latent_channels: int, block: int, subband: int, channel: int) -> int:
+    """Coefficient channel of (leaf block j, spatial subband 2*h_hi + w_hi, latent channel c)."""
+    return 4 * latent_channels * block + latent_channels * subband + channel
+
+
+def split_index(latent_channels: int, index: int) -> tuple[int, int, int]:
+    """Inverse of :func:`coefficient_index`: (block, subband, channel)."""
+    block, rest = divmod(index, 4 * latent_channels)
+    subband, channel = divmod(rest, latent_channels)
+    return block, subband, channel
+
+
+def _walsh_signs(bits: int) -> Tensor:
+    """Unnormalised (+-1) Kronecker power of [[1, 1], [1, -1]]: entry (r, k) = (-1)^popcount(r & k).
+
+    Row bits are bands and column bits positions in the same order, so for bits = 5 the rows are
+    (b2, b1, b0, h_hi, w_hi) = 4*j + sp and the columns (n2, n1, n0, p, q) of an 8x2x2 cell.
+    """
+    n = 1 << bits
+    r = torch.arange(n)
+    both = r.view(-1, 1) & r.view(1, -1)
+    parity = torch.zeros(n, n, dtype=torch.long)
+    for bit in range(bits):
+        parity ^= (both >> bit) & 1
+    return (1 - 2 * parity).to(torch.float32)
+
+
+# ---------------------------------------------------------------- masks
+
+
+def block_mask(latent_channels: int, blocks: tuple[int, ...] | list[int]) -> list[int]:
+    """All 4C coefficient channels of the given leaf blocks, sorted."""
+    bad = [j for j in blocks if not 0 <= j < 8]
+    if bad:
+        raise ValueError(f"leaf blocks are 0..7 ({', '.join(LEAF_NAMES)}), got {bad}")
+    n = 4 * latent_channels
+    return [n * j + k for j in sorted(set(blocks)) for k in range(n)]
+
+
+def paper_mask(latent_channels: int) -> list[int]:
+    """The paper's mask (Eq. 5): blocks LLL, LLH, LHL, HLL, i.e. half of the 32C coefficients."""
+    return block_mask(latent_channels, _MASK_BLOCKS["paper"])
+
+
+def reference_mask(latent_channels: int) -> list[int]:
+    """The reference code's handcrafted mask: the first n_j channels of each leaf block j."""
+    counts = _REFERENCE_COUNTS.get(latent_channels)
+    if counts is None:
+        raise ValueError(
+            f"the reference mask exists for latent_channels in {sorted(_REFERENCE_COUNTS)}, got "
+            f"{latent_channels}; use mask='paper' (same size) for other channel counts"
+        )
+    n = 4 * latent_channels
+    return [n * j + k for j, count in enumerate(counts) for k in range(count)]
+
+
+def validate_indices(indices: list[int], latent_channels: int) -> list[int]:
+    """Check a kept-index list (sorted, unique, in [0, 32C), count a positive multiple of 32)."""
+    total = BANDS * latent_channels
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        raise ValueError("kept indices must be integers")
+    if list(indices) != sorted(set(indices)):
+        raise ValueError("kept indices must be sorted and unique; sort them and drop duplicates")
+    if indices and not (0 <= indices[0] and indices[-1] < total):
+        raise ValueError(f"kept indices must lie in [0, {total}) for {latent_channels} latent channels")
+    if not indices or len(indices) % BANDS:
+        lo = (len(indices) // BANDS) * BANDS
+        raise ValueError(
+            f"the kept count must be a positive multiple of {BANDS} so it packs into whole channels, "
+            f"got {len(indices)}; use {lo or BANDS}" + (f" or {lo + BANDS}" if lo else "")
+        )
+    return list(indices)
+
+
+def load_mask_json(path: str | Path, latent_channels: int) -> list[int]:
+    """Read the reference mask format {"selected_indices": [sorted ints]}, validated.
+
+    Returns the list to put in ``CompressionConfig(mask="custom", kept_indices=...)``.
+    """
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or "selected_indices" not in data:
+        raise ValueError(f"{path}: expected a JSON object with a 'selected_indices' list")
+    extra = sorted(set(data) - {"selected_indices"})
+    if extra:
+        logger.debug("%s: ignoring keys %s", path, extra)
+    indices = data["selected_indices"]
+    if not isinstance(indices, list):
+        raise ValueError(f"{path}: 'selected_indices' must be a list of integers")
+    try:
+        return validate_indices(indices, latent_channels)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+# ---------------------------------------------------------------- config
+
+
+@dataclass
+class CompressionConfig:
+    """Latent compression settings; everything a LatentCompressor needs, JSON/YAML-serialisable.
+
+    latent_channels: C of the VAE latent. mask: a named mask or "custom" (then kept_indices).
+    adaptive: keep the top-K coefficient channels by batch energy instead of a fixed set (K from
+    the mask). causal: T' = 1 + 8G, the first latent frame passes uncompressed.
+    latent_mean / latent_std: per-channel statistics (C' values) of the packed latent.
+    """
+
+    latent_channels: int
+    mask: str = "paper"
+    kept_indices: list[int] | None = None
+    adaptive: bool = False
+    causal: bool = False
+    latent_mean: list[float] | None = None
+    latent_std: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.latent_channels, int) or self.latent_channels < 1:
+            raise ValueError(f"latent_channels must be a positive integer, got {self.latent_channels!r}")
+        if self.mask not in MASKS:
+            hint = difflib.get_close_matches(str(self.mask), MASKS, n=1)
+            raise ValueError(
+                f"unknown mask {self.mask!r}; choose one of {MASKS}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+        if (self.mask == "custom") != (self.kept_indices is not None):
+            raise ValueError("kept_indices is required with mask='custom' and only allowed with it")
+        kept = self.resolved_indices()  # validates
+        packed = len(kept) // BANDS
+        for name in ("latent_mean", "latent_std"):
+            stats = getattr(self, name)
+            if stats is not None and len(stats) != packed:
+                raise ValueError(f"{name} needs one value per packed channel ({packed}), got {len(stats)}")
+        if (self.latent_mean is None) != (self.latent_std is None):
+            raise ValueError("set latent_mean and latent_std together")
+        if self.latent_std is not None and min(self.latent_std) <= 0:
+            raise ValueError("latent_std values must be positive")
+
+    def resolved_indices(self) -> list[int]:
+        """The sorted kept coefficient channels this config means."""
+        c = self.latent_channels
+        if self.mask == "custom":
+            return validate_indices(list(self.kept_indices), c)
+        if self.mask == "reference":
+            return reference_mask(c)
+        return validate_indices(block_mask(c, _MASK_BLOCKS[self.mask]), c)
+
+    @property
+    def packed_channels(self) -> int:
+        """C', the channel count diffusion sees."""
+        return len(self.resolved_indices()) // BANDS
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CompressionConfig":
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                hint = difflib.get_close_matches(key, names, n=1)
+                raise ValueError(
+                    f"unknown compression config key {key!r}"
+                    + (f"; did you mean {hint[0]!r}?" if hint else f"; valid keys: {names}")
+                )
+        return cls(**data)
+
+
+# ---------------------------------------------------------------- plain transforms (reference twins)
+
+
+def multi_wt_reference(z: Tensor) -> Tensor:
+    """Multi-WT as the literal composition of the wavelet functions: (B, C, 8G, H', W') -> (B, 32C, G, H'/2, W'/2)."""
+    return haar_t(haar_t(haar3d(z)))
+
+
+def multi_iwt_reference(groups: Tensor) -> Tensor:
+    """Inverse of :func:`multi_wt_reference`."""
+    return ihaar3d(ihaar_t(ihaar_t(groups)))
+
+
+# ---------------------------------------------------------------- the module
+
+
+@dataclass
+class Coefficients:
+    """Multi-WT output. groups: (B, 32C, G, H'/2, W'/2); head: (B, C, 1, H', W') in causal mode, else None."""
+
+    groups: Tensor
+    head: Tensor | None = None
+
+
+class LatentCompressor(nn.Module):
+    """Multi-WT, masking, packing for diffusion, and their inverses. A pure tensor program.
+
+    Latents are (B, C, T', H', W') with T' = 8G (or 1 + 8G when causal) and H', W' even, any values.
+    """
+
+    def __init__(self, config: CompressionConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.latent_channels
+        kept = config.resolved_indices()
+        keep = torch.zeros(BANDS * c)
+        keep[kept] = 1.0
+        self.register_buffer("kept_index", torch.tensor(kept, dtype=torch.long), persistent=False)
+        self.register_buffer("keep", keep, persistent=False)
+        self.register_buffer("signs", _walsh_signs(5), persistent=False)  # (32, 32), rows 4j + sp
+        # Training path: per-channel projection W^T diag(m_c) W (entries k/32, exact in bf16 too).
+        m = keep.view(BANDS, c).t()  # (C, 32): m[c, 4j + sp]
+        self.register_buffer("projection", self.signs.t() @ (m.unsqueeze(-1) * self.signs) / BANDS, persistent=False)
+        # When every channel keeps or drops whole leaves (all 4 spatial subbands alike), the spatial
+        # Haar cancels out of the projection: an 8x8 temporal projection on contiguous memory suffices.
+        leaf = m.view(c, 8, 4)
+        self.temporal_only = bool((leaf == leaf[..., :1]).all())
+        t_signs = _walsh_signs(3)
+        self.register_buffer(
+            "temporal_projection", t_signs.t() @ (leaf[..., 0].unsqueeze(-1) * t_signs) / GROUP_FRAMES, persistent=False
+        )
+        mean = torch.tensor(config.latent_mean) if config.latent_mean is not None else torch.zeros(len(kept) // BANDS)
+        std = torch.tensor(config.latent_std) if config.latent_std is not None else torch.ones(len(kept) // BANDS)
+        self.register_buffer("packed_mean", mean.view(1, -1, 1, 1, 1), persistent=False)
+        self.register_buffer("packed_std", std.view(1, -1, 1, 1, 1), persistent=False)
+        self.last_selection: Tensor | None = None
+
+    # -------------------------------------------------------- properties
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    @property
+    def kept_count(self) -> int:
+        """K, kept coefficient channels per group (out of 32C)."""
+        return self.kept_index.numel()
+
+    @property
+    def kept_fraction(self) -> float:
+        return self.kept_count / (BANDS * self.latent_channels)
+
+    @property
+    def packed_channels(self) -> int:
+        """C' = K / 32, the channel count of the packed (diffusion) latent."""
+        return self.kept_count // BANDS
+
+    @property
+    def head_frames(self) -> int:
+        """Pseudo-frames the causal head frame occupies when packed (C / C'); 0 when non-causal."""
+        if not self.config.causal:
+            return 0
+        if self.latent_channels % self.packed_channels:
+            raise ValueError(
+                f"causal packing splits the {self.latent_channels}-channel head frame into frames of "
+                f"{self.packed_channels} channels, which does not divide; use a 25 % or 50 % mask to pack"
+            )
+        return self.latent_channels // self.packed_channels
+
+    @property
+    def kept_per_block(self) -> list[int]:
+        """Kept channels in each leaf block (LEAF_NAMES order)."""
+        return self.keep.view(8, -1).sum(1).long().tolist()
+
+    # -------------------------------------------------------- checks
+
+    def _check_latent(self, z: Tensor) -> int:
+        """Validate a latent; returns G."""
+        if z.dim() != 5 or z.shape[1] != self.latent_channels:
+            raise ValueError(
+                f"expected a latent (B, {self.latent_channels}, T', H', W'), got shape {tuple(z.shape)}"
+            )
+        t, h, w = z.shape[2:]
+        if self.config.causal:
+            if t < 1 or (t - 1) % GROUP_FRAMES:
+                g = max(0, (t - 1) // GROUP_FRAMES)
+                raise ValueError(
+                    f"causal latent compression needs T' = 1 + 8G latent frames, got {t}; "
+                    f"use {1 + 8 * g} or {9 + 8 * g}"
+                )
+        elif t < GROUP_FRAMES or t % GROUP_FRAMES:
+            g = t // GROUP_FRAMES
+            options = " or ".join(str(v) for v in (8 * g, 8 * g + 8) if v > 0)
+            raise ValueError(f"latent compression needs T' = 8G latent frames (groups of 8), got {t}; use {options}")
+        if h % 2 or w % 2:
+            raise ValueError(f"latent height and width must be even, got {h}x{w}; use {h + h % 2}x{w + w % 2}")
+        return (t - int(self.config.causal)) // GROUP_FRAMES
+
+    def _split_head(self, z: Tensor) -> tuple[Tensor | None, Tensor]:
+        self._check_latent(z)
+        if self.config.causal:
+            return z[:, :, :1], z[:, :, 1:]
+        return None, z
+
+    # -------------------------------------------------------- transform
+
+    def analysis(self, z: Tensor) -> Coefficients:
+        """Multi-WT. z: (B, C, T', H', W') -> Coefficients (groups (B, 32C, G, H'/2, W'/2), head)."""
+        head, body = self._split_head(z)
+        b, c, t, h, w = body.shape
+        g = t // GROUP_FRAMES
+        # (B, C, G, n2, n1, n0, H2, p, W2, q) -> (B, [n2 n1 n0 p q], C, G, H2, W2): one gather, one matmul.
+        x = body.reshape(b, c, g, 2, 2, 2, h // 2, 2, w // 2, 2).permute(0, 3, 4, 5, 7, 9, 1, 2, 6, 8)
+        x = x.reshape(b, BANDS, c * g * (h // 2) * (w // 2))
+        weight = self.signs.to(z.dtype) * (1.0 / math.sqrt(BANDS))
+        groups = torch.matmul(weight, x).view(b, BANDS * c, g, h // 2, w // 2)
+        return Coefficients(groups=groups, head=head)
+
+    def synthesis(self, coeffs: Coefficients) -> Tensor:
+        """Multi-IWT, exact inverse of :meth:`analysis`: Coefficients -> (B, C, T', H', W')."""
+        y = coeffs.groups
+        c = self.latent_channels
+        if y.dim() != 5 or y.shape[1] != BANDS * c:
+            raise ValueError(f"expected coefficients (B, {BANDS * c}, G, H2, W2), got shape {tuple(y.shape)}")
+        if self.config.causal and coeffs.head is None:
+            raise ValueError("causal compression needs the head frame (Coefficients.head); got None")
+        b, _, g, h2, w2 = y.shape
+        weight = self.signs.t().to(y.dtype) * (1.0 / math.sqrt(BANDS))
+        x = torch.matmul(weight, y.reshape(b, BANDS, c * g * h2 * w2))
+        # (B, n2, n1, n0, p, q, C, G, H2, W2) -> (B, C, G, n2, n1, n0, H2, p, W2, q)
+        z = x.view(b, 2, 2, 2, 2, 2, c, g, h2, w2).permute(0, 6, 7, 1, 2, 3, 8, 4, 9, 5)
+        z = z.reshape(b, c, GROUP_FRAMES * g, 2 * h2, 2 * w2)
+        if self.config.causal:
+            z = torch.cat((coeffs.head, z), dim=2)
+        return z
+
+    # -------------------------------------------------------- mask
+
+    def mask(self, coeffs: Coefficients) -> Coefficients:
+        """Zero the dropped coefficient channels (adaptive: all but the top-K by batch energy)."""
+        groups = coeffs.groups
+        if self.config.adaptive:
+            keep = self._adaptive_keep(groups)
+        else:
+            keep = self.keep
+        return Coefficients(groups=groups * keep.to(groups.dtype).view(1, -1, 1, 1, 1), head=coeffs.head)
+
+    def _adaptive_keep(self, groups: Tensor) -> Tensor:
+        energy = groups.detach().float().pow(2).mean(dim=(0, 2, 3, 4))
+        selection = torch.topk(energy, self.kept_count).indices.sort().values
+        self.last_selection = selection
+        keep = torch.zeros_like(energy)
+        keep[selection] = 1.0
+        return keep
+
+    def overlap_with(self, indices: list[int] | Tensor) -> float:
+        """Fraction of the last adaptive selection that lies in ``indices`` (e.g. paper_mask(C))."""
+        if self.last_selection is None:
+            raise ValueError("no adaptive selection yet: call mask() or forward() in adaptive mode first")
+        chosen = set(self.last_selection.tolist())
+        other = set(indices.tolist() if isinstance(indices, Tensor) else indices)
+        return len(chosen & other) / len(chosen)
+
+    # -------------------------------------------------------- packing
+
+    def pack(self, coeffs: Coefficients) -> Tensor:
+        """Kept coefficients -> diffusion latent (B, C', head_frames + 8G, H', W'), normalised."""
+        if self.config.adaptive:
+            raise ValueError("adaptive compression has no fixed kept set to pack; use a fixed mask to pack latents")
+        groups = coeffs.groups
+        b, _, g, h2, w2 = groups.shape
+        cp = self.packed_channels
+        kept = groups.index_select(1, self.kept_index)  # (B, K, G, H2, W2), k = f*4C' + 4c' + 2p + q
+        x = kept.view(b, GROUP_FRAMES, cp, 2, 2, g, h2, w2).permute(0, 2, 5, 1, 6, 3, 7, 4)
+        x = x.reshape(b, cp, GROUP_FRAMES * g, 2 * h2, 2 * w2)
+        if self.config.causal:
+            head = coeffs.head.reshape(b, self.head_frames, cp, 2 * h2, 2 * w2).transpose(1, 2)
+            x = torch.cat((head, x), dim=2)
+        if self.config.latent_mean is not None:
+            x = (x - self.packed_mean.to(x.dtype)) / self.packed_std.to(x.dtype)
+        return x
+
+    def unpack(self, x: Tensor) -> Coefficients:
+        """Inverse of :meth:`pack`; dropped coefficient channels are zero."""
+        if self.config.adaptive:
+            raise ValueError("adaptive compression has no fixed kept set to unpack; use a fixed mask")
+        cp, nh = self.packed_channels, self.head_frames
+        if x.dim() != 5 or x.shape[1] != cp:
+            raise ValueError(f"expected a packed latent (B, {cp}, F, H', W'), got shape {tuple(x.shape)}")
+        b, _, f, h, w = x.shape
+        if f < nh + GROUP_FRAMES * (0 if nh else 1) or (f - nh) % GROUP_FRAMES or h % 2 or w % 2:
+            rule = f"{nh} + 8G" if nh else "8G (G >= 1)"
+            raise ValueError(f"packed latents have {rule} frames and even height/width, got {f}x{h}x{w}")
+        if self.config.latent_mean is not None:
+            x = x * self.packed_std.to(x.dtype) + self.packed_mean.to(x.dtype)
+        head = None
+        if nh:
+            head = x[:, :, :nh].transpose(1, 2).reshape(b, self.latent_channels, 1, h, w)
+            x = x[:, :, nh:]
+        g = (f - nh) // GROUP_FRAMES
+        # (B, C', G, f, H2, p, W2, q) -> (B, [f c' p q], G, H2, W2)
+        kept = x.reshape(b, cp, g, GROUP_FRAMES, h // 2, 2, w // 2, 2).permute(0, 3, 1, 5, 7, 2, 4, 6)
+        kept = kept.reshape(b, self.kept_count, g, h // 2, w // 2)
+        groups = kept.new_zeros(b, BANDS * self.latent_channels, g, h // 2, w // 2).index_copy(1, self.kept_index, kept)
+        return Coefficients(groups=groups, head=head)
+
+    # -------------------------------------------------------- whole paths
+
+    def forward(self, z: Tensor) -> Tensor:
+        """The training path synthesis(mask(analysis(z))): (B, C, T', H', W') -> same shape."""
+        if self.config.adaptive:
+            return self.synthesis(self.mask(self.analysis(z)))
+        head, body = self._split_head(z)
+        b, c, t, h, w = body.shape
+        g = t // GROUP_FRAMES
+        if self.temporal_only:
+            proj = self.temporal_projection.to(z.dtype).view(1, c, 1, GROUP_FRAMES, GROUP_FRAMES)
+            out = torch.matmul(proj, body.reshape(b, c, g, GROUP_FRAMES, h * w)).view(b, c, t, h, w)
+        else:
+            # (B, C, G, n2, n1, n0, H2, p, W2, q) -> (B, C, [n2 n1 n0 p q], G*H2*W2)
+            x = body.reshape(b, c, g, 2, 2, 2, h // 2, 2, w // 2, 2).permute(0, 1, 3, 4, 5, 7, 9, 2, 6, 8)
+            x = torch.matmul(self.projection.to(z.dtype), x.reshape(b, c, BANDS, -1))
+            out = x.view(b, c, 2, 2, 2, 2, 2, g, h // 2, w // 2).permute(0, 1, 7, 2, 3, 4, 8, 5, 9, 6)
+            out = out.reshape(b, c, t, h, w)
+        return torch.cat((head, out), dim=2) if head is not None else out
+
+    def encode_latent(self, z: Tensor) -> Tensor:
+        """VAE latent (B, C, T', H', W') -> packed diffusion latent (B, C', F, H', W')."""
+        return self.pack(self.analysis(z))
+
+    def decode_latent(self, packed: Tensor) -> Tensor:
+        """Packed diffusion latent -> VAE latent with dropped coefficients zero (decoder input)."""
+        return self.synthesis(self.unpack(packed))
+
+    def extra_repr(self) -> str:
+        return (
+            f"latent_channels={self.latent_channels}, mask={self.config.mask!r}, kept={self.kept_count}"
+            f"/{BANDS * self.latent_channels}, adaptive={self.config.adaptive}, causal={self.config.causal}"
+        )
