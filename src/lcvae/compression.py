@@ -129,7 +129,7 @@ def reference_mask(latent_channels: int) -> list[int]:
 
 
 def validate_indices(indices: list[int], latent_channels: int) -> list[int]:
-    """Check a kept-index list (sorted, unique, in [0, 32C), count a positive multiple of 32)."""
+    """Check a kept-index list: sorted, unique, in [0, 32C), count a positive multiple of 32 (so it packs)."""
     total = BANDS * latent_channels
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
         raise ValueError("kept indices must be integers")
@@ -167,6 +167,15 @@ def load_mask_json(path: str | Path, latent_channels: int) -> list[int]:
         raise ValueError(f"{path}: {err}") from None
 
 
+def _packed_channels(kept: int) -> int:
+    if kept % BANDS:
+        raise ValueError(
+            f"packing needs a kept count that is a multiple of {BANDS}, got {kept} (e.g. an odd latent "
+            f"channel count with a 50 % mask); use an even latent_channels or a custom mask"
+        )
+    return kept // BANDS
+
+
 # ---------------------------------------------------------------- config
 
 
@@ -199,12 +208,13 @@ class CompressionConfig:
             )
         if (self.mask == "custom") != (self.kept_indices is not None):
             raise ValueError("kept_indices is required with mask='custom' and only allowed with it")
-        kept = self.resolved_indices()  # validates
-        packed = len(kept) // BANDS
+        self.resolved_indices()  # validates
         for name in ("latent_mean", "latent_std"):
             stats = getattr(self, name)
-            if stats is not None and len(stats) != packed:
-                raise ValueError(f"{name} needs one value per packed channel ({packed}), got {len(stats)}")
+            if stats is not None and len(stats) != self.packed_channels:
+                raise ValueError(
+                    f"{name} needs one value per packed channel ({self.packed_channels}), got {len(stats)}"
+                )
         if (self.latent_mean is None) != (self.latent_std is None):
             raise ValueError("set latent_mean and latent_std together")
         if self.latent_std is not None and min(self.latent_std) <= 0:
@@ -217,12 +227,13 @@ class CompressionConfig:
             return validate_indices(list(self.kept_indices), c)
         if self.mask == "reference":
             return reference_mask(c)
-        return validate_indices(block_mask(c, _MASK_BLOCKS[self.mask]), c)
+        # Named block masks of an odd C keep 16C (or 8C) channels: fine for training, unpackable.
+        return block_mask(c, _MASK_BLOCKS[self.mask])
 
     @property
     def packed_channels(self) -> int:
-        """C', the channel count diffusion sees."""
-        return len(self.resolved_indices()) // BANDS
+        """C', the channel count diffusion sees (K / 32); an error when K does not pack."""
+        return _packed_channels(len(self.resolved_indices()))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -291,10 +302,9 @@ class LatentCompressor(nn.Module):
         self.register_buffer(
             "temporal_projection", t_signs.t() @ (leaf[..., 0].unsqueeze(-1) * t_signs) / GROUP_FRAMES, persistent=False
         )
-        mean = torch.tensor(config.latent_mean) if config.latent_mean is not None else torch.zeros(len(kept) // BANDS)
-        std = torch.tensor(config.latent_std) if config.latent_std is not None else torch.ones(len(kept) // BANDS)
-        self.register_buffer("packed_mean", mean.view(1, -1, 1, 1, 1), persistent=False)
-        self.register_buffer("packed_std", std.view(1, -1, 1, 1, 1), persistent=False)
+        if config.latent_mean is not None:
+            self.register_buffer("packed_mean", torch.tensor(config.latent_mean).view(1, -1, 1, 1, 1), persistent=False)
+            self.register_buffer("packed_std", torch.tensor(config.latent_std).view(1, -1, 1, 1, 1), persistent=False)
         self.last_selection: Tensor | None = None
 
     # -------------------------------------------------------- properties
@@ -315,7 +325,7 @@ class LatentCompressor(nn.Module):
     @property
     def packed_channels(self) -> int:
         """C' = K / 32, the channel count of the packed (diffusion) latent."""
-        return self.kept_count // BANDS
+        return _packed_channels(self.kept_count)
 
     @property
     def head_frames(self) -> int:
