@@ -1,0 +1,170 @@
+"""Small helpers for one-process-per-GPU training under ``torchrun`` (SPEC §5: DDP).
+
+``init_distributed`` reads the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+MASTER_PORT). Without WORLD_SIZE it returns a single-process setup and creates no process group, so
+the same recipe runs as ``python -m ...`` on a laptop. Backend: nccl when CUDA is available, gloo
+otherwise. Every other helper works whether or not a process group exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import zlib
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "cleanup_distributed",
+    "is_distributed",
+    "get_rank",
+    "get_world_size",
+    "is_main",
+    "barrier",
+    "all_reduce_mean",
+    "setup_logging",
+    "seed_everything",
+]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    return get_rank() == 0
+
+
+def _env_int(name: str) -> int:
+    raw = os.environ[name]
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from err
+
+
+def init_distributed(backend: str | None = None) -> DistInfo:
+    """Join the torchrun process group (or set up a single process) and pick this rank's device."""
+    if "WORLD_SIZE" not in os.environ:
+        device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+        return DistInfo(rank=0, world_size=1, local_rank=0, device=device)
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise ValueError(f"WORLD_SIZE is set but {missing} are not; launch with torchrun (it sets all of them)")
+    rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
+    local_rank = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if not is_distributed():
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size)
+    logger.info("rank %d/%d (local %d) on %s, backend %s", rank, world_size, local_rank, device, backend)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def cleanup_distributed() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def _collective_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    if not is_distributed():
+        return
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()
+
+
+def all_reduce_mean(values: Mapping[str, float | torch.Tensor]) -> dict[str, float]:
+    """Mean over ranks of a dict of scalars (e.g. losses for logging). All ranks must pass the same
+    keys; a mismatch is detected (one extra tiny collective) and raises instead of mixing values."""
+    keys = sorted(values)
+    local = [float(values[k].detach()) if isinstance(values[k], torch.Tensor) else float(values[k]) for k in keys]
+    if not is_distributed():
+        return dict(zip(keys, local))
+    device = _collective_device()
+    signature = float(zlib.crc32("\0".join(keys).encode("utf-8")))
+    check = torch.tensor([signature, -signature], dtype=torch.float64, device=device)
+    dist.all_reduce(check, op=dist.ReduceOp.MAX)
+    if check[0].item() != -check[1].item():
+        raise ValueError(f"all_reduce_mean: ranks passed different keys (rank {get_rank()} has {keys})")
+    packed = torch.tensor(local, dtype=torch.float64, device=device)
+    dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+    packed /= get_world_size()
+    return dict(zip(keys, packed.tolist()))
+
+
+class _RankFilter(logging.Filter):
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.rank = rank
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.rank = self.rank
+        return True
+
+
+def setup_logging(level: int = logging.INFO, rank: int | None = None) -> None:
+    """Configure the root logger for a recipe: ``level`` on rank 0, warnings and errors elsewhere,
+    each line tagged with its rank."""
+    rank = get_rank() if rank is None else rank
+    handler = logging.StreamHandler()
+    handler.addFilter(_RankFilter(rank))
+    handler.setFormatter(logging.Formatter("%(asctime)s [rank %(rank)d] %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level if rank == 0 else max(level, logging.WARNING))
+
+
+def seed_everything(seed: int, rank: int | None = None) -> int:
+    """Seed Python, numpy and torch (CPU and all CUDA devices) with ``seed + rank`` so that ranks draw
+    different data augmentations and noise; returns the seed used."""
+    rank = get_rank() if rank is None else rank
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    per_rank = seed + rank
+    random.seed(per_rank)
+    np.random.seed(per_rank % 2**32)
+    torch.manual_seed(per_rank)
+    return per_rank
