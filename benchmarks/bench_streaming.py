@@ -1,0 +1,83 @@
+"""Chunked (streaming) vs whole-video causal inference: peak memory and time, as JSON.
+
+Each measurement runs in a fresh subprocess so peak RSS belongs to that case alone. The streaming
+path encodes and decodes chunk by chunk and drops decoded frames as a writer would; the whole path
+holds every activation of the clip. Peak memory is reported above the process's resident size
+just before inference (model and input already allocated).
+
+    python benchmarks/bench_streaming.py [--size 128] [--frames 33 65 129]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+CASE = r"""
+import json, resource, sys, time, torch
+from lcvae.models.autoencoder import WFVAE
+from lcvae.models.wfvae import WFVAEConfig
+torch.set_num_threads(2)
+frames, size, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+torch.manual_seed(0)
+model = WFVAE(WFVAEConfig(base_channels=32, encoder_energy_flow=16, decoder_energy_flow=16, latent_channels=4)).eval()
+x = torch.randn(1, 3, frames, size, size)
+def rss_kb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4
+with torch.no_grad():
+    model.decode(model.encode(x[:, :, :5]).mode())  # warm up kernels
+    base = rss_kb()
+    times = []
+    for _ in range(int(sys.argv[4])):  # the minimum over repeats is robust to a busy machine
+        t0 = time.perf_counter()
+        if mode == "whole":
+            y = model.decode(model.encode(x).mode())
+            n = y.shape[2]
+            del y
+        else:
+            z = torch.cat([o.moments[:, :4] for o in model.iter_encode(x, 16)], dim=2)
+            n = sum(piece.shape[2] for piece in model.iter_decode(z, 4))
+        times.append(time.perf_counter() - t0)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"frames_out": n, "seconds": min(times), "peak_mb": (peak - base) / 1024}))
+"""
+
+
+def run(frames: int, size: int, mode: str, repeats: int) -> dict:
+    cmd = [sys.executable, "-c", CASE, str(frames), str(size), mode, str(repeats)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--frames", type=int, nargs="+", default=[33, 65, 129])
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    rows = []
+    for frames in args.frames:
+        whole, chunked = run(frames, args.size, "whole", args.repeats), run(frames, args.size, "chunked", args.repeats)
+        rows.append({
+            "frames": frames,
+            "whole_s": round(whole["seconds"], 3),
+            "chunked_s": round(chunked["seconds"], 3),
+            "time_ratio_chunked_over_whole": round(chunked["seconds"] / whole["seconds"], 3),
+            "whole_peak_mb": round(whole["peak_mb"], 1),
+            "chunked_peak_mb": round(chunked["peak_mb"], 1),
+        })
+    peaks = [r["chunked_peak_mb"] for r in rows]
+    summary = {
+        "preset": "tiny causal WF-VAE (B=32)", "size": args.size, "chunks": "encoder 16 frames, decoder 4 latent frames", "rows": rows,
+        "chunked_peak_spread": round(max(peaks) / min(peaks) - 1, 3),
+        "max_time_ratio": max(r["time_ratio_chunked_over_whole"] for r in rows),
+    }
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
