@@ -1,0 +1,158 @@
+"""Saving and loading models: our pretrained folders, the official WF-VAE folder, reference .ckpt files.
+
+Our folder: ``config.json`` ({"format": "lcvae", "config": LCVAEConfig}) + ``model.safetensors``.
+Official WF-VAE-L: a diffusers-style folder, ``config.json`` (``_class_name: WFVAEModel``) +
+``diffusion_pytorch_model.safetensors`` whose names match our backbone; the fixed Haar filters it
+also stores are constants (exact values are computed instead) and are ignored.
+Reference LC-VAE training checkpoints: ``.ckpt`` with ``ema_state_dict`` (names prefixed ``module.``),
+read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from lcvae.models.lcvae import LCVAE, LCVAEConfig
+from lcvae.models.presets import PRESETS, get_preset
+from lcvae.models.wfvae import WFVAEConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+OFFICIAL_WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_pretrained(model: LCVAE, folder: str | Path) -> Path:
+    """Write config.json and model.safetensors (atomically) to ``folder``."""
+    folder = Path(folder)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p))
+    text = json.dumps({"format": "lcvae", "config": model.config.to_dict()}, indent=2)
+    _atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(text))
+    return folder
+
+
+def load_config(source: str | Path) -> LCVAEConfig:
+    """A preset name, our folder, or the official WF-VAE folder -> LCVAEConfig."""
+    if isinstance(source, str) and source in PRESETS:
+        return get_preset(source)
+    path = Path(source)
+    cfg_file = path / CONFIG_NAME if path.is_dir() else path
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{source!r} is neither a preset ({', '.join(PRESETS)}) nor a folder with {CONFIG_NAME}")
+    raw = json.loads(cfg_file.read_text())
+    if raw.get("format") == "lcvae":
+        return LCVAEConfig.from_dict(raw["config"])
+    if raw.get("_class_name") == "WFVAEModel":
+        return LCVAEConfig(backbone=official_config(raw))
+    raise ValueError(f"{cfg_file}: not an lcvae config nor an official WF-VAE config (no 'format' or '_class_name')")
+
+
+def official_config(raw: dict) -> WFVAEConfig:
+    """Translate the official WF-VAE config.json; reject variants this backbone does not implement."""
+    expected = {
+        "attention_type": "AttnBlock3DFix",
+        "t_interpolation": "trilinear",
+        "l1_dowmsample_block": "Downsample",
+        "l1_downsample_wavelet": "HaarWaveletTransform2D",
+        "l2_dowmsample_block": "Spatial2xTime2x3DDownsample",
+        "l2_downsample_wavelet": "HaarWaveletTransform3D",
+        "l1_upsample_block": "Upsample",
+        "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
+        "l2_upsample_block": "Spatial2xTime2x3DUpsample",
+        "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
+    }
+    for key, value in expected.items():
+        if raw.get(key, value) != value:
+            raise ValueError(f"official config has {key}={raw[key]!r}; only {value!r} is implemented")
+    return WFVAEConfig(
+        base_channels=raw.get("base_channels", 128),
+        encoder_energy_flow=raw.get("encoder_energy_flow_hidden_size", 64),
+        decoder_energy_flow=raw.get("decoder_energy_flow_hidden_size", 128),
+        latent_channels=raw.get("latent_dim", 8),
+        encoder_num_resblocks=raw.get("encoder_num_resblocks", 2),
+        decoder_num_resblocks=raw.get("decoder_num_resblocks", 2),
+        connect_res_layers=raw.get("connect_res_layer_num", 1),
+        norm=raw.get("norm_type", "groupnorm"),
+        attention=raw.get("use_attention", True),
+        causal=True,
+        dropout=raw.get("dropout", 0.0),
+    )
+
+
+def load_backbone_state(model: LCVAE, state: dict[str, Tensor], source: str) -> None:
+    """Load backbone weights (names ``encoder.*`` / ``decoder.*``), ignoring stored Haar constants.
+
+    Any missing, unexpected or differently shaped tensor is an error that names them.
+    """
+    state = {k: v for k, v in state.items() if "wavelet_transform" not in k}
+    own = model.backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        lines = [f"{source} does not match this model configuration:"]
+        for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if items:
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
+        lines.append("  pick the preset (or --config) that matches the checkpoint; `lcvae info --list` lists them")
+        raise ValueError("\n".join(lines))
+    model.backbone.load_state_dict(state, strict=True)
+
+
+def from_pretrained(source: str | Path, config: LCVAEConfig | None = None) -> LCVAE:
+    """Our folder, the official WF-VAE folder, or a reference .ckpt (needs ``config``, e.g. a preset)."""
+    path = Path(source)
+    if path.is_file() and path.suffix == ".ckpt":
+        if config is None:
+            raise ValueError("a reference .ckpt stores no configuration: pass config= (e.g. get_preset('lcvae-chn8'))")
+        return import_reference_ckpt(path, config)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{source}: no such folder or .ckpt file")
+    config = config or load_config(path)
+    model = LCVAE(config)
+    if (path / WEIGHTS_NAME).is_file():
+        state = load_file(path / WEIGHTS_NAME)
+        backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+        load_backbone_state(model, backbone, str(path / WEIGHTS_NAME))
+    elif (path / OFFICIAL_WEIGHTS).is_file():
+        load_backbone_state(model, load_file(path / OFFICIAL_WEIGHTS), str(path / OFFICIAL_WEIGHTS))
+    else:
+        raise FileNotFoundError(f"{path}: no {WEIGHTS_NAME} or {OFFICIAL_WEIGHTS}")
+    return model
+
+
+def import_reference_ckpt(path: str | Path, config: LCVAEConfig) -> LCVAE:
+    """Reference LC-VAE ``.ckpt`` -> LCVAE: EMA weights when present, else the generator weights."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling of non-tensor objects is refused by weights_only
+        raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True): {err}") from err
+    if isinstance(ckpt.get("ema_state_dict"), dict) and ckpt["ema_state_dict"]:
+        state = ckpt["ema_state_dict"]
+    elif isinstance(ckpt.get("state_dict"), dict):
+        state = ckpt["state_dict"].get("gen_model", ckpt["state_dict"])
+    else:
+        raise ValueError(f"{path}: no 'ema_state_dict' or 'state_dict' entry (keys: {sorted(ckpt)[:10]})")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = LCVAE(config)
+    load_backbone_state(model, state, str(path))
+    return model

@@ -1,0 +1,177 @@
+"""LC-VAE: a video VAE backbone with the latent compressor between encoder and decoder.
+
+    video -> encoder -> posterior -> z (sample when training, mode at inference)
+          -> Multi-WT -> keep mask -> Multi-IWT -> decoder -> video
+
+The KL term is on the full posterior. Diffusion sees only the kept coefficients, packed into a
+video-shaped latent with half the backbone's channels (``diffusion_latent``); ``decode_latent``
+zero-pads the dropped coefficients, inverts the transform and decodes. With ``compression=None``
+the model is a plain backbone and the diffusion latent is z itself.
+
+Per-channel statistics of the diffusion latent (``latent_mean`` / ``latent_std``, measured over a
+dataset by ``lcvae latent-stats``) normalise it on the way out and are undone on the way in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from lcvae.compression import Coefficients, CompressionConfig, LatentCompressor
+from lcvae.models.autoencoder import WFVAE, DiagonalGaussian, check_frames, check_size
+from lcvae.models.wfvae import WFVAEConfig
+from lcvae.utils import suggest
+
+
+@dataclass
+class LCVAEConfig:
+    backbone: WFVAEConfig = field(default_factory=WFVAEConfig)
+    compression: CompressionConfig | None = None
+    latent_mean: list[float] | None = None  # per channel of the diffusion latent
+    latent_std: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.compression is not None and self.compression.latent_channels != self.backbone.latent_channels:
+            raise ValueError(
+                f"compression.latent_channels ({self.compression.latent_channels}) must equal the backbone's "
+                f"latent_channels ({self.backbone.latent_channels})"
+            )
+        if self.compression is not None and self.compression.causal != self.backbone.causal:
+            raise ValueError("compression.causal must match backbone.causal (the first latent frame rule)")
+        if (self.latent_mean is None) != (self.latent_std is None):
+            raise ValueError("set both latent_mean and latent_std, or neither")
+
+    def to_dict(self) -> dict:
+        return {
+            "backbone": self.backbone.to_dict(),
+            "compression": None if self.compression is None else self.compression.to_dict(),
+            "latent_mean": self.latent_mean,
+            "latent_std": self.latent_std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LCVAEConfig":
+        known = ["backbone", "compression", "latent_mean", "latent_std"]
+        for key in d:
+            if key not in known:
+                raise ValueError(f"unknown LCVAEConfig key {key!r}{suggest(key, known)}")
+        comp = d.get("compression")
+        return cls(
+            backbone=WFVAEConfig.from_dict(d.get("backbone", {})),
+            compression=None if comp is None else CompressionConfig.from_dict(comp),
+            latent_mean=d.get("latent_mean"),
+            latent_std=d.get("latent_std"),
+        )
+
+    @property
+    def diffusion_channels(self) -> int:
+        if self.compression is None:
+            return self.backbone.latent_channels
+        return self.compression.packed_channels
+
+    @property
+    def frame_multiple(self) -> int:
+        """Video frames per latent group: 4 (backbone) or 32 (8 latent frames per Multi-WT group)."""
+        return 4 if self.compression is None else 32
+
+
+@dataclass
+class LCVAEOutput:
+    reconstruction: Tensor  # (B, 3, T, H, W), unclamped
+    posterior: DiagonalGaussian
+    z: Tensor  # the latent fed to the compressor (sample or mode of the posterior)
+    coefficients: Coefficients | None  # masked Multi-WT coefficients (None without compression)
+    z_hat: Tensor  # the latent the decoder saw
+    encoder_flow: tuple[Tensor, Tensor]  # (w2, w3) energy-flow coefficients, for the wavelet loss
+    decoder_flow: tuple[Tensor, Tensor]
+
+
+class LCVAE(nn.Module):
+    """Backbone + latent compressor. Inputs are videos (B, 3, T, H, W) with values in [-1, 1]."""
+
+    def __init__(self, config: LCVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = WFVAE(config.backbone)
+        self.compressor = LatentCompressor(config.compression) if config.compression is not None else None
+        mean = torch.tensor(config.latent_mean or [0.0] * config.diffusion_channels).view(1, -1, 1, 1, 1)
+        std = torch.tensor(config.latent_std or [1.0] * config.diffusion_channels).view(1, -1, 1, 1, 1)
+        if mean.shape[1] != config.diffusion_channels or std.shape[1] != config.diffusion_channels:
+            raise ValueError(f"latent_mean/latent_std need {config.diffusion_channels} values (one per diffusion channel)")
+        self.register_buffer("latent_mean", mean, persistent=False)
+        self.register_buffer("latent_std", std, persistent=False)
+
+    # -- rules and shapes ---------------------------------------------------------------------
+    @property
+    def causal(self) -> bool:
+        return self.config.backbone.causal
+
+    def check_input(self, x: Tensor) -> None:
+        if x.dim() != 5 or x.shape[1] != 3:
+            raise ValueError(f"expected a video (B, 3, T, H, W), got shape {tuple(x.shape)}")
+        check_frames(x.shape[2], self.causal, self.config.frame_multiple)
+        check_size(x.shape[3], x.shape[4], 8 if self.compressor is None else 16)
+
+    def diffusion_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C', F, h, w) of the diffusion latent for a video of the given size (checked)."""
+        check_frames(frames, self.causal, self.config.frame_multiple)
+        check_size(height, width, 8 if self.compressor is None else 16)
+        t = self.backbone.latent_frames(frames)
+        if self.compressor is not None:
+            t = (t - 1) + 2 if self.causal else t  # causal: the image frame becomes 2 pseudo-frames
+        return (self.config.diffusion_channels, t, height // 8, width // 8)
+
+    @property
+    def last_layer(self) -> Tensor:
+        return self.backbone.last_layer
+
+    # -- the training path --------------------------------------------------------------------
+    def compress(self, z: Tensor) -> tuple[Tensor, Coefficients | None]:
+        """z -> z_hat through Multi-WT, mask and Multi-IWT (identity without compression)."""
+        if self.compressor is None:
+            return z, None
+        coeffs = self.compressor.mask(self.compressor.analysis(z))
+        return self.compressor.synthesis(coeffs), coeffs
+
+    def forward(self, x: Tensor, sample_posterior: bool = True, generator: torch.Generator | None = None) -> LCVAEOutput:
+        self.check_input(x)
+        enc = self.backbone.encoder(x)
+        posterior = DiagonalGaussian(enc.moments)
+        z = posterior.sample(generator) if sample_posterior else posterior.mode()
+        z_hat, coeffs = self.compress(z)
+        dec = self.backbone.decoder(z_hat)
+        return LCVAEOutput(dec.sample, posterior, z, coeffs, z_hat, (enc.w2, enc.w3), (dec.w2, dec.w3))
+
+    # -- inference ----------------------------------------------------------------------------
+    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None) -> DiagonalGaussian:
+        """Posterior; ``chunk`` streams frames (causal models), ``tile`` cuts frames into tiles."""
+        self.check_input(x)
+        return self.backbone.encode(x, chunk, tile=tile)
+
+    def reconstruct(
+        self, x: Tensor, chunk: int | None = None, decode_chunk: int | None = None, tile: int | None = None
+    ) -> Tensor:
+        """Posterior mode through the compressor and back: (B, 3, T, H, W), unclamped."""
+        z_hat, _ = self.compress(self.encode(x, chunk, tile).mode())
+        return self.backbone.decode(z_hat, decode_chunk, tile=None if tile is None else tile // 8)
+
+    def diffusion_latent(self, x: Tensor, sample: bool = False, chunk: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Video -> normalised diffusion latent (B, C', F, h, w): the packed kept coefficients."""
+        posterior = self.encode(x, chunk)
+        z = posterior.sample(generator) if sample else posterior.mode()
+        return self.latent_to_diffusion(z)
+
+    def latent_to_diffusion(self, z: Tensor) -> Tensor:
+        packed = z if self.compressor is None else self.compressor.pack(self.compressor.analysis(z))
+        return (packed - self.latent_mean.to(packed)) / self.latent_std.to(packed)
+
+    def diffusion_to_latent(self, x: Tensor) -> Tensor:
+        """Normalised diffusion latent -> backbone latent z_hat (dropped coefficients zero)."""
+        packed = x * self.latent_std.to(x) + self.latent_mean.to(x)
+        return packed if self.compressor is None else self.compressor.synthesis(self.compressor.unpack(packed))
+
+    def decode_latent(self, x: Tensor, chunk: int | None = None) -> Tensor:
+        """Diffusion latent -> video (B, 3, T, H, W)."""
+        return self.backbone.decode(self.diffusion_to_latent(x), chunk)
