@@ -26,7 +26,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
@@ -85,23 +84,35 @@ def ssim(x: Tensor, y: Tensor) -> Tensor:
     bsz, t, c, h, w = a.shape
     if min(h, w) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}×{SSIM_WINDOW}, got {h}×{w}")
-    g = gaussian_window().to(a.device)
-    # (B, T, 3, H, W) -> (B*T*3, 1, H, W): every channel of every frame is its own image
-    a = a.reshape(-1, 1, h, w)
-    b = b.reshape(-1, 1, h, w)
-
-    def blur(v: Tensor) -> Tensor:  # separable valid filter: rows, then columns
-        v = F.conv2d(v, g.view(1, 1, 1, -1))
-        return F.conv2d(v, g.view(1, 1, -1, 1))
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
+    # (B, T, 3, H, W) -> (B*T*3, H, W): every channel of every frame is its own image
+    a = a.reshape(-1, h, w)
+    b = b.reshape(-1, h, w)
+    mu_a, mu_b, e_aa, e_bb, e_ab = _blur_valid(torch.stack([a, b, a * a, b * b, a * b]))
+    var_a = e_aa - mu_a**2
+    var_b = e_bb - mu_b**2
+    cov = e_ab - mu_a * mu_b
     num = (2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)
     den = (mu_a**2 + mu_b**2 + SSIM_C1) * (var_a + var_b + SSIM_C2)
-    per_image = (num / den).mean(dim=(1, 2, 3))  # (B*T*3,)
+    per_image = (num / den).mean(dim=(1, 2))  # (B*T*3,)
     return per_image.view(bsz, t * c).mean(dim=1)
+
+
+def _blur_valid(v: Tensor) -> Tensor:
+    """Separable Gaussian filter over the last two dims, 'valid' (output shrinks by 10 per dim).
+
+    Written as 11 shifted multiply-adds per axis: float64 conv2d with one input channel runs
+    several times slower on CPU (benchmarks/bench_metrics.py compares with skimage).
+    """
+    g = gaussian_window().tolist()
+    n = len(g)
+    w_out, h_out = v.shape[-1] - n + 1, v.shape[-2] - n + 1
+    rows = v[..., 0:w_out] * g[0]
+    for k in range(1, n):
+        rows.add_(v[..., k:k + w_out], alpha=g[k])
+    out = rows[..., 0:h_out, :] * g[0]
+    for k in range(1, n):
+        out.add_(rows[..., k:k + h_out, :], alpha=g[k])
+    return out
 
 
 class FeatureStats:
