@@ -346,8 +346,8 @@ class LatentCompressor(nn.Module):
 
     # -------------------------------------------------------- checks
 
-    def _check_latent(self, z: Tensor) -> int:
-        """Validate a latent; returns G."""
+    def _check_latent(self, z: Tensor) -> None:
+        """Validate a latent's channels, frame rule and grid."""
         if z.dim() != 5 or z.shape[1] != self.latent_channels:
             raise ValueError(
                 f"expected a latent (B, {self.latent_channels}, T', H', W'), got shape {tuple(z.shape)}"
@@ -366,7 +366,6 @@ class LatentCompressor(nn.Module):
             raise ValueError(f"latent compression needs T' = 8G latent frames (groups of 8), got {t}; use {options}")
         if h % 2 or w % 2:
             raise ValueError(f"latent height and width must be even, got {h}x{w}; use {h + h % 2}x{w + w % 2}")
-        return (t - int(self.config.causal)) // GROUP_FRAMES
 
     def _split_head(self, z: Tensor) -> tuple[Tensor | None, Tensor]:
         self._check_latent(z)
