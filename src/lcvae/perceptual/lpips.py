@@ -197,8 +197,8 @@ class LPIPS(nn.Module):
 
     def load_heads(self, state: dict[str, Tensor]) -> None:
         """Load the lpips package's head file (keys ``lin{l}.model.1.weight``)."""
-        heads = {f"{l}.weight": state[f"lin{l}.model.1.weight"]
-                 for l in range(len(self.heads)) if f"lin{l}.model.1.weight" in state}
+        heads = {f"{i}.weight": state[f"lin{i}.model.1.weight"]
+                 for i in range(len(self.heads)) if f"lin{i}.model.1.weight" in state}
         _load_strict(self.heads, heads, "LPIPS linear heads")
 
 
