@@ -240,8 +240,9 @@ class GaussianDiffusion:
         spacing = spacing or ("linspace" if method == "ddpm" else "leading")
         if spacing not in SPACINGS:
             raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
-        if not 1 <= steps <= self.num_timesteps:
-            raise ValueError(f"steps must be in [1, {self.num_timesteps}], got {steps}")
+        if not 2 <= steps <= self.num_timesteps:
+            # one step would be a single denoising call at t = 0 on pure noise
+            raise ValueError(f"steps must be in [2, {self.num_timesteps}], got {steps}")
         try:
             from diffusers import DDIMScheduler, DDPMScheduler
         except ImportError as err:  # pragma: no cover - depends on the environment
@@ -298,6 +299,7 @@ class GaussianDiffusion:
         fn: the denoiser (see `model_fn`). method "ddpm" (ancestral, learned variance) or "ddim"
         (eta = 0 deterministic). Randomness: `noise` (the start x_T) or randn from `generator`;
         DDPM step noise also comes from `generator`, which must live on `device` or the CPU.
+        Put the model in eval mode first (label dropout is a training-mode behaviour).
         """
         if method == "ddpm" and eta != 0.0:
             raise ValueError("eta applies to DDIM only; use method='ddim' or leave eta=0")
