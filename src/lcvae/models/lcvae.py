@@ -76,6 +76,25 @@ class LCVAEConfig:
         """Video frames per latent group: 4 (backbone) or 32 (8 latent frames per Multi-WT group)."""
         return 4 if self.compression is None else 32
 
+    @property
+    def size_multiple(self) -> int:
+        """Frame height/width multiple: 8, or 16 with compression (the latent must halve once more)."""
+        return 8 if self.compression is None else 16
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, T', h, w) of the backbone latent for a video of the given size (checked)."""
+        check_frames(frames, self.backbone.causal, self.frame_multiple)
+        check_size(height, width, self.size_multiple)
+        t = (frames - 1) // 4 + 1 if self.backbone.causal else frames // 4
+        return (self.backbone.latent_channels, t, height // 8, width // 8)
+
+    def diffusion_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C', F, h, w) of the diffusion latent; causal compression turns the image frame into 2 frames."""
+        _, t, h, w = self.latent_shape(frames, height, width)
+        if self.compression is not None and self.backbone.causal:
+            t += 1
+        return (self.diffusion_channels, t, h, w)
+
 
 @dataclass
 class LCVAEOutput:
@@ -112,16 +131,11 @@ class LCVAE(nn.Module):
         if x.dim() != 5 or x.shape[1] != 3:
             raise ValueError(f"expected a video (B, 3, T, H, W), got shape {tuple(x.shape)}")
         check_frames(x.shape[2], self.causal, self.config.frame_multiple)
-        check_size(x.shape[3], x.shape[4], 8 if self.compressor is None else 16)
+        check_size(x.shape[3], x.shape[4], self.config.size_multiple)
 
     def diffusion_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C', F, h, w) of the diffusion latent for a video of the given size (checked)."""
-        check_frames(frames, self.causal, self.config.frame_multiple)
-        check_size(height, width, 8 if self.compressor is None else 16)
-        t = self.backbone.latent_frames(frames)
-        if self.compressor is not None:
-            t = (t - 1) + 2 if self.causal else t  # causal: the image frame becomes 2 pseudo-frames
-        return (self.config.diffusion_channels, t, height // 8, width // 8)
+        return self.config.diffusion_shape(frames, height, width)
 
     @property
     def last_layer(self) -> Tensor:
