@@ -98,7 +98,7 @@ def test_reference_ckpt_with_arbitrary_objects_is_refused(tmp_path):
 
 
 def test_load_config_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither a preset"):
+    with pytest.raises(FileNotFoundError, match="neither a folder"):
         load_config(str(tmp_path / "nothing"))
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="not an lcvae config"):

@@ -22,6 +22,7 @@ from torch import Tensor
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import PRESETS, get_preset
 from lcvae.models.wfvae import WFVAEConfig
+from lcvae.utils import suggest
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -57,7 +58,9 @@ def load_config(source: str | Path) -> LCVAEConfig:
     path = Path(source)
     cfg_file = path / CONFIG_NAME if path.is_dir() else path
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"{source!r} is neither a preset ({', '.join(PRESETS)}) nor a folder with {CONFIG_NAME}")
+        raise FileNotFoundError(
+            f"{str(source)!r} is neither a folder with {CONFIG_NAME} nor a preset{suggest(str(source), list(PRESETS))}"
+        )
     raw = json.loads(cfg_file.read_text())
     if raw.get("format") == "lcvae":
         return LCVAEConfig.from_dict(raw["config"])
