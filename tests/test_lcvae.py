@@ -18,7 +18,7 @@ def tiny() -> LCVAE:
 
 def test_training_forward_has_named_outputs_and_kl_on_full_posterior(tiny):
     x = torch.randn(2, 3, 33, 32, 32)
-    out = tiny(x, generator=torch.Generator().manual_seed(0))
+    out = tiny(x, generator=torch.Generator().manual_seed(0), return_coefficients=True)
     assert out.reconstruction.shape == x.shape
     assert out.posterior.mean.shape == (2, 8, 9, 4, 4)  # all 8 channels, before compression
     assert out.coefficients.groups.shape == (2, 256, 1, 2, 2) and out.coefficients.head.shape == (2, 8, 1, 4, 4)
@@ -26,6 +26,8 @@ def test_training_forward_has_named_outputs_and_kl_on_full_posterior(tiny):
     assert torch.allclose(tiny.compressor(out.z), out.z_hat, atol=1e-6)
     assert not torch.allclose(out.z, out.z_hat, atol=1e-3)
     assert out.posterior.kl().shape == (2,)
+    fast = tiny(x, generator=torch.Generator().manual_seed(0))  # fused projection, same result
+    assert fast.coefficients is None and torch.allclose(fast.reconstruction, out.reconstruction, atol=1e-5)
 
 
 def test_without_compression_it_is_the_plain_backbone():
@@ -47,8 +49,6 @@ def test_decoding_the_diffusion_latent_equals_reconstruction(tiny):
 
 
 def test_diffusion_latent_has_the_size_of_a_half_width_wfvae_latent():
-    with torch.device("meta"):
-        pass
     model_cfg = get_preset("lcvae-chn8")
     assert model_cfg.diffusion_channels == 8
     # "Chn 8" gives diffusion (8, 8, 32, 32) for 32 frames at 256^2: the size of an 8-channel WF-VAE latent
@@ -56,6 +56,13 @@ def test_diffusion_latent_has_the_size_of_a_half_width_wfvae_latent():
                               compression=get_preset("lcvae-tiny-noncausal").compression)).diffusion_shape(32, 256, 256)
     assert shape == (4, 8, 32, 32)
     assert LCVAE(get_preset("lcvae-tiny")).diffusion_shape(65, 64, 64) == (4, 2 + 16, 8, 8)
+    keep25 = LCVAEConfig(backbone=get_preset("lcvae-tiny").backbone,
+                         compression=CompressionConfig(latent_channels=8, mask="keep25", causal=True))
+    assert keep25.diffusion_shape(33, 64, 64) == (2, 4 + 8, 8, 8)  # the image frame fills C / C' = 4 frames
+    with torch.device("meta"):  # building on the meta device (for sizes) must work with compression too
+        assert LCVAE(keep25).compressor.packed_channels == 2
+    z = torch.randn(1, 8, 9, 8, 8)
+    assert LCVAE(keep25).latent_to_diffusion(z).shape == (1, 2, 12, 8, 8)
 
 
 def test_latent_statistics_normalise_and_invert(tiny):

@@ -186,7 +186,7 @@ class CompressionConfig:
     latent_channels: C of the VAE latent. mask: a named mask or "custom" (then kept_indices).
     adaptive: keep the top-K coefficient channels by batch energy instead of a fixed set (K from
     the mask). causal: T' = 1 + 8G, the first latent frame passes uncompressed.
-    latent_mean / latent_std: per-channel statistics (C' values) of the packed latent.
+    Normalisation statistics of the packed latent belong to the model (``LCVAEConfig``), not here.
     """
 
     latent_channels: int
@@ -194,8 +194,6 @@ class CompressionConfig:
     kept_indices: list[int] | None = None
     adaptive: bool = False
     causal: bool = False
-    latent_mean: list[float] | None = None
-    latent_std: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.latent_channels, int) or self.latent_channels < 1:
@@ -209,16 +207,6 @@ class CompressionConfig:
         if (self.mask == "custom") != (self.kept_indices is not None):
             raise ValueError("kept_indices is required with mask='custom' and only allowed with it")
         self.resolved_indices()  # validates
-        for name in ("latent_mean", "latent_std"):
-            stats = getattr(self, name)
-            if stats is not None and len(stats) != self.packed_channels:
-                raise ValueError(
-                    f"{name} needs one value per packed channel ({self.packed_channels}), got {len(stats)}"
-                )
-        if (self.latent_mean is None) != (self.latent_std is None):
-            raise ValueError("set latent_mean and latent_std together")
-        if self.latent_std is not None and min(self.latent_std) <= 0:
-            raise ValueError("latent_std values must be positive")
 
     def resolved_indices(self) -> list[int]:
         """The sorted kept coefficient channels this config means."""
@@ -284,6 +272,11 @@ class LatentCompressor(nn.Module):
     def __init__(self, config: CompressionConfig) -> None:
         super().__init__()
         self.config = config
+        with torch.device("cpu"):  # small constants derived from the config, even under a meta-device build
+            self._build_buffers(config)
+        self.last_selection: Tensor | None = None
+
+    def _build_buffers(self, config: CompressionConfig) -> None:
         c = config.latent_channels
         kept = config.resolved_indices()
         keep = torch.zeros(BANDS * c)
@@ -302,10 +295,6 @@ class LatentCompressor(nn.Module):
         self.register_buffer(
             "temporal_projection", t_signs.t() @ (leaf[..., 0].unsqueeze(-1) * t_signs) / GROUP_FRAMES, persistent=False
         )
-        if config.latent_mean is not None:
-            self.register_buffer("packed_mean", torch.tensor(config.latent_mean).view(1, -1, 1, 1, 1), persistent=False)
-            self.register_buffer("packed_std", torch.tensor(config.latent_std).view(1, -1, 1, 1, 1), persistent=False)
-        self.last_selection: Tensor | None = None
 
     # -------------------------------------------------------- properties
 
@@ -447,8 +436,6 @@ class LatentCompressor(nn.Module):
         if self.config.causal:
             head = coeffs.head.reshape(b, self.head_frames, cp, 2 * h2, 2 * w2).transpose(1, 2)
             x = torch.cat((head, x), dim=2)
-        if self.config.latent_mean is not None:
-            x = (x - self.packed_mean.to(x.dtype)) / self.packed_std.to(x.dtype)
         return x
 
     def unpack(self, x: Tensor) -> Coefficients:
@@ -462,8 +449,6 @@ class LatentCompressor(nn.Module):
         if f < nh + GROUP_FRAMES * (0 if nh else 1) or (f - nh) % GROUP_FRAMES or h % 2 or w % 2:
             rule = f"{nh} + 8G" if nh else "8G (G >= 1)"
             raise ValueError(f"packed latents have {rule} frames and even height/width, got {f}x{h}x{w}")
-        if self.config.latent_mean is not None:
-            x = x * self.packed_std.to(x.dtype) + self.packed_mean.to(x.dtype)
         head = None
         if nh:
             head = x[:, :, :nh].transpose(1, 2).reshape(b, self.latent_channels, 1, h, w)

@@ -89,10 +89,11 @@ class LCVAEConfig:
         return (self.backbone.latent_channels, t, height // 8, width // 8)
 
     def diffusion_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """(C', F, h, w) of the diffusion latent; causal compression turns the image frame into 2 frames."""
-        _, t, h, w = self.latent_shape(frames, height, width)
+        """(C', F, h, w) of the diffusion latent; causal compression spreads the image frame's C channels
+        over C / C' pseudo-frames (2 with a 50 % mask)."""
+        c, t, h, w = self.latent_shape(frames, height, width)
         if self.compression is not None and self.backbone.causal:
-            t += 1
+            t += c // self.diffusion_channels - 1
         return (self.diffusion_channels, t, h, w)
 
 
@@ -101,7 +102,7 @@ class LCVAEOutput:
     reconstruction: Tensor  # (B, 3, T, H, W), unclamped
     posterior: DiagonalGaussian
     z: Tensor  # the latent fed to the compressor (sample or mode of the posterior)
-    coefficients: Coefficients | None  # masked Multi-WT coefficients (None without compression)
+    coefficients: Coefficients | None  # masked Multi-WT coefficients, when asked for
     z_hat: Tensor  # the latent the decoder saw
     encoder_flow: tuple[Tensor, Tensor]  # (w2, w3) energy-flow coefficients, for the wavelet loss
     decoder_flow: tuple[Tensor, Tensor]
@@ -142,19 +143,28 @@ class LCVAE(nn.Module):
         return self.backbone.last_layer
 
     # -- the training path --------------------------------------------------------------------
-    def compress(self, z: Tensor) -> tuple[Tensor, Coefficients | None]:
-        """z -> z_hat through Multi-WT, mask and Multi-IWT (identity without compression)."""
+    def compress(self, z: Tensor, return_coefficients: bool = False) -> tuple[Tensor, Coefficients | None]:
+        """z -> z_hat through Multi-WT, mask and Multi-IWT (identity without compression).
+
+        The compressor's fused projection is used unless the masked coefficients are wanted too.
+        """
         if self.compressor is None:
             return z, None
+        if not return_coefficients:
+            return self.compressor(z), None
         coeffs = self.compressor.mask(self.compressor.analysis(z))
         return self.compressor.synthesis(coeffs), coeffs
 
-    def forward(self, x: Tensor, sample_posterior: bool = True, generator: torch.Generator | None = None) -> LCVAEOutput:
+    def forward(
+        self, x: Tensor, sample_posterior: bool = True, generator: torch.Generator | None = None,
+        return_coefficients: bool = False,
+    ) -> LCVAEOutput:
+        """The training path. ``coefficients`` is filled only when ``return_coefficients`` is set."""
         self.check_input(x)
         enc = self.backbone.encoder(x)
         posterior = DiagonalGaussian(enc.moments)
         z = posterior.sample(generator) if sample_posterior else posterior.mode()
-        z_hat, coeffs = self.compress(z)
+        z_hat, coeffs = self.compress(z, return_coefficients)
         dec = self.backbone.decoder(z_hat)
         return LCVAEOutput(dec.sample, posterior, z, coeffs, z_hat, (enc.w2, enc.w3), (dec.w2, dec.w3))
 

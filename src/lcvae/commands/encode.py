@@ -1,0 +1,26 @@
+"""lcvae encode: video file -> latent file."""
+
+from __future__ import annotations
+
+import argparse
+
+from lcvae.commands.common import add_model_args, run_options
+
+NAME = "encode"
+HELP = "video file -> latent file (safetensors)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--raw", action="store_true", help="store the backbone latent instead of the diffusion latent")
+    add_model_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lcvae.inference import encode_file, load_model
+
+    model = load_model(args.model, args.device, args.random_weights)
+    shape = encode_file(model, args.input, args.output, run_options(args), args.raw, args.start, args.frames, args.fit, args.trim)
+    print(f"wrote {args.output}: {'raw' if args.raw else 'diffusion'} latent {shape}")
+    return 0

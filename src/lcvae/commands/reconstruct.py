@@ -1,0 +1,27 @@
+"""lcvae reconstruct: encode and decode a video file."""
+
+from __future__ import annotations
+
+import argparse
+
+from lcvae.commands.common import add_model_args, run_options
+
+NAME = "reconstruct"
+HELP = "encode and decode a video file"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--side-by-side", action="store_true", help="write input and reconstruction side by side")
+    add_model_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lcvae.inference import load_model, reconstruct_file
+
+    model = load_model(args.model, args.device, args.random_weights)
+    stats = reconstruct_file(model, args.input, args.output, run_options(args), args.side_by_side,
+                             args.start, args.frames, args.fit, args.trim)
+    print(f"wrote {args.output}: {stats['frames']} frames {stats['width']}x{stats['height']}, PSNR {stats['psnr']:.2f} dB")
+    return 0
