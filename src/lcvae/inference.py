@@ -37,6 +37,7 @@ class RunOptions:
     chunk: int | None = None  # encoder chunk in frames (causal models)
     decode_chunk: int | None = None  # decoder chunk in latent frames
     tile: int | None = None  # spatial tile in pixels
+    lossless: bool = False  # write videos with lossless H.264 (libx264rgb, QP 0) instead of CRF 18
 
 
 def load_model(source: str, device: str = "cpu", random_weights: bool = False) -> LCVAE:
@@ -48,6 +49,15 @@ def load_model(source: str, device: str = "cpu", random_weights: bool = False) -
     else:
         model = from_pretrained(source)
     return model.to(device).eval()
+
+
+def save_video(path: str | Path, video: Tensor, fps: float, opts: RunOptions) -> None:
+    """(3, T, H, W) in [-1, 1] -> file; lossless when asked (for exact comparisons)."""
+    frames = to_uint8(video.float().clamp(-1, 1).cpu())
+    if opts.lossless:
+        write_video(path, frames, fps, codec="libx264rgb", pix_fmt="rgb24", qp=0)
+    else:
+        write_video(path, frames, fps)
 
 
 def autocast(opts: RunOptions):
@@ -102,7 +112,7 @@ def reconstruct_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOp
     y = y.clamp(-1, 1)
     mse = torch.mean(((y - x) / 2) ** 2).item()
     out = torch.cat([x, y], dim=-1) if side_by_side else y
-    write_video(dst, to_uint8(out[0]), fps)
+    save_video(dst, out[0], fps, opts)
     return {"frames": x.shape[2], "height": x.shape[3], "width": x.shape[4], "psnr": 10 * math.log10(1 / max(mse, 1e-10))}
 
 
@@ -133,7 +143,7 @@ def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
             video = model.decode_latent(z, opts.decode_chunk)
         else:
             video = model.backbone.decode(z, opts.decode_chunk)
-    write_video(dst, to_uint8(video.float().clamp(-1, 1).cpu()[0]), fps or float(meta.get("fps", 24)))
+    save_video(dst, video[0], fps or float(meta.get("fps", 24)), opts)
     return video.shape[2]
 
 

@@ -12,6 +12,7 @@ def add_model_args(p: argparse.ArgumentParser, video_in: bool = True) -> None:
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 runs under autocast")
     p.add_argument("--decode-chunk", type=int, help="decode this many latent frames at a time (causal models)")
     p.add_argument("--tile", type=int, help="process frames in spatial tiles of this many pixels")
+    p.add_argument("--lossless", action="store_true", help="write lossless H.264 (RGB, QP 0) instead of CRF 18")
     if video_in:
         p.add_argument("--chunk", type=int, help="encode this many frames at a time (a multiple of 4; causal models)")
         p.add_argument("--start", type=int, default=0, help="first frame to read")
@@ -24,4 +25,4 @@ def run_options(args: argparse.Namespace):
     from lcvae.inference import RunOptions
 
     return RunOptions(device=args.device, dtype=args.dtype, chunk=getattr(args, "chunk", None),
-                      decode_chunk=args.decode_chunk, tile=args.tile)
+                      decode_chunk=args.decode_chunk, tile=args.tile, lossless=args.lossless)
