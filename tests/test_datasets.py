@@ -90,6 +90,12 @@ def test_fit_to_multiple_only_when_asked():
     assert T.ClipTransform(multiple=8)(x).shape[-2:] == (32, 48)
 
 
+def test_resize_does_not_depend_on_chunking():
+    x = torch.rand(3, 7, 30, 41) * 2 - 1
+    for mode in ("bicubic", "area"):
+        assert torch.equal(T.resize(x, 13, 17, mode=mode, chunk=1), T.resize(x, 13, 17, mode=mode, chunk=7))
+
+
 def test_chunked_frames_path_equals_whole_clip_transform():
     frames = torch.from_numpy(pattern_frames(20, 36, 52))
     tf = T.ClipTransform(short_side=20, crop=16, random_crop=True, hflip=True)
@@ -97,6 +103,8 @@ def test_chunked_frames_path_equals_whole_clip_transform():
     plain = tf(to_tensor(frames), torch.Generator().manual_seed(3))
     assert fast.shape == (3, 20, 16, 16)
     torch.testing.assert_close(fast, plain, rtol=0, atol=0)
+    for tf in (T.ClipTransform(), T.ClipTransform(crop=20), T.ClipTransform(short_side=30, multiple=16)):
+        torch.testing.assert_close(tf.apply_to_frames(frames), tf(to_tensor(frames)), rtol=0, atol=0)
 
 
 def test_transform_config_errors():
@@ -114,8 +122,9 @@ def test_video_folder_finds_all_formats_recursively_with_exact_content(folder):
     assert [e.path for e in ds.entries] == paths
     for c in range(len(paths)):
         item = ds[c]
-        assert set(item) == {"video", "path", "label", "caption", "index"}
-        assert (item["path"], item["label"], item["caption"], item["index"]) == (paths[c], -1, "", c)
+        assert set(item) == {"video", "path", "label", "caption", "index", "start"}
+        assert (item["path"], item["label"], item["caption"], item["index"], item["start"]) == (
+            paths[c], -1, "", c, 3)
         torch.testing.assert_close(item["video"], clip_of(frames, c, 3, 6, 2), rtol=0, atol=0)
 
 
@@ -136,7 +145,7 @@ def test_random_start_is_a_true_window_and_deterministic_per_seed(folder):
     for i in range(5):  # without transforms the clip must be 5 consecutive source frames
         v = plain[i]["video"]
         matches = [s for s in range(N - 4) if torch.equal(v, clip_of(frames, i, s, 5))]
-        assert len(matches) == 1
+        assert matches == [plain[i]["start"]]
         starts.add(matches[0])
     assert len(starts) > 1
 

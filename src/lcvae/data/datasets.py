@@ -1,7 +1,7 @@
 """Video clip datasets: folders, manifests, UCF-101, Sky Timelapse; skip-and-count collate; sampler.
 
 Every item is ``{"video": (3, T, H, W) float in [-1, 1], "path": str, "label": int (-1 if none),
-"caption": str, "index": int}``. Clips are decoded with PyAV, seeking to the clip (``video.py``).
+"caption": str, "index": int, "start": int}`` (``start`` = first source frame). Clips are decoded with PyAV, seeking to the clip (``video.py``).
 
 Determinism. Each item's randomness (start frame, crop offset, flip) comes from a generator
 seeded by ``(seed, epoch, index)`` through ``numpy.random.SeedSequence``, never from global RNG,
@@ -114,7 +114,7 @@ class ClipDataset(Dataset):
         entry = self.entries[index]
         g = item_generator(self.seed, epoch, index)
         try:
-            frames = self._load(entry, g)
+            start, frames = self._load(entry, g)
             h, w = frames.shape[1:3]
             need = self.transform.crop if self.transform.short_side is None else None
             if need is not None and (h < need or w < need):
@@ -127,18 +127,19 @@ class ClipDataset(Dataset):
             self.skipped[entry.path] = reason
             return Skipped(index=index, path=entry.path, reason=reason)
         return {"video": video, "path": entry.path, "label": entry.label,
-                "caption": entry.caption, "index": index}
+                "caption": entry.caption, "index": index, "start": start}
 
     def _start(self, max_start: int, g: torch.Generator) -> int:
         if not self.random_start:
             return self.start_frame
         return int(torch.randint(max_start + 1, (1,), generator=g)) if max_start > 0 else 0
 
-    def _load(self, entry: VideoEntry, g: torch.Generator) -> torch.Tensor:
+    def _load(self, entry: VideoEntry, g: torch.Generator) -> tuple[int, torch.Tensor]:
+        """(start frame, uint8 (T, H, W, 3) frames) of the clip for this item."""
         with VideoReader(entry.path, threads=self.threads) as r:
             # A too-short video makes read() raise NotEnoughFramesError with the frame counts.
             start = self._start(r.max_start(self.num_frames, self.frame_stride, self.target_fps), g)
-            return r.read(start, self.num_frames, self.frame_stride, self.target_fps)
+            return start, r.read(start, self.num_frames, self.frame_stride, self.target_fps)
 
 
 class VideoFolder(ClipDataset):
@@ -276,7 +277,7 @@ class SkyTimelapse(ClipDataset):
         entries = [VideoEntry(folder) for folder in sorted(self._frames)]
         super().__init__(entries, source=root, searched=f"folders of {', '.join(extensions)}", **clip)
 
-    def _load(self, entry: VideoEntry, g: torch.Generator) -> torch.Tensor:
+    def _load(self, entry: VideoEntry, g: torch.Generator) -> tuple[int, torch.Tensor]:
         paths = self._frames[entry.path]
         span = (self.num_frames - 1) * self.frame_stride
         start = self._start(len(paths) - 1 - span, g)
@@ -287,14 +288,14 @@ class SkyTimelapse(ClipDataset):
         images = [read_image(p, self.image_backend) for p in paths[start:start + span + 1:self.frame_stride]]
         if len({im.shape for im in images}) > 1:
             raise VideoError(f"{entry.path} mixes frame sizes {sorted({im.shape for im in images})}")
-        return torch.from_numpy(np.stack(images))
+        return start, torch.from_numpy(np.stack(images))
 
 
 def collate(items: list[dict[str, Any] | Skipped]) -> dict[str, Any]:
     """Stack good items; drop ``Skipped`` ones and return them under ``"skipped"``.
 
     ``"video"`` is (B, 3, T, H, W) in [-1, 1] (an empty tensor when every item was skipped,
-    so check ``len(batch["path"])``); ``"label"``/``"index"`` are int64 (B,).
+    so check ``len(batch["path"])``); ``"label"``, ``"index"``, ``"start"`` are int64 (B,).
     """
     good = [it for it in items if not isinstance(it, Skipped)]
     return {
@@ -303,6 +304,7 @@ def collate(items: list[dict[str, Any] | Skipped]) -> dict[str, Any]:
         "label": torch.tensor([it["label"] for it in good], dtype=torch.long),
         "caption": [it["caption"] for it in good],
         "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
+        "start": torch.tensor([it["start"] for it in good], dtype=torch.long),
         "skipped": [it for it in items if isinstance(it, Skipped)],
     }
 
