@@ -122,3 +122,15 @@ def test_paper_presets_use_the_documented_masks():
     assert get_preset("lcvae-chn8").backbone.causal is False
     assert get_preset("lcvae-chn8-causal").compression.mask == "paper"
     assert get_preset("wfvae-l-16").compression is None
+
+
+def test_backbone_registry_round_trip_and_errors():
+    from lcvae.models.backbone import backbone_config_from_dict, backbone_config_to_dict
+
+    cfg = get_preset("lcvae-tiny").backbone
+    d = backbone_config_to_dict(cfg)
+    assert d["type"] == "wfvae" and backbone_config_from_dict(d) == cfg
+    no_type = {k: v for k, v in d.items() if k != "type"}
+    assert backbone_config_from_dict(no_type) == cfg  # configs written before backbone types default to WF-VAE
+    with pytest.raises(ValueError, match="unknown backbone type 'wfvea'; did you mean 'wfvae'"):
+        backbone_config_from_dict({**d, "type": "wfvea"})

@@ -22,7 +22,8 @@ from torch import Tensor
 
 from lcvae.data.transforms import crop_to_multiple, resize_to_multiple
 from lcvae.data.video import probe, read_video, to_tensor, to_uint8, write_video
-from lcvae.models.autoencoder import WFVAE, check_frames
+from lcvae.models.autoencoder import check_frames
+from lcvae.models.backbone import build_backbone
 from lcvae.models.io import from_pretrained, load_config
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import PRESETS
@@ -151,7 +152,7 @@ def model_info(source: str, frames: int | None = None, height: int = 256, width:
     """Sizes and rules of a preset or checkpoint (built on the meta device: no weights are read)."""
     cfg = load_config(source)
     with torch.device("meta"):
-        backbone = WFVAE(cfg.backbone)
+        backbone = build_backbone(cfg.backbone)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     rule_multiple = cfg.frame_multiple
     rule = f"1 + {rule_multiple}k frames" if cfg.backbone.causal else f"{rule_multiple}k frames"

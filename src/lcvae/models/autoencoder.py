@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from lcvae.models.stream import StreamCache
 from lcvae.models.tiling import tiled_apply
-from lcvae.models.wfvae import Decoder, Encoder, EncoderOutput, WFVAEConfig
+from lcvae.models.backbone import DecoderOutput, EncoderOutput
+from lcvae.models.wfvae import Decoder, Encoder, WFVAEConfig
 
 
 class DiagonalGaussian:
@@ -139,6 +140,12 @@ class WFVAE(nn.Module):
         if chunk is None:
             return self.decoder(z).sample
         return torch.cat(list(self.iter_decode(z, chunk)), dim=2)
+
+    def decode_output(self, z: Tensor, chunk: int | None = None) -> DecoderOutput:
+        """Decoder output with the energy-flow coefficients (whole video; ``chunk`` streams frames only)."""
+        if chunk is None:
+            return self.decoder(z)
+        return DecoderOutput(self.decode(z, chunk))
 
     def iter_decode(self, z: Tensor, chunk: int) -> Iterator[Tensor]:
         """Causal streaming decoder yielding video frames; memory stays flat in the video length."""

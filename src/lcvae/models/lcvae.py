@@ -15,19 +15,21 @@ dataset by ``lcvae latent-stats``) normalise it on the way out and are undone on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from lcvae.compression import Coefficients, CompressionConfig, LatentCompressor
-from lcvae.models.autoencoder import WFVAE, DiagonalGaussian, check_frames, check_size
+from lcvae.models.autoencoder import DiagonalGaussian, check_frames, check_size
+from lcvae.models.backbone import backbone_config_from_dict, backbone_config_to_dict, build_backbone
 from lcvae.models.wfvae import WFVAEConfig
 from lcvae.utils import suggest
 
 
 @dataclass
 class LCVAEConfig:
-    backbone: WFVAEConfig = field(default_factory=WFVAEConfig)
+    backbone: Any = field(default_factory=WFVAEConfig)  # any registered backbone config (models/backbone.py)
     compression: CompressionConfig | None = None
     latent_mean: list[float] | None = None  # per channel of the diffusion latent
     latent_std: list[float] | None = None
@@ -45,7 +47,7 @@ class LCVAEConfig:
 
     def to_dict(self) -> dict:
         return {
-            "backbone": self.backbone.to_dict(),
+            "backbone": backbone_config_to_dict(self.backbone),
             "compression": None if self.compression is None else self.compression.to_dict(),
             "latent_mean": self.latent_mean,
             "latent_std": self.latent_std,
@@ -59,7 +61,7 @@ class LCVAEConfig:
                 raise ValueError(f"unknown LCVAEConfig key {key!r}{suggest(key, known)}")
         comp = d.get("compression")
         return cls(
-            backbone=WFVAEConfig.from_dict(d.get("backbone", {})),
+            backbone=backbone_config_from_dict(d.get("backbone", {})),
             compression=None if comp is None else CompressionConfig.from_dict(comp),
             latent_mean=d.get("latent_mean"),
             latent_std=d.get("latent_std"),
@@ -104,8 +106,8 @@ class LCVAEOutput:
     z: Tensor  # the latent fed to the compressor (sample or mode of the posterior)
     coefficients: Coefficients | None  # masked Multi-WT coefficients, when asked for
     z_hat: Tensor  # the latent the decoder saw
-    encoder_flow: tuple[Tensor, Tensor]  # (w2, w3) energy-flow coefficients, for the wavelet loss
-    decoder_flow: tuple[Tensor, Tensor]
+    encoder_flow: tuple[Tensor | None, Tensor | None]  # (w2, w3) energy-flow coefficients (WF-VAE), for the wavelet loss
+    decoder_flow: tuple[Tensor | None, Tensor | None]
 
 
 class LCVAE(nn.Module):
@@ -114,7 +116,7 @@ class LCVAE(nn.Module):
     def __init__(self, config: LCVAEConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = WFVAE(config.backbone)
+        self.backbone = build_backbone(config.backbone)
         self.compressor = LatentCompressor(config.compression) if config.compression is not None else None
         mean = torch.tensor(config.latent_mean or [0.0] * config.diffusion_channels).view(1, -1, 1, 1, 1)
         std = torch.tensor(config.latent_std or [1.0] * config.diffusion_channels).view(1, -1, 1, 1, 1)
@@ -161,11 +163,11 @@ class LCVAE(nn.Module):
     ) -> LCVAEOutput:
         """The training path. ``coefficients`` is filled only when ``return_coefficients`` is set."""
         self.check_input(x)
-        enc = self.backbone.encoder(x)
+        enc = self.backbone.encode_moments(x)
         posterior = DiagonalGaussian(enc.moments)
         z = posterior.sample(generator) if sample_posterior else posterior.mode()
         z_hat, coeffs = self.compress(z, return_coefficients)
-        dec = self.backbone.decoder(z_hat)
+        dec = self.backbone.decode_output(z_hat)
         return LCVAEOutput(dec.sample, posterior, z, coeffs, z_hat, (enc.w2, enc.w3), (dec.w2, dec.w3))
 
     # -- inference ----------------------------------------------------------------------------

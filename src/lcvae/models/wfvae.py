@@ -34,6 +34,7 @@ from lcvae.models.layers import (
     Upsample2D,
     Upsample3D,
 )
+from lcvae.models.backbone import DecoderOutput, EncoderOutput
 from lcvae.models.stream import StreamCache
 from lcvae.wavelets import haar2d, haar3d, ihaar2d, ihaar3d
 from lcvae.utils import strict_from_dict
@@ -62,20 +63,6 @@ class WFVAEConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "WFVAEConfig":
         return strict_from_dict(cls, d)
-
-
-@dataclass
-class EncoderOutput:
-    moments: Tensor  # (B, 2C, T', H/8, W/8): mean then log-variance
-    w2: Tensor  # level-2 energy-flow coefficients (B, 12, T2, H/4, W/4)
-    w3: Tensor  # level-3 energy-flow coefficients (B, 24, T', H/8, W/8)
-
-
-@dataclass
-class DecoderOutput:
-    sample: Tensor  # (B, 3, T, H, W), unclamped
-    w2: Tensor
-    w3: Tensor
 
 
 def _haar3d(owner: nn.Module, x: Tensor, causal: bool, cache: StreamCache | None, tag: str) -> Tensor:
