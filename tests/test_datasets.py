@@ -27,8 +27,8 @@ def folder(tmp_path_factory):
     frames = pattern_frames(N + 12, H, W)
     for c, name in enumerate(names):
         # Lossless RGB in every container (VP9 with planar RGB for WebM): values compare exactly.
-        kw = {"codec": "libvpx-vp9", "pix_fmt": "gbrp", "options": {"lossless": "1"}} if name.endswith("webm") else {}
-        write_av(root / name, frames[3 * c:3 * c + N], **kw)
+        vp9 = {"codec": "libvpx-vp9", "pix_fmt": "gbrp", "options": {"lossless": "1"}}
+        write_av(root / name, frames[3 * c:3 * c + N], **(vp9 if name.endswith("webm") else {}))
     (root / ".hidden.mp4").write_bytes(b"temporary file of a writer")
     (root / "notes.txt").write_text("not a video")
     return root, sorted(str(root / n) for n in names), frames
@@ -73,7 +73,8 @@ def test_crops_and_flip_match_manual_slicing():
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     a, b = T.random_crop(x, 6, g1), T.random_crop(x, 6, g2)
     assert torch.equal(a, b)
-    tops_lefts = {T.random_crop(x, 6, torch.Generator().manual_seed(s))[0, 0, 0, 0].item() for s in range(20)}
+    tops_lefts = {T.random_crop(x, 6, torch.Generator().manual_seed(s))[0, 0, 0, 0].item()
+                  for s in range(20)}
     assert len(tops_lefts) > 5  # offsets vary with the seed
     for v in tops_lefts:  # every crop is a real window of x
         top, left = divmod(int(v), 13)
@@ -93,7 +94,8 @@ def test_fit_to_multiple_only_when_asked():
 def test_resize_does_not_depend_on_chunking():
     x = torch.rand(3, 7, 30, 41) * 2 - 1
     for mode in ("bicubic", "area"):
-        assert torch.equal(T.resize(x, 13, 17, mode=mode, chunk=1), T.resize(x, 13, 17, mode=mode, chunk=7))
+        one, seven = (T.resize(x, 13, 17, mode=mode, chunk=c) for c in (1, 7))
+        assert torch.equal(one, seven)
 
 
 def test_chunked_frames_path_equals_whole_clip_transform():
@@ -186,6 +188,13 @@ def test_bad_videos_are_skipped_logged_once_and_never_substituted(messy, caplog)
     assert counter.count == 2 and "skipped 2 clips from 2 files" in counter.summary()
     empty = collate([items[0]])
     assert empty["video"].numel() == 0 and empty["path"] == [] and len(empty["skipped"]) == 1
+
+
+def test_video_too_small_for_crop_is_skipped_not_fatal(messy):
+    ds = VideoFolder(messy, num_frames=4, crop=20)
+    item = ds[1]
+    assert isinstance(item, Skipped) and "crop 20x20 is larger than the 16x16 frames" in item.reason
+    assert VideoFolder(messy, num_frames=4, crop=12)[1]["video"].shape == (3, 4, 12, 12)
 
 
 def test_skip_counts_reach_main_process_from_workers(messy):
@@ -288,7 +297,8 @@ def test_sky_timelapse_folders_are_videos_in_name_order(tmp_path):
             Image.fromarray(frames[i]).save(d / f"frame_{i:04d}.png")
     (tmp_path / "sky" / "readme.txt").write_text("x")
     ds = SkyTimelapse(tmp_path / "sky", num_frames=4, frame_stride=2, start_frame=0)
-    assert [e.path[len(str(tmp_path)) + 1:] for e in ds.entries] == ["sky/a/clip1", "sky/a/clip2", "sky/b/clip1"]
+    rel = [e.path[len(str(tmp_path)) + 1:] for e in ds.entries]
+    assert rel == ["sky/a/clip1", "sky/a/clip2", "sky/b/clip1"]
     torch.testing.assert_close(ds[0]["video"], to_tensor(frames[0:8:2]), rtol=0, atol=0)
     torch.testing.assert_close(ds[2]["video"], to_tensor(frames[0:7:2]), rtol=0, atol=0)
     longer = SkyTimelapse(tmp_path / "sky", num_frames=5, frame_stride=2)

@@ -1,7 +1,8 @@
 """Video clip datasets: folders, manifests, UCF-101, Sky Timelapse; skip-and-count collate; sampler.
 
 Every item is ``{"video": (3, T, H, W) float in [-1, 1], "path": str, "label": int (-1 if none),
-"caption": str, "index": int, "start": int}`` (``start`` = first source frame). Clips are decoded with PyAV, seeking to the clip (``video.py``).
+"caption": str, "index": int, "start": int}`` (``start`` = first source frame). Clips are decoded
+with PyAV, seeking to the clip (``video.py``).
 
 Determinism. Each item's randomness (start frame, crop offset, flip) comes from a generator
 seeded by ``(seed, epoch, index)`` through ``numpy.random.SeedSequence``, never from global RNG,
@@ -77,7 +78,8 @@ class ClipDataset(Dataset):
     ``random_start`` (training) or the fixed ``start_frame`` (evaluation); ``short_side`` resize,
     ``crop`` size with ``random_crop`` or centre, ``hflip`` (random, p = 0.5), ``multiple``
     (fit to a VAE's spatial multiple), ``resize_mode`` ("bicubic" or "area"); ``seed``;
-    ``threads`` per decoder (1 suits DataLoader workers).
+    ``threads`` per decoder (1 suits DataLoader workers). Without ``crop`` (or ``multiple``)
+    every video must have the same size for ``collate`` to stack a batch.
     """
 
     def __init__(self, entries: list[VideoEntry], *, source: str | Path, searched: str,
@@ -93,7 +95,8 @@ class ClipDataset(Dataset):
             raise ValueError(f"need num_frames >= 1, frame_stride >= 1, start_frame >= 0, seed >= 0; "
                              f"got {num_frames}, {frame_stride}, {start_frame}, {seed}")
         if target_fps is not None and frame_stride != 1:
-            raise ValueError(f"give frame_stride or target_fps, not both (got {frame_stride}, {target_fps})")
+            raise ValueError(f"give frame_stride or target_fps, not both "
+                             f"(got {frame_stride}, {target_fps})")
         self.entries = entries
         self.num_frames, self.frame_stride, self.target_fps = num_frames, frame_stride, target_fps
         self.random_start, self.start_frame = random_start, start_frame
@@ -115,11 +118,10 @@ class ClipDataset(Dataset):
         g = item_generator(self.seed, epoch, index)
         try:
             start, frames = self._load(entry, g)
-            h, w = frames.shape[1:3]
-            need = self.transform.crop if self.transform.short_side is None else None
-            if need is not None and (h < need or w < need):
-                raise VideoError(f"frames are {h}x{w}, smaller than crop {need}; set short_side")
-            video = self.transform.apply_to_frames(frames, g)
+            try:
+                video = self.transform.apply_to_frames(frames, g)
+            except ValueError as e:  # options were checked up front: this video's size is at fault
+                raise VideoError(f"frames do not fit the transform: {e}") from e
         except (VideoError, OSError) as e:
             reason = str(e)
             if entry.path not in self.skipped:
@@ -285,7 +287,8 @@ class SkyTimelapse(ClipDataset):
             raise NotEnoughFramesError(
                 f"{entry.path} has {len(paths)} frames; asked for {self.num_frames} frames with "
                 f"stride {self.frame_stride} from frame {start}, which needs {start + span + 1}")
-        images = [read_image(p, self.image_backend) for p in paths[start:start + span + 1:self.frame_stride]]
+        chosen = paths[start:start + span + 1:self.frame_stride]
+        images = [read_image(p, self.image_backend) for p in chosen]
         if len({im.shape for im in images}) > 1:
             raise VideoError(f"{entry.path} mixes frame sizes {sorted({im.shape for im in images})}")
         return start, torch.from_numpy(np.stack(images))

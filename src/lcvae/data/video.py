@@ -10,10 +10,12 @@ resampled to its average rate (frames are repeated across long gaps and dropped 
 frame count it reports is the number of stored frames.
 
 Seeking. The reader seeks to the keyframe at or before ``t_0`` and decodes forward, converting
-only the frames it returns. If the demuxer lands after ``t_0``, or timestamps are missing or go
-backwards (AVI stores none: H.264 with B-frames in AVI gets decode-order guesses), it decodes
-from the start instead and, for untrustworthy timestamps, times each frame by its output index.
-``seek=False`` always decodes from the start; it is the plain twin the tests compare against.
+only the frames it returns. If the demuxer lands after ``t_0`` (or past the end), it decodes from
+the start instead. If timestamps are missing or go backwards it decodes from the start and times
+each frame by its output index (``i / fps``). AVI files always take that path: AVI stores no
+presentation timestamps, and H.264 with B-frames in AVI gets decode-order guesses. ``seek=False``
+always decodes from the start; it is the plain twin the tests compare against. Display-rotation
+metadata is ignored: frames come out as stored.
 
 Odd sizes. 4:2:0 H.264 cannot store an odd width or height. ``write_video`` pads the frames by
 repeating the last row and column and records the true size in the container's ``comment``
@@ -83,7 +85,8 @@ def _open(source: Source) -> av.container.InputContainer:
         if not path.exists():
             raise FileNotFoundError(f"video file not found: {path}")
         if path.is_dir():
-            raise VideoError(f"{path} is a directory; expected a video file ({', '.join(VIDEO_EXTENSIONS)})")
+            raise VideoError(f"{path} is a directory; expected a video file "
+                             f"({', '.join(VIDEO_EXTENSIONS)})")
         source = str(path)
     else:
         source.seek(0)
@@ -116,6 +119,9 @@ class VideoReader:
         try:
             self._setup_stream()
             self.info = self._probe()
+        except av.error.FFmpegError as e:
+            self._container.close()
+            raise VideoError(f"{self.name} is corrupt: reading its header failed ({e})") from e
         except BaseException:
             self._container.close()
             raise
@@ -237,16 +243,18 @@ class VideoReader:
             self.frames_decoded += 1
             if by_index:
                 t = Fraction(i) / native
-            elif frame.pts is None or (prev_t is not None and (frame.pts - self._start_pts) * tb <= prev_t):
+            elif frame.pts is None:
                 raise _Fallback(by_index=True)
             else:
                 t = (frame.pts - self._start_pts) * tb
+                if prev_t is not None and t <= prev_t:
+                    raise _Fallback(by_index=True)
             prev_t = t
             while k < len(times) and t > limits[k]:
                 if cand is None:
                     if seek:
                         raise _Fallback(by_index=False)
-                    cand, cand_t = frame, t  # stream starts after its declared start time
+                    cand, cand_t = frame, t  # first frame comes after the stream's start time
                 if cand_arr is None:
                     cand_arr = self._to_rgb(cand)
                 out.append(cand_arr)
