@@ -1,0 +1,249 @@
+"""Figures for the latent analysis and the ablations (PNG, matplotlib's Agg canvas, no pyplot state).
+
+matplotlib is an optional dependency (the ``plots`` extra); it is imported only when a figure is
+drawn. Every figure has a title saying what is shown, labelled axes with units, and a colour bar
+for heat maps, so it reads without the code. Numbers live in the JSON files written beside them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from lcvae.analysis import SPATIAL_NAMES, SUBBAND_NAMES, LatentAnalysis
+from lcvae.compression import LEAF_NAMES, CompressionConfig, split_index
+
+_PAPER_LEAVES = (0, 1, 2, 4)
+_LOW, _HIGH, _GREY = "#2b6cb0", "#dd6b20", "#a0aec0"
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError("figures need matplotlib: pip install 'lcvae[plots]' (or matplotlib)") from err
+    return matplotlib, Figure, FigureCanvasAgg
+
+
+def _figure(width: float, height: float):
+    _, Figure, FigureCanvasAgg = _matplotlib()
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write the PNG atomically (tmp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _ticks(n: int, limit: int = 16) -> list[int]:
+    step = 1 if n <= limit else math.ceil(n / limit)
+    return list(range(0, n, step))
+
+
+def heatmap(values: Tensor, rows: Sequence[str], title: str, path: str | Path, *, xlabel: str, ylabel: str,
+            colorbar: str, log: bool = False, symmetric: float | None = None, columns: Sequence[str] | None = None,
+            separators: Sequence[int] = (), annotate: bool | None = None) -> Path:
+    """A (rows x columns) heat map; NaN cells are grey. ``log``: log10 colour scale (energies);
+    ``symmetric``: diverging colours on [-symmetric, symmetric] (correlations)."""
+    matplotlib, _, _ = _matplotlib()
+    data = values.detach().double().cpu().numpy()
+    n_rows, n_cols = data.shape
+    fig = _figure(min(3.0 + 0.45 * n_cols, 16.0), 1.2 + 0.42 * n_rows)
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["RdBu_r" if symmetric else "viridis"].with_extremes(bad=_GREY)
+    if log:
+        positive = data[data > 0]
+        lo = float(positive.min()) if positive.size else 1e-12
+        hi = float(positive.max()) if positive.size else 1.0
+        lo = max(lo, hi * 1e-8)
+        norm = matplotlib.colors.LogNorm(vmin=lo, vmax=max(hi, lo * 10))
+        data = data.clip(min=lo)
+    elif symmetric:
+        norm = matplotlib.colors.Normalize(vmin=-symmetric, vmax=symmetric)
+    else:
+        norm = None
+    image = ax.imshow(data, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label=colorbar, shrink=0.9)
+    ax.set_yticks(range(n_rows), list(rows))
+    cols = list(columns) if columns is not None else [str(i) for i in range(n_cols)]
+    ticks = _ticks(n_cols, 32)
+    ax.set_xticks(ticks, [cols[i] for i in ticks], fontsize=8 if n_cols > 16 else 10)
+    for x in separators:
+        ax.axvline(x - 0.5, color="white", linewidth=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if annotate if annotate is not None else n_cols <= 16:
+        raw = values.detach().double().cpu().numpy()
+        for r in range(n_rows):
+            for c in range(n_cols):
+                v = raw[r, c]
+                text = "–" if math.isnan(v) else (f"{v:.2g}" if log else f"{v:.2f}")
+                ax.text(c, r, text, ha="center", va="center", fontsize=7, color="white" if not symmetric or abs(v) > 0.5 * symmetric else "black")
+    return _save(fig, path)
+
+
+def energy_bars(result: LatentAnalysis, path: str | Path) -> Path:
+    """Fig. 10: share of the latent energy per 3D Haar subband."""
+    share = (result.subband_share * 100).tolist()
+    fig = _figure(7.5, 4.2)
+    ax = fig.add_subplot()
+    colors = [_LOW] * 4 + [_HIGH] * 4
+    bars = ax.bar(SUBBAND_NAMES, share, color=colors)
+    for bar, v in zip(bars, share):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{v:.1f}%", ha="center", va="bottom", fontsize=9)
+    low = sum(share[:4])
+    ax.bar([0], [0], color=_LOW, label=f"temporal-low (L··): {low:.1f}% in all")
+    ax.bar([0], [0], color=_HIGH, label=f"temporal-high (H··): {100 - low:.1f}% in all")
+    ax.legend(loc="upper right")
+    ax.set_ylim(0, max(share) * 1.15 + 1e-9)
+    ax.set_xlabel("3D Haar subband of the latent (letters: time, height, width band; L low, H high)")
+    ax.set_ylabel("share of total latent energy (%)")
+    ax.set_title(f"Latent energy per subband ({result.clips} clips, {result.channels} channels; mean squared magnitude)")
+    return _save(fig, path)
+
+
+def leaf_bars(result: LatentAnalysis, path: str | Path) -> Path:
+    """Energy share per Multi-WT leaf, and the share each mask keeps."""
+    share = (result.leaf_share * 100).tolist()
+    fig = _figure(11.0, 4.2)
+    left, right = fig.subplots(1, 2, width_ratios=[1.4, 1])
+    colors = [_LOW if j in _PAPER_LEAVES else _HIGH for j in range(8)]
+    bars = left.bar(LEAF_NAMES, share, color=colors)
+    for bar, v in zip(bars, share):
+        left.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{v:.1f}%", ha="center", va="bottom", fontsize=9)
+    left.bar([0], [0], color=_LOW, label="kept by the paper mask")
+    left.bar([0], [0], color=_HIGH, label="zeroed by the paper mask")
+    left.legend(loc="upper right")
+    left.set_ylim(0, max(share) * 1.15 + 1e-9)
+    left.set_xlabel("Multi-WT leaf (temporal bands of split 2, split 1, 3D level)")
+    left.set_ylabel("share of total latent energy (%)")
+    left.set_title("Energy per Multi-WT leaf")
+    names = [k for k, v in result.kept_share.items() if v is not None]
+    kept = [100 * result.kept_share[k] for k in names]
+    fractions = [100 * len(CompressionConfig(latent_channels=result.channels, mask=k).resolved_indices()) / (32 * result.channels) for k in names]
+    x = range(len(names))
+    right.bar([i - 0.2 for i in x], kept, width=0.4, color=_LOW, label="energy kept")
+    right.bar([i + 0.2 for i in x], fractions, width=0.4, color=_GREY, label="coefficients kept")
+    for i, v in zip(x, kept):
+        right.text(i - 0.2, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    right.set_xticks(list(x), names)
+    right.set_ylim(0, 125)
+    right.set_ylabel("% of total")
+    right.set_xlabel("mask")
+    right.set_title("Energy each mask keeps vs its size")
+    right.legend(loc="upper center", ncol=2, fontsize=8)
+    return _save(fig, path)
+
+
+def subband_image_grid(maps: Tensor, path: str | Path, max_channels: int = 16, title: str | None = None) -> Path:
+    """Figs. 13-14: maps (8, C, h, w) of one clip's first coefficient frame; rows subbands, columns
+    channels; each row has its own symmetric colour scale (printed in the row label)."""
+    matplotlib, _, _ = _matplotlib()
+    s, c = maps.shape[:2]
+    n = min(c, max_channels)
+    fig = _figure(1.1 * n + 1.8, 1.1 * s + 0.9)
+    axes = fig.subplots(s, n, squeeze=False)
+    cmap = matplotlib.colormaps["RdBu_r"]
+    for r in range(s):
+        scale = float(maps[r, :n].abs().max()) or 1.0
+        for k in range(n):
+            ax = axes[r][k]
+            ax.imshow(maps[r, k].double().cpu().numpy(), cmap=cmap, vmin=-scale, vmax=scale, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"ch {k}", fontsize=9)
+            if k == 0:
+                ax.set_ylabel(f"{SUBBAND_NAMES[r]}\n±{scale:.2g}", rotation=0, ha="right", va="center", fontsize=9)
+    more = f" (first {n} of {c} channels)" if n < c else ""
+    fig.suptitle(title or f"Subband maps of one clip, first coefficient frame{more}; blue < 0 < red, scale per row")
+    return _save(fig, path)
+
+
+def analysis_figures(result: LatentAnalysis, folder: str | Path, max_channels: int = 16, clip_name: str | None = None) -> list[Path]:
+    """Every analysis figure into ``folder``; returns their paths. ``clip_name`` names the clip of the subband maps."""
+    folder = Path(folder)
+    channels = [str(i) for i in range(result.channels)]
+    rho_rows = [f"{n} (mean {v:.2f})" if not math.isnan(v) else f"{n} (–)"
+                for n, v in zip(SUBBAND_NAMES, _row_means(result.subband_autocorrelation))]
+    paths = [
+        energy_bars(result, folder / "energy_subbands.png"),
+        heatmap(result.subband_energy, SUBBAND_NAMES, "Latent energy per subband and channel (mean squared magnitude)",
+                folder / "energy_heatmap.png", xlabel="latent channel", ylabel="3D Haar subband (t, h, w)",
+                colorbar="mean squared magnitude (log scale)", log=True, columns=channels),
+        heatmap(result.subband_autocorrelation, rho_rows, "Lag-1 temporal autocorrelation per subband and channel",
+                folder / "autocorrelation_heatmap.png", xlabel="latent channel", ylabel="3D Haar subband (t, h, w)",
+                colorbar="lag-1 autocorrelation ρ(1) (grey: undefined)", symmetric=1.0, columns=channels),
+    ]
+    if result.leaf_energy is not None:
+        c = result.channels
+        columns = [f"{SPATIAL_NAMES[split_index(c, i)[1]]}{split_index(c, i)[2]}" for i in range(4 * c)]
+        rows = [f"{n}{' (kept)' if j in _PAPER_LEAVES else ''}" for j, n in enumerate(LEAF_NAMES)]
+        paths.append(leaf_bars(result, folder / "energy_leaves.png"))
+        paths.append(heatmap(result.leaf_energy.reshape(8, 4 * c), rows,
+                             "Energy per Multi-WT coefficient (leaf x spatial subband, channel); '(kept)': paper mask",
+                             folder / "leaf_energy_heatmap.png", xlabel="spatial subband and latent channel within the leaf",
+                             ylabel="Multi-WT leaf (b2 b1 b0)", colorbar="mean squared magnitude (log scale)", log=True,
+                             columns=columns, separators=[c * k for k in range(1, 4)], annotate=False))
+    if result.subband_images is not None:
+        n = min(result.channels, max_channels)
+        title = (f"Subband maps of {clip_name or 'the first clip'}, first coefficient frame"
+                 + (f", channels 0-{n - 1} of {result.channels}" if n < result.channels else "")
+                 + "\nblue < 0 < red; one symmetric colour scale per row (±value in the row label)")
+        paths.append(subband_image_grid(result.subband_images, folder / "subband_images.png", max_channels, title))
+    return paths
+
+
+def _row_means(x: Tensor) -> list[float]:
+    out = []
+    for row in x:
+        ok = row[~torch.isnan(row)]
+        out.append(float(ok.mean()) if ok.numel() else math.nan)
+    return out
+
+
+def selection_figure(summary: dict[str, Any], path: str | Path) -> Path:
+    """Fig. 12: adaptive top-k selection frequency per coefficient channel (over the late window) and
+    overlap with the paper mask over training steps (``summary`` from ``ablations.selection_summary``)."""
+    c = summary["latent_channels"]
+    freq = torch.tensor(summary["late_frequency"], dtype=torch.float64).view(8, 4 * c)
+    fig = _figure(12.0, 7.0)
+    top, bottom = fig.subplots(2, 1, height_ratios=[1.3, 1])
+    image = top.imshow(freq.numpy(), cmap="magma", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=top, label="fraction of logged steps selected")
+    top.set_yticks(range(8), [f"{n}{' (paper)' if j in _PAPER_LEAVES else ''}" for j, n in enumerate(LEAF_NAMES)])
+    for k in range(1, 4):
+        top.axvline(c * k - 0.5, color="white", linewidth=2)
+    top.set_xticks([c * k + (c - 1) / 2 for k in range(4)], [f"spatial {n}" for n in SPATIAL_NAMES])
+    top.set_ylabel("Multi-WT leaf (b2 b1 b0)")
+    top.set_title(f"Adaptive top-{summary['kept']} selection frequency, steps {summary['late_from_step']}–{summary['last_step']}")
+    steps, overlap = summary["steps"], [100 * v for v in summary["overlap"]]
+    bottom.plot(steps, overlap, color=_LOW, linewidth=1.2)
+    bottom.set_ylim(min(overlap + [50.0]) - 2, 101)
+    bottom.set_xlabel("training step")
+    bottom.set_ylabel("overlap with the paper mask (%)")
+    bottom.set_title(f"Overlap of the selected channels with the paper mask (final: {overlap[-1]:.1f}%)")
+    bottom.grid(alpha=0.3)
+    return _save(fig, path)
