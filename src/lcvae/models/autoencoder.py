@@ -110,11 +110,13 @@ class WFVAE(nn.Module):
         outs = list(self.iter_encode(x, chunk))
         return EncoderOutput(*(torch.cat([getattr(o, f) for o in outs], dim=2) for f in ("moments", "w2", "w3")))
 
-    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int = 64) -> DiagonalGaussian:
-        """Posterior of (B, 3, T, H, W) in [-1, 1]. ``tile``: encode ``tile``-pixel tiles (see tiling.py)."""
+    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> DiagonalGaussian:
+        """Posterior of (B, 3, T, H, W) in [-1, 1]. ``tile``: encode ``tile``-pixel tiles overlapping by
+        ``overlap`` pixels (default a quarter tile; see tiling.py)."""
         if tile is None:
             return DiagonalGaussian(self.encode_moments(x, chunk).moments)
         self.check_input(x)
+        overlap = tile // 4 // 8 * 8 if overlap is None else overlap
         moments = tiled_apply(lambda t: self.encode_moments(t, chunk).moments, x, tile, overlap, 1 / 8, align=8)
         return DiagonalGaussian(moments)
 
@@ -130,12 +132,13 @@ class WFVAE(nn.Module):
             cache.final = i == len(starts) - 1
             yield self.encoder(x[:, :, s:end], cache)
 
-    def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int = 8) -> Tensor:
+    def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> Tensor:
         """(B, C, T', h, w) latent -> (B, 3, T, 8h, 8w) video; ``chunk`` streams latent frames,
-        ``tile`` decodes ``tile``-latent-pixel tiles (see tiling.py)."""
+        ``tile`` decodes ``tile``-latent-pixel tiles overlapping by ``overlap`` (default a quarter tile)."""
         if z.dim() != 5 or z.shape[1] != self.latent_channels:
             raise ValueError(f"expected a latent (B, {self.latent_channels}, T', h, w), got shape {tuple(z.shape)}")
         if tile is not None:
+            overlap = max(1, tile // 4) if overlap is None else overlap
             return tiled_apply(lambda t: self.decode(t, chunk), z, tile, overlap, 8)
         if chunk is None:
             return self.decoder(z).sample

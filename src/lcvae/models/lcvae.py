@@ -171,17 +171,26 @@ class LCVAE(nn.Module):
         return LCVAEOutput(dec.sample, posterior, z, coeffs, z_hat, (enc.w2, enc.w3), (dec.w2, dec.w3))
 
     # -- inference ----------------------------------------------------------------------------
-    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None) -> DiagonalGaussian:
-        """Posterior; ``chunk`` streams frames (causal models), ``tile`` cuts frames into tiles."""
+    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> DiagonalGaussian:
+        """Posterior; ``chunk`` streams frames (causal models), ``tile``/``overlap`` (pixels) cut frames into tiles."""
         self.check_input(x)
-        return self.backbone.encode(x, chunk, tile=tile)
+        if tile is None:
+            return self.backbone.encode(x, chunk)
+        return self.backbone.encode(x, chunk, tile=tile, overlap=overlap)
 
     def reconstruct(
-        self, x: Tensor, chunk: int | None = None, decode_chunk: int | None = None, tile: int | None = None
+        self, x: Tensor, chunk: int | None = None, decode_chunk: int | None = None, tile: int | None = None,
+        overlap: int | None = None,
     ) -> Tensor:
-        """Posterior mode through the compressor and back: (B, 3, T, H, W), unclamped."""
-        z_hat, _ = self.compress(self.encode(x, chunk, tile).mode())
-        return self.backbone.decode(z_hat, decode_chunk, tile=None if tile is None else tile // 8)
+        """Posterior mode through the compressor and back: (B, 3, T, H, W), unclamped.
+
+        ``tile`` and ``overlap`` are in pixels; decoding uses the same tiling in latent pixels.
+        """
+        z_hat, _ = self.compress(self.encode(x, chunk, tile, overlap).mode())
+        if tile is None:
+            return self.backbone.decode(z_hat, decode_chunk)
+        overlap = tile // 4 if overlap is None else overlap
+        return self.backbone.decode(z_hat, decode_chunk, tile=tile // 8, overlap=max(1, overlap // 8))
 
     def diffusion_latent(self, x: Tensor, sample: bool = False, chunk: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Video -> normalised diffusion latent (B, C', F, h, w): the packed kept coefficients."""
