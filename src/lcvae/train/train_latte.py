@@ -1,0 +1,279 @@
+"""Latte training recipe (SPEC §8): a denoiser on the latent cache, one linear ``main(cfg)``.
+
+    lcvae train-latte --config configs/latte_tiny_cpu.yaml max_steps=200
+    torchrun --nproc_per_node 8 -m lcvae.train.train_latte --config configs/latte_l_ucf101.yaml
+
+Reads latents from a cache made by ``lcvae cache-latents`` (never re-encodes videos), checks that
+the cache was made by the configured VAE, builds the denoiser for the VAE's latent shape (Latte, or
+diffusers' Wan transformer through ``lcvae.models.denoisers``), and trains with the hybrid
+diffusion loss: AdamW, EMA, DDP under torchrun, TensorBoard scalars, a progress line, atomic
+checkpoints and sample videos decoded through the VAE.
+
+Exact resume. The data order is a function of (seed, step): epoch e is a permutation seeded by
+seed + e, split over ranks. Timesteps, noise and label dropout use the global torch RNG, whose
+state (every rank's) is saved with the weights, EMA and optimiser; so N steps equal N/2 steps,
+a restart and N/2 more, bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from lcvae.config import load_config, to_dict
+from lcvae.diffusion import GaussianDiffusion
+from lcvae.latent_cache import LatentCache
+from lcvae.models.denoisers import WanDenoiser, WanDenoiserConfig, denoiser_spec
+from lcvae.models.io import from_pretrained
+from lcvae.models.latte import Latte, LatteConfig
+from lcvae.sampling import decode_latents, sample_latents, write_grid, write_videos
+from lcvae.train.checkpoint import capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
+from lcvae.train.distributed import (all_reduce_mean, barrier, cleanup_distributed, init_distributed,
+                                     is_distributed, seed_everything, setup_logging)
+from lcvae.train.ema import EMA
+from lcvae.train.latte_config import DenoiserOptions, TrainLatteConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["main", "build_denoiser_for", "StepBatches", "cli"]
+
+
+def build_denoiser_for(opts: DenoiserOptions, latent_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """The configured denoiser for latents (C, F, h, w) = `latent_shape` (from the VAE config)."""
+    c, f, h, w = latent_shape
+    common = dict(num_classes=num_classes, class_dropout_prob=opts.class_dropout_prob, learn_sigma=opts.learn_sigma)
+    if opts.kind == "latte":
+        return Latte(LatteConfig.from_preset(opts.preset, in_channels=c, num_frames=f, input_size=(h, w),
+                                             gradient_checkpointing=opts.gradient_checkpointing, **common))
+    return WanDenoiser(WanDenoiserConfig(in_channels=c, num_frames=f, input_size=(h, w), **asdict(opts.wan), **common))
+
+
+class StepBatches(Sampler):
+    """Endless batches of cache indices for one rank, starting at `start_step`; batch k of the run is a
+    function of (seed, k) only. Each epoch is a permutation seeded by seed + epoch, dealt round-robin
+    to ranks; the remainder that does not fill a batch on every rank is left out of that epoch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0):
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.rank, self.world_size, self.start_step = rank, world_size, start_step
+        self.steps_per_epoch = size // world_size // batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"the cache holds {size} latents, fewer than one batch of {batch_size} on each of "
+                             f"{world_size} ranks; lower batch_size or cache more clips (cache-latents --passes)")
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_step
+        while True:
+            epoch, k = divmod(step, self.steps_per_epoch)
+            perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
+            mine = perm[self.rank::self.world_size]
+            for k in range(k, self.steps_per_epoch):
+                yield mine[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+                step += 1
+
+
+def _gather_rng() -> list:
+    """Every rank's RNG state (rank order); collective under torchrun."""
+    state = capture_rng_state()
+    if not is_distributed():
+        return [state]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _format_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def main(cfg: TrainLatteConfig) -> Path:
+    """Train (or resume) the run in cfg.run_dir up to cfg.max_steps; returns the last checkpoint folder."""
+    info = init_distributed()
+    device = info.device if cfg.device == "auto" else torch.device(cfg.device)
+    if cfg.batch_size % info.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} ranks")
+    local_batch = cfg.batch_size // info.world_size
+    run_dir = Path(cfg.run_dir)
+    ckpt_root = run_dir / "checkpoints"
+
+    # 1. The VAE and its latents: the cache must come from this VAE
+    vae = from_pretrained(cfg.vae).eval().requires_grad_(False)
+    cache = LatentCache(cfg.cache, vae=vae)
+    fingerprint = cache.fingerprint
+    latent_shape = vae.config.diffusion_shape(*cache.video_shape)
+    if tuple(latent_shape) != cache.latent_shape:
+        raise ValueError(f"cache latents are {cache.latent_shape}, the VAE makes {latent_shape}; re-encode the cache")
+    num_classes = cache.num_classes if cfg.model.num_classes is None else cfg.model.num_classes
+    labels = cache.labels
+    if num_classes and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"cache labels span [{int(labels.min())}, {int(labels.max())}] but the model has {num_classes} "
+                         f"classes; set model.num_classes=0 to train unconditionally")
+    logger.info("cache %s: %d latents %s, %d classes", cfg.cache, len(cache), latent_shape, num_classes)
+
+    # 2. Denoiser, EMA, optimiser, diffusion
+    seed_everything(cfg.seed, info.rank)
+    model = build_denoiser_for(cfg.model, latent_shape, num_classes).to(device)
+    spec = denoiser_spec(model)
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    d = cfg.diffusion
+    diffusion = GaussianDiffusion(d.num_timesteps, d.beta_start, d.beta_end, learn_sigma=cfg.model.learn_sigma)
+    logger.info("%s denoiser, %.2fM parameters", spec["kind"], sum(p.numel() for p in model.parameters()) / 1e6)
+
+    # 3. Resume from the latest checkpoint of this run
+    step = 0
+    latest = latest_checkpoint(ckpt_root)
+    if latest is not None:
+        ckpt = load_checkpoint(latest, map_location=device)
+        if ckpt.state["denoiser"] != spec:
+            raise ValueError(f"{latest} holds another denoiser ({ckpt.state['denoiser']}); use a new run_dir")
+        model.load_state_dict(ckpt.weights["model"], strict=True)
+        buffers = {k: ckpt.weights["ema"].get(k, b) for k, b in ema.buffers.items()}
+        ema.load_state_dict({**ckpt.state["ema"], "params": {k: ckpt.weights["ema"][k] for k in ema.params},
+                             "buffers": buffers})
+        opt.load_state_dict(ckpt.state["optimizer"])
+        rng = ckpt.state["rng"]
+        if len(rng) == info.world_size:
+            restore_rng_state(rng[info.rank])
+        else:
+            logger.warning("checkpoint has RNG states of %d ranks, running %d: the resumed run is not bit-exact",
+                           len(rng), info.world_size)
+            seed_everything(cfg.seed + ckpt.step, info.rank)
+        step = ckpt.step
+        logger.info("resumed from %s at step %d", latest, step)
+    if step >= cfg.max_steps:
+        logger.info("run already at step %d >= max_steps %d", step, cfg.max_steps)
+        cleanup_distributed()
+        return latest
+
+    ddp = model
+    if info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    batches = StepBatches(len(cache), local_batch, cfg.seed, info.rank, info.world_size, start_step=step)
+    # own generator: creating the loader's iterator must not draw from the global RNG
+    loader = DataLoader(cache, batch_sampler=batches, num_workers=cfg.num_workers, generator=torch.Generator(),
+                        pin_memory=device.type == "cuda")
+    writer = None
+    if info.is_main and cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    sampler_model = copy.deepcopy(model).eval() if info.is_main and cfg.sample.every > 0 else None
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
+                else contextlib.nullcontext())
+
+    def save() -> Path:
+        rngs = _gather_rng()
+        path = ckpt_root / f"step_{step:09d}"
+        if info.is_main:
+            ema_weights = {k: ema.params[k] if k in ema.params else ema.buffers[k] for k in model.state_dict()}
+            state = {"optimizer": opt.state_dict(), "ema": {"decay": ema.decay, "num_updates": ema.num_updates},
+                     "rng": rngs, "denoiser": spec, "diffusion": asdict(cfg.diffusion), "vae_fingerprint": fingerprint,
+                     "video_shape": list(cache.video_shape), "latent_shape": list(latent_shape), "fps": cache.fps,
+                     "world_size": info.world_size}
+            path = save_checkpoint(ckpt_root, step, weights={"model": model.state_dict(), "ema": ema_weights},
+                                   state=state, config=cfg, keep_last=cfg.keep_last)
+        barrier()
+        return path
+
+    def write_samples() -> None:
+        ema.copy_to(sampler_model)
+        s = cfg.sample
+        folder = run_dir / "samples" / f"step_{step:09d}"
+        vae.to(device)
+        videos = []
+        for start in range(0, s.num, s.batch_size):
+            idx = list(range(start, min(start + s.batch_size, s.num)))
+            y = torch.tensor(idx) % num_classes if num_classes else None
+            z = sample_latents(sampler_model, diffusion, latent_shape, idx, seed=s.seed, labels=y,
+                               guidance=s.guidance if num_classes else 1.0, steps=s.steps, method=s.method, device=device)
+            videos.append(decode_latents(vae, z, device))
+        videos = torch.cat(videos)
+        write_videos(videos, folder, cache.fps, [f"sample_{i:03d}" for i in range(s.num)])
+        write_grid(videos, folder / "grid.png")
+        logger.info("wrote %d sample videos to %s", s.num, folder)
+
+    # 4. Train
+    model.train()
+    window = {"loss": 0.0, "mse": 0.0, "vb": 0.0, "grad_norm": 0.0}
+    window_steps, window_start, run_start, run_start_step = 0, time.perf_counter(), time.perf_counter(), step
+    last = latest
+    for batch in loader:
+        x0 = batch["latent"].to(device, non_blocking=True)
+        y = batch["label"].to(device) if num_classes else None
+        t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=device)
+        with autocast:
+            losses = diffusion.training_losses(lambda x, tt: ddp(x, tt, y), x0, t)
+        loss = losses.loss.float().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or math.inf)
+        opt.step()
+        ema.update(model)
+        step += 1
+
+        for key, value in (("loss", loss), ("mse", losses.mse.mean()), ("vb", losses.vb.mean()), ("grad_norm", grad_norm)):
+            window[key] += float(value.detach())
+        window_steps += 1
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            means = all_reduce_mean({k: v / window_steps for k, v in window.items()})
+            now = time.perf_counter()
+            rate = window_steps / max(now - window_start, 1e-9)
+            overall = (step - run_start_step) / max(now - run_start, 1e-9)
+            logger.info("step %d/%d | loss %.4f (mse %.4f, vb %.4f) | grad %.3f | %.2f steps/s, %.1f latents/s | "
+                        "elapsed %s, ETA %s", step, cfg.max_steps, means["loss"], means["mse"], means["vb"],
+                        means["grad_norm"], rate, rate * cfg.batch_size, _format_seconds(now - run_start),
+                        _format_seconds((cfg.max_steps - step) / overall))
+            if writer is not None:
+                for key, value in means.items():
+                    writer.add_scalar(f"train/{key}", value, step)
+                writer.add_scalar("train/steps_per_second", rate, step)
+                writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
+            window = dict.fromkeys(window, 0.0)
+            window_steps, window_start = 0, now
+        if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+            last = save()
+        if sampler_model is not None and step % cfg.sample.every == 0:
+            write_samples()
+        if step >= cfg.max_steps:
+            break
+
+    if writer is not None:
+        writer.close()
+    logger.info("done: %d steps, last checkpoint %s", step, last)
+    cleanup_distributed()
+    return last
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m lcvae.train.train_latte --config FILE [key=value ...]`` (what torchrun launches)."""
+    parser = argparse.ArgumentParser(description="train Latte (or another denoiser) on a latent cache")
+    parser.add_argument("--config", help="YAML file (configs/latte_*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=1000 model.preset=B")
+    args = parser.parse_args(argv)
+    setup_logging()
+    cfg = load_config(TrainLatteConfig, args.config, args.overrides)
+    logger.debug("config: %s", to_dict(cfg))
+    main(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
