@@ -22,9 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--fps", type=float, help="frame rate of the written files (default: the training clips')")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--fvd", metavar="REAL_DIR", help="compute FVD16 against real videos in this folder")
-    p.add_argument("--fvd-kind", choices=["folder", "manifest", "ucf101", "sky"], default="folder", help="layout of REAL_DIR")
-    p.add_argument("--fvd-max-real", type=int, help="use at most this many real videos")
+    p.add_argument("--fvd", metavar="REAL_DIR", help="FVD16 against the videos in this folder (as lcvae fvd)")
     p.add_argument("--i3d", help="I3D weights: StyleGAN-V i3d_torchscript.pt or a pytorch-i3d state dict")
     p.add_argument("--i3d-random", action="store_true",
                    help="use an I3D with RANDOM weights (pipeline check only; the FVD is labelled as such)")
@@ -32,31 +30,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lcvae.models.io import from_pretrained
-    from lcvae.sampling import RANDOM_I3D_NOTE, generate, random_i3d
+    from lcvae.sampling import generate
 
-    i3d = None
-    if args.fvd:
-        if bool(args.i3d) == bool(args.i3d_random):
-            raise ValueError("--fvd needs exactly one of --i3d PATH (real weights) or --i3d-random (pipeline check)")
-        if args.i3d_random:
-            i3d = random_i3d()
-        else:
-            from lcvae.perceptual.i3d import load_i3d
-
-            i3d = load_i3d(args.i3d)
-        i3d.to(args.device)
-    elif args.i3d or args.i3d_random:
+    if args.fvd and bool(args.i3d) == bool(args.i3d_random):
+        raise ValueError("--fvd needs exactly one of --i3d PATH (real weights) or --i3d-random (pipeline check)")
+    if not args.fvd and (args.i3d or args.i3d_random):
         raise ValueError("--i3d/--i3d-random only apply with --fvd REAL_DIR")
     summary = generate(
         args.latte, from_pretrained(args.vae), args.out, n=args.n, seed=args.seed, batch_size=args.batch,
         guidance=args.guidance, steps=args.steps, method="ddim" if args.ddim else "ddpm", class_label=args.class_label,
-        device=args.device, use_ema=not args.no_ema, fps=args.fps, fvd_real=args.fvd, fvd_real_kind=args.fvd_kind,
-        i3d=i3d, fvd_max_real=args.fvd_max_real,
+        device=args.device, use_ema=not args.no_ema, fps=args.fps, fvd_real=args.fvd, i3d=args.i3d,
+        i3d_random=args.i3d_random,
     )
     print(f"wrote {summary['n']} videos {summary['video_shape']} to {args.out} "
           f"({summary['seconds_per_video']:.2f} s per video, step {summary['step']})")
-    if "fvd16" in summary:
-        label = f" [{RANDOM_I3D_NOTE}]" if "i3d_note" in summary else f" [{summary['i3d']}]"
-        print(f"FVD16 {summary['fvd16']:.2f} over {summary['fvd_fake_videos']} generated and "
-              f"{summary['fvd_real_videos']} real clips{label}")
+    if "fvd" in summary:
+        fvd = summary["fvd"]
+        note = f" [{fvd['note']}]" if "note" in fvd else ""
+        print(f"FVD{fvd['frames']} {fvd['fvd']:.2f} ({fvd['real']['used']} real, {fvd['fake']['used']} generated videos, "
+              f"{fvd['extractor']}){note}")
     return 0
