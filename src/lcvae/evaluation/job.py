@@ -1,0 +1,73 @@
+"""One evaluation run from names and paths: what ``lcvae eval`` calls, alone or under torchrun."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lcvae.evaluation.reconstruction import EvalOptions, EvalResult, check_model_and_data, evaluate
+from lcvae.evaluation.report import write_report
+from lcvae.evaluation.setup import load_networks, open_dataset, with_compression
+from lcvae.inference import load_model
+from lcvae.models.lcvae import LCVAEConfig
+from lcvae.train.distributed import cleanup_distributed, init_distributed, is_distributed
+
+logger = logging.getLogger(__name__)
+
+
+def default_frames(config: LCVAEConfig, at_least: int = 16) -> int:
+    """The shortest clip of at least ``at_least`` frames the model accepts (e.g. 32 or 33 with
+    compression, 16 or 17 without)."""
+    m = config.frame_multiple
+    if config.backbone.causal:
+        return 1 + -(-(at_least - 1) // m) * m
+    return -(-at_least // m) * m
+
+
+def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: EvalOptions, *,
+                        data_format: str = "auto", frames: int | None = None, size: int | None = 256,
+                        frame_stride: int = 1, start_frame: int = 0, split_file: str | None = None,
+                        compress: str | None = None, random_weights: bool = False) -> tuple[EvalResult, dict[str, Path]]:
+    """Load ``model`` (checkpoint folder, or a preset with ``random_weights``), optionally put a
+    compression mask around its backbone, evaluate ``data`` and write the report to ``out_dir``.
+
+    Under torchrun every rank evaluates its shard; rank 0 writes the files (the returned paths
+    are empty on other ranks). Sample clips go to ``out_dir/samples``.
+    """
+    owns_group = not is_distributed()
+    dist_info = init_distributed()
+    try:
+        if dist_info.world_size > 1 and options.device.startswith("cuda"):
+            options = dataclasses.replace(options, device=str(dist_info.device))
+        with torch.random.fork_rng(devices=[]):  # random weights must agree across ranks
+            torch.manual_seed(0)
+            vae = load_model(model, options.device, random_weights)
+        if compress is not None:
+            vae = with_compression(vae, compress)
+        frames = frames or default_frames(vae.config)
+        dataset = open_dataset(data, data_format, frames=frames, size=size, frame_stride=frame_stride,
+                               start_frame=start_frame, split_file=split_file,
+                               multiple=vae.config.size_multiple if size is None else None)
+        check_model_and_data(vae, dataset)  # before loading the metric networks
+        if options.samples and options.sample_dir is None:
+            options = dataclasses.replace(options, sample_dir=str(Path(out_dir) / "samples"))
+        networks = load_networks(options.lpips, options.lpips_backbone, options.i3d, options.i3d_random, options.device)
+        result = evaluate(vae, dataset, options, networks)
+        if not dist_info.is_main:
+            return result, {}
+        context: dict[str, Any] = {
+            "model": {"source": model, "random_weights": random_weights, "compress_override": compress,
+                      "config": vae.config.to_dict()},
+            "data": {"path": str(data), "format": data_format, "clips_in_dataset": len(dataset),
+                     "frames": frames, "size": size, "frame_stride": frame_stride, "start_frame": start_frame,
+                     "degrade_qp": options.degrade_qp},
+            "options": dataclasses.asdict(options),
+        }
+        return result, write_report(result, out_dir, context)
+    finally:
+        if owns_group:
+            cleanup_distributed()
