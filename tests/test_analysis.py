@@ -15,9 +15,9 @@ from lcvae.analysis import (
     LatentAnalyzer,
     analyze_latents,
     subband_index,
-    write_analysis,
 )
 from lcvae.compression import LEAF_NAMES, Coefficients, CompressionConfig, LatentCompressor, reference_mask
+from lcvae.reports import write_analysis
 from lcvae.wavelets import haar3d, ihaar3d
 
 
@@ -221,3 +221,44 @@ def test_analysis_json_and_figures_are_written(tmp_path):
         blob = (tmp_path / name).read_bytes()
         assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
     assert (tmp_path / "subband_images.safetensors").stat().st_size > 8 * 8 * 16 * 4
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_analyze_command_reports_the_model_latent_and_matches_saved_latents(tmp_path, capsys):
+    from lcvae.cli import main
+    from lcvae.data import read_video, to_tensor, write_video
+    from lcvae.models.io import from_pretrained, save_pretrained
+    from lcvae.models.lcvae import LCVAE
+    from lcvae.models.presets import get_preset
+
+    torch.manual_seed(0)
+    ckpt = save_pretrained(LCVAE(get_preset("lcvae-tiny")), tmp_path / "ckpt")
+    rng = np.random.default_rng(1)
+    frames = np.clip(rng.normal(0, 30, (33, 32, 32, 3)).cumsum(0) / 6 + 128, 0, 255).astype(np.uint8)
+    clip = write_video(tmp_path / "clip.mp4", frames, fps=8, codec="libx264rgb", pix_fmt="rgb24", qp=0)
+    out = tmp_path / "analysis"
+    assert main(["analyze", "--model", str(ckpt), "--data", str(clip), "--size", "32", "--out", str(out), "--no-progress",
+                 "--no-figures"]) == 0  # figures: test_analysis_json_and_figures_are_written
+    assert "energy share per subband: LLL" in capsys.readouterr().out
+    data = json.loads((out / "analysis.json").read_text())
+    # Independent: the posterior mean of the clip; the image frame (first latent frame) is excluded.
+    model = from_pretrained(ckpt).eval()
+    with torch.no_grad():
+        z = model.encode(to_tensor(read_video(clip)).unsqueeze(0)).mode().double()
+    assert data["latent"]["clips"] == 1 and data["latent"]["frames_per_clip"] == [9]
+    assert np.allclose(data["latent"]["channel_energy"], z[:, :, 1:].pow(2).mean((0, 2, 3, 4)).numpy(), rtol=1e-5)
+    assert np.allclose(data["latent"]["head_energy"], z[:, :, :1].pow(2).mean((0, 2, 3, 4)).numpy(), rtol=1e-5)
+    energy, _ = one_shot(z[:, :, 1:])
+    assert np.allclose(data["subbands"]["energy"], energy.numpy(), rtol=1e-5)
+    assert data["source"]["frames"] == 33 and data["source"]["clips"] == [str(clip)]
+    # The same numbers from the latent saved by `lcvae encode --raw`.
+    latent = tmp_path / "z.safetensors"
+    assert main(["encode", str(clip), str(latent), "--model", str(ckpt), "--raw"]) == 0
+    assert main(["analyze", "--latents", str(latent), "--out", str(tmp_path / "from_file"), "--no-figures"]) == 0
+    again = json.loads((tmp_path / "from_file" / "analysis.json").read_text())
+    assert np.allclose(again["subbands"]["energy"], data["subbands"]["energy"], rtol=1e-6)
+    assert np.allclose(again["leaves"]["energy"], data["leaves"]["energy"], rtol=1e-6)
+    assert main(["analyze", "--model", str(ckpt), "--data", str(clip), "--size", "40", "--out", str(out)]) == 2
+    assert "multiple of 16" in capsys.readouterr().err

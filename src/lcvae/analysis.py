@@ -33,7 +33,8 @@ its own as ``head_energy``.
 
 Everything is accumulated in float64 sums (count, sum, sum of squares, lag-1 cross sums), so
 memory does not grow with the dataset; :func:`analyze_latents` takes any iterable of latents (a
-model's encoder, a latent cache, synthetic tensors).
+model's encoder via :func:`analyze_dataset`, saved backbone latents via :func:`read_latent_files`,
+synthetic tensors). :mod:`lcvae.reports` writes the results (``analysis.json`` and figures).
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -51,7 +50,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import Tensor
 
-from lcvae.compression import BANDS, GROUP_FRAMES, LEAF_NAMES, CompressionConfig, LatentCompressor
+from lcvae.compression import GROUP_FRAMES, LEAF_NAMES, CompressionConfig, LatentCompressor
 from lcvae.wavelets import haar3d
 
 logger = logging.getLogger(__name__)
@@ -349,23 +348,6 @@ def model_latents(model, videos: Iterable[Tensor], device: str = "cpu", dtype: t
             yield z.float().cpu()
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically (tmp file + os.replace); NaN is refused (use None)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def dataset_videos(dataset, batch_size: int = 1, max_clips: int | None = None, progress: bool = True,
                    counter=None, paths: list[str] | None = None) -> Iterator[Tensor]:
     """Video batches (B, 3, T, H, W) in [-1, 1] from a ``lcvae.data`` dataset in order, with a progress
@@ -395,50 +377,42 @@ def dataset_videos(dataset, batch_size: int = 1, max_clips: int | None = None, p
                 return
 
 
-def analyze_dataset(model, dataset, out_dir: str | Path, *, batch_size: int = 1, max_clips: int | None = None,
-                    device: str = "cpu", dtype: torch.dtype | None = None, chunk: int | None = None,
-                    leaves: bool = True, figures: bool = True, max_channels: int = 16, progress: bool = True,
-                    source: dict | None = None) -> dict:
-    """Encode ``dataset`` with ``model`` (an LCVAE; its backbone latent, before any compression) and
-    write ``analysis.json``, ``subband_images.safetensors`` and the PNG figures into ``out_dir``.
-
-    Returns the JSON dict (with the figure paths under ``"figures"``).
-    """
+def analyze_dataset(model, dataset, *, batch_size: int = 1, max_clips: int | None = None, device: str = "cpu",
+                    dtype: torch.dtype | None = None, chunk: int | None = None, leaves: bool = True,
+                    progress: bool = True) -> tuple[LatentAnalysis, dict[str, Any]]:
+    """Analyse the backbone latents (posterior means, before any compression) of ``model`` (an LCVAE)
+    over a ``lcvae.data`` dataset. Returns (result, {"clips": used paths, "skipped", "skipped_summary"})."""
     from lcvae.data import SkipCounter
 
     counter, paths = SkipCounter(), []
     videos = dataset_videos(dataset, batch_size, max_clips, progress, counter, paths)
     result = analyze_latents(model_latents(model, videos, device, dtype, chunk), causal=model.causal, leaves=leaves)
     logger.info("analysed %d clips; %s", result.clips, counter.summary())
-    info = {**(source or {}), "model_config": model.config.to_dict(), "clips": paths,
-            "skipped": counter.count, "skipped_summary": counter.summary()}
-    return write_analysis(result, out_dir, figures=figures, max_channels=max_channels, source=info,
-                          clip_name=Path(paths[0]).name)
+    return result, {"clips": paths, "skipped": counter.count, "skipped_summary": counter.summary()}
 
 
-def write_analysis(result: LatentAnalysis, out_dir: str | Path, *, figures: bool = True, max_channels: int = 16,
-                   source: dict | None = None, clip_name: str | None = None) -> dict:
-    """Write ``analysis.json`` (every number), the first clip's subband maps and the figures."""
-    from safetensors.torch import save_file
+def read_latent_files(paths: Iterable[str | Path]) -> tuple[list[Tensor], bool]:
+    """Backbone latents saved by ``lcvae encode --raw`` (safetensors ``latent`` (1, C, T', h, w) with the
+    model config in the metadata) -> (latents, causal). Diffusion latents are refused: they are packed
+    and normalised, not the backbone latent this analysis is about."""
+    from safetensors import safe_open
 
-    out = Path(out_dir)
-    data = {"source": source or {}, **result.to_dict(), "figures": []}
-    if result.subband_images is not None:
-        path = out / "subband_images.safetensors"
-        out.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".subband_images.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"maps": result.subband_images.float().contiguous()}, tmp,
-                      metadata={"layout": "(subband s = 4*t_hi + 2*h_hi + w_hi, channel, H/2, W/2), first coefficient frame of the first clip"})
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    if figures:
-        from lcvae.plots import analysis_figures
+    from lcvae.models.lcvae import LCVAEConfig
 
-        data["figures"] = [p.name for p in analysis_figures(result, out, max_channels, clip_name)]
-    write_json(out / "analysis.json", data)
-    return data
+    latents, causal = [], set()
+    for path in paths:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            latent = f.get_tensor("latent")
+        if meta.get("kind") != "raw":
+            raise ValueError(f"{path} holds a {meta.get('kind', 'unlabelled')} latent; the analysis needs the backbone "
+                             "latent: encode with `lcvae encode --raw`")
+        if "config" not in meta:
+            raise ValueError(f"{path} has no model config in its metadata, so its frame rule (causal or not) is unknown")
+        causal.add(LCVAEConfig.from_dict(json.loads(meta["config"])).backbone.causal)
+        latents.append(latent)
+    if not latents:
+        raise ValueError("no latent files given")
+    if len(causal) > 1:
+        raise ValueError("the latent files mix causal and non-causal models; analyse them separately")
+    return latents, causal.pop()

@@ -8,8 +8,6 @@ for heat maps, so it reads without the code. Numbers live in the JSON files writ
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +16,7 @@ from torch import Tensor
 
 from lcvae.analysis import SPATIAL_NAMES, SUBBAND_NAMES, LatentAnalysis
 from lcvae.compression import LEAF_NAMES, CompressionConfig, split_index
+from lcvae.reports import atomic_write
 
 _PAPER_LEAVES = (0, 1, 2, 4)
 _LOW, _HIGH, _GREY = "#2b6cb0", "#dd6b20", "#a0aec0"
@@ -41,19 +40,7 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: str | Path) -> Path:
-    """Write the PNG atomically (tmp file + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def _ticks(n: int, limit: int = 16) -> list[int]:
@@ -224,26 +211,46 @@ def _row_means(x: Tensor) -> list[float]:
     return out
 
 
-def selection_figure(summary: dict[str, Any], path: str | Path) -> Path:
-    """Fig. 12: adaptive top-k selection frequency per coefficient channel (over the late window) and
-    overlap with the paper mask over training steps (``summary`` from ``ablations.selection_summary``)."""
+def selection_figure(summary: dict[str, Any], path: str | Path, raster: Tensor | None = None) -> Path:
+    """Fig. 12 from ``ablations.selection_summary``: (raster) which coefficient channels were selected
+    at each logged step; selection frequency per channel over the late window; overlap with the
+    fixed mask of the same size over training. ``raster``: (steps, 32C) 0/1, rows in step order."""
     c = summary["latent_channels"]
+    steps, overlap = summary["steps"], [100 * v for v in summary["overlap"]]
+    fig = _figure(12.0, 10.0 if raster is not None else 7.0)
+    axes = fig.subplots(3 if raster is not None else 2, 1, height_ratios=[1.3, 1.3, 1][-(3 if raster is not None else 2):])
+    against = summary["against"]
+    if raster is not None:
+        ax = axes[0]
+        rows = raster.double()
+        if rows.shape[0] > 300:  # one image row per bin of steps: the fraction selected in the bin
+            edges = torch.linspace(0, rows.shape[0], 301).long()
+            rows = torch.stack([rows[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:])])
+        ax.imshow(rows.numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest",
+                  extent=(-0.5, 32 * c - 0.5, steps[-1], steps[0]))
+        for j in range(1, 8):
+            ax.axvline(4 * c * j - 0.5, color=_HIGH, linewidth=1)
+        ax.set_xticks([4 * c * j + 2 * c - 0.5 for j in range(8)], list(LEAF_NAMES))
+        ax.set_xlabel("coefficient channel, grouped by Multi-WT leaf (b2 b1 b0); black = selected")
+        ax.set_ylabel("training step")
+        ax.set_title(f"Adaptive top-{summary['kept']} selection at each logged step ({len(steps)} steps)")
+    top, bottom = axes[-2], axes[-1]
     freq = torch.tensor(summary["late_frequency"], dtype=torch.float64).view(8, 4 * c)
-    fig = _figure(12.0, 7.0)
-    top, bottom = fig.subplots(2, 1, height_ratios=[1.3, 1])
     image = top.imshow(freq.numpy(), cmap="magma", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-    fig.colorbar(image, ax=top, label="fraction of logged steps selected")
-    top.set_yticks(range(8), [f"{n}{' (paper)' if j in _PAPER_LEAVES else ''}" for j, n in enumerate(LEAF_NAMES)])
+    fig.colorbar(image, ax=top, label="fraction of steps selected")
+    fixed = set(CompressionConfig(latent_channels=c, mask=against).resolved_indices())
+    kept_leaves = [j for j in range(8) if all(4 * c * j + k in fixed for k in range(4 * c))]
+    top.set_yticks(range(8), [f"{n}{f' ({against})' if j in kept_leaves else ''}" for j, n in enumerate(LEAF_NAMES)])
     for k in range(1, 4):
         top.axvline(c * k - 0.5, color="white", linewidth=2)
-    top.set_xticks([c * k + (c - 1) / 2 for k in range(4)], [f"spatial {n}" for n in SPATIAL_NAMES])
+    top.set_xticks([c * k + (c - 1) / 2 for k in range(4)], [f"spatial {n}, channels 0-{c - 1}" for n in SPATIAL_NAMES])
     top.set_ylabel("Multi-WT leaf (b2 b1 b0)")
-    top.set_title(f"Adaptive top-{summary['kept']} selection frequency, steps {summary['late_from_step']}–{summary['last_step']}")
-    steps, overlap = summary["steps"], [100 * v for v in summary["overlap"]]
-    bottom.plot(steps, overlap, color=_LOW, linewidth=1.2)
+    top.set_title(f"Selection frequency per coefficient channel, steps {summary['late_from_step']}-{summary['last_step']}; "
+                  f"its top {summary['kept']} overlap the {against} mask by {100 * summary['consensus_overlap']:.1f}%")
+    bottom.plot(steps, overlap, color=_LOW, linewidth=1.2, marker="o" if len(steps) < 30 else None)
     bottom.set_ylim(min(overlap + [50.0]) - 2, 101)
     bottom.set_xlabel("training step")
-    bottom.set_ylabel("overlap with the paper mask (%)")
-    bottom.set_title(f"Overlap of the selected channels with the paper mask (final: {overlap[-1]:.1f}%)")
+    bottom.set_ylabel(f"overlap with the {against} mask (%)")
+    bottom.set_title(f"Overlap of each step's selection with the fixed {against} mask (last: {overlap[-1]:.1f}%)")
     bottom.grid(alpha=0.3)
     return _save(fig, path)

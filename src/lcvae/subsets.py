@@ -30,8 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -39,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lcvae.analysis import write_json
+from lcvae.reports import write_json, write_text
 from lcvae.wavelets import haar2d
 
 logger = logging.getLogger(__name__)
@@ -218,18 +216,7 @@ def select(rows: list[dict[str, Any]], key: str, top_k: int | None = None,
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, allow_nan=False) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_text(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
 
 
 def write_subsets(rows: list[dict[str, Any]], out_dir: str | Path, top_k: int | None = None,

@@ -1,0 +1,96 @@
+"""lcvae ablate: the paper's ablations as repeatable runs.
+
+    ptlc        a trained model evaluated with the paper mask applied at inference only (Table 4)
+    keep-ratio  the same with the 25 / 50 / 75 % masks
+    adaptive    channel selections of an adaptive top-k training run vs the fixed mask (Fig. 12)
+    subsets     models evaluated on the texture-heavy / fast-motion manifests of `lcvae subsets` (Table 7)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "ablate"
+HELP = "the paper's ablations: ptlc, keep-ratio, adaptive, subsets"
+
+
+def _eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output folder: one evaluation folder per variant, table.json, table.md")
+    p.add_argument("--random-weights", action="store_true", help="allow preset names (untrained weights: for trying the pipeline)")
+    p.add_argument("--frames", type=int, help="frames per clip (default: one length valid for every variant)")
+    p.add_argument("--max-clips", type=int, help="evaluate only the first N clips")
+    p.add_argument("--protocol", default="standard", choices=["standard", "reference"])
+    p.add_argument("--lpips", default="alex", help="alex or vgg (needs --lpips-backbone), st-alex or st-vgg, or none")
+    p.add_argument("--lpips-backbone", help="torchvision ImageNet AlexNet/VGG16 weights for LPIPS")
+    i3d = p.add_mutually_exclusive_group()
+    i3d.add_argument("--i3d", help="I3D weights for rFVD")
+    i3d.add_argument("--i3d-random", action="store_true", help="random-weight I3D (pipeline test; the rFVD means nothing)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--chunk", type=int, help="encode this many frames at a time (causal models)")
+    p.add_argument("--decode-chunk", type=int, help="decode this many latent frames at a time (causal models)")
+    p.add_argument("--samples", type=int, default=0, help="write the first N clips side by side per variant")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _sweep(p: argparse.ArgumentParser, masks: list[str]) -> None:
+    p.add_argument("--model", required=True, help="trained checkpoint folder (e.g. a WF-VAE), or a preset with --random-weights")
+    p.add_argument("--data", required=True, help="a folder of videos, a manifest, or a UCF-101 / Sky Timelapse root")
+    p.add_argument("--data-format", default="auto")
+    p.add_argument("--masks", nargs="+", default=masks,
+                   help=f"masks applied at inference: none (the model as is), paper, keep25, keep50, keep75, reference, or a mask .json (default: {' '.join(masks)})")
+    p.add_argument("--name", help="method name in the table (default: the checkpoint folder's name)")
+    p.add_argument("--size", type=int, default=256, help="short side resized and centre-cropped to SIZE (0: keep)")
+    p.add_argument("--start", type=int, default=0)
+    _eval_options(p)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="ablation", required=True, metavar="ABLATION")
+    _sweep(sub.add_parser("ptlc", help="post-training compression: the mask at inference only (Table 4)"), ["none", "paper"])
+    _sweep(sub.add_parser("keep-ratio", help="25 / 50 / 75 %% masks at inference"), ["none", "keep25", "keep50", "keep75"])
+    a = sub.add_parser("adaptive", help="adaptive top-k selections vs the fixed mask over training (Fig. 12)")
+    a.add_argument("run", help="training run folder (with adaptive_selection.jsonl) or the log file")
+    a.add_argument("--out", required=True, help="output folder for selection.json and selection.png")
+    a.add_argument("--latent-channels", type=int, help="C of the VAE latent (default: from the run folder's config.json)")
+    a.add_argument("--from-step", type=int, help="start of the late window (default: the last quarter of the logged steps)")
+    a.add_argument("--against", help="fixed mask to compare with (default: the one of the same size, paper for 50 %%)")
+    s = sub.add_parser("subsets", help="evaluate models on the texture-heavy / fast-motion subsets (Table 7)")
+    s.add_argument("--models", nargs="+", required=True, help="checkpoint folders (or presets with --random-weights)")
+    s.add_argument("--names", nargs="+", help="one method name per model")
+    s.add_argument("--subsets", required=True, help="the --out folder of `lcvae subsets`")
+    s.add_argument("--size", type=int, help="resolution (default: the one the clips were scored at)")
+    _eval_options(s)
+
+
+def _options(args: argparse.Namespace):
+    from lcvae.evaluation import EvalOptions
+
+    return EvalOptions(protocol=args.protocol, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+                       chunk=args.chunk, decode_chunk=args.decode_chunk, lpips=args.lpips,
+                       lpips_backbone=args.lpips_backbone, i3d=args.i3d, i3d_random=args.i3d_random,
+                       max_clips=args.max_clips, samples=args.samples, progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lcvae import ablations
+    from lcvae.tables import format_markdown
+
+    if args.ablation == "adaptive":
+        s = ablations.adaptive_report(args.run, args.out, args.latent_channels, args.from_step, args.against)
+        print(f"{len(s['steps'])} logged steps, top-{s['kept']} of {32 * s['latent_channels']} channels")
+        print(f"overlap with the {s['against']} mask: last step {100 * s['final_overlap']:.1f}%, steps >= "
+              f"{s['late_from_step']} mean {100 * s['late_mean_overlap']:.1f}%, their consensus {100 * s['consensus_overlap']:.1f}%")
+        print(f"wrote {args.out}/selection.json and {args.out}/selection.png")
+        return 0
+    if args.ablation == "subsets":
+        table = ablations.evaluate_subsets(args.models, args.subsets, args.out, _options(args), names=args.names,
+                                           frames=args.frames, size=args.size, random_weights=args.random_weights)
+    else:
+        table = ablations.mask_sweep(args.model, args.data, args.out, args.masks, _options(args), name=args.name,
+                                     frames=args.frames, size=args.size or None, start_frame=args.start,
+                                     data_format=args.data_format, random_weights=args.random_weights)
+    print(format_markdown(table), end="")
+    print(f"wrote {args.out}/table.json and {args.out}/table.md")
+    return 0
