@@ -125,6 +125,15 @@ def test_compare_table_from_hand_made_metrics(tmp_path):
     named = compare_runs([tmp_path / "lcvae", tmp_path / "wfvae"], names=["LC-VAE (Ours)", "WF-VAE"])
     assert [r["method"] for r in named["rows"]] == ["LC-VAE (Ours)", "WF-VAE"]
     # Two results on one dataset inside a run: rows are told apart by their folders.
+    # ST-LPIPS is labelled as such: a whole column, or a cell in a mixed column.
+    st = json.loads((tmp_path / "wfvae" / "metrics.json").read_text())
+    st["metrics"]["vs_input"]["lpips"] = {"name": "ST-LPIPS (alex)", "mean": 0.25}
+    (tmp_path / "st" / "metrics.json").parent.mkdir()
+    (tmp_path / "st" / "metrics.json").write_text(json.dumps(st))
+    only_st = format_markdown(compare_runs([tmp_path / "st"])).splitlines()
+    assert "webvid PSNR ↑ | SSIM ↑ | ST-LPIPS ↓" in only_st[0] and "| 0.2500 |" in only_st[2]
+    mixed = format_markdown(compare_runs([tmp_path / "lcvae", tmp_path / "st"])).splitlines()
+    assert "| LPIPS ↓ | rFVD ↓ | webvid PSNR" in mixed[0] and "0.0485 |" in mixed[2] and "0.2500 (ST)" in mixed[3]
     metrics_file(tmp_path / "sweep" / "none", wf, "/d/webvid", 30.0, None, None)
     metrics_file(tmp_path / "sweep" / "paper", wf, "/d/webvid", 29.0, None, None)
     assert [r["method"] for r in compare_runs([tmp_path / "sweep"])["rows"]] == ["sweep/none", "sweep/paper"]

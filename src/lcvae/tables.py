@@ -12,7 +12,8 @@ file is one (method, dataset) cell group:
 * dataset: ``data["name"]`` if present, else the stem of ``data["path"]`` (a manifest's file name
   without suffix, or a folder's name).
 * PSNR / SSIM / LPIPS: the mean over clips; rFVD: the dataset-level value (or whatever the file
-  reports as ``value``); a skipped metric is shown as "–" and its reason kept in the JSON.
+  reports as ``value``); a skipped metric is shown as "–" and its reason kept in the JSON. The
+  LPIPS network's name is kept (``lpips_name``) so ST-LPIPS is never shown as LPIPS.
 
 Rows: one per (method, Chn), in the order first seen; columns: PSNR SSIM LPIPS rFVD per dataset.
 """
@@ -81,6 +82,9 @@ def read_run(path: Path, method: str, metric_set: str = "vs_input") -> dict[str,
         values[key], why = _value(sets[metric_set].get(key))
         if why is not None:
             missing[key] = why
+    lpips_name = (sets[metric_set].get("lpips") or {}).get("name")
+    if lpips_name:
+        values["lpips_name"] = str(lpips_name)
     return {"method": str(data.get("method") or method), "named_in_file": bool(data.get("method")), "chn": _channels(data, path), "dataset": dataset,
             "values": values, "missing": missing, "source": str(path)}
 
@@ -119,11 +123,22 @@ def compare_runs(run_dirs: Sequence[str | Path], names: Sequence[str] | None = N
     return {"metric_set": metric_set, "datasets": datasets, "metrics": [m for m, _, _ in METRICS], "rows": list(rows.values())}
 
 
+def _is_st(name: str | None) -> bool:
+    return bool(name) and name.upper().startswith("ST-")
+
+
 def format_markdown(table: dict[str, Any]) -> str:
-    """The table as markdown: | Method | Chn | <dataset> PSNR ↑ | SSIM ↑ | LPIPS ↓ | rFVD ↓ | ... |."""
-    head = ["Method", "Chn"]
+    """The table as markdown: | Method | Chn | <dataset> PSNR ↑ | SSIM ↑ | LPIPS ↓ | rFVD ↓ | ... |.
+
+    ST-LPIPS is a different metric from LPIPS (SPEC §11): a dataset's column is headed ST-LPIPS when
+    every number in it is ST-LPIPS; in a mixed column each ST-LPIPS cell is marked "(ST)"."""
+    head, st_columns = ["Method", "Chn"], {}
     for d in table["datasets"]:
-        head += [f"{d} {label}" if i == 0 else label for i, (_, label, _) in enumerate(METRICS)]
+        names = [r["cells"][d].get("lpips_name") for r in table["rows"] if r["cells"].get(d, {}).get("lpips") is not None]
+        st_columns[d] = bool(names) and all(_is_st(n) for n in names)
+        for i, (key, label, _) in enumerate(METRICS):
+            label = "ST-LPIPS ↓" if key == "lpips" and st_columns[d] else label
+            head.append(f"{d} {label}" if i == 0 else label)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for row in table["rows"]:
         cells = [row["method"], "–" if row["chn"] is None else str(row["chn"])]
@@ -131,7 +146,8 @@ def format_markdown(table: dict[str, Any]) -> str:
             values = row["cells"].get(d, {})
             for key, _, digits in METRICS:
                 v = values.get(key)
-                cells.append("–" if v is None else f"{v:.{digits}f}")
+                mark = " (ST)" if key == "lpips" and not st_columns[d] and _is_st(values.get("lpips_name")) else ""
+                cells.append("–" if v is None else f"{v:.{digits}f}{mark}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"metric set: {table['metric_set']}; PSNR/SSIM/LPIPS: mean over clips; rFVD: one value per dataset; "
