@@ -16,12 +16,13 @@ from torch import Tensor
 
 from _video_fixtures import decode_all, textured_frames, write_av
 from lcvae.cli import main
-from lcvae.compression import block_mask, multi_iwt_reference, multi_wt_reference
+from lcvae.compression import CompressionConfig, block_mask, multi_iwt_reference, multi_wt_reference
 from lcvae.data.degrade import degrade_frames
 from lcvae.data.video import probe
 from lcvae.evaluation import (
     EvalOptions,
     MetricNetworks,
+    default_frames,
     evaluate,
     evaluate_shard,
     format_table,
@@ -33,6 +34,7 @@ from lcvae.evaluation import (
     write_report,
 )
 from lcvae.metrics import PSNR_CAP_DB
+from lcvae.models.autoencoder import check_frames
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.wfvae import WFVAEConfig
@@ -368,3 +370,26 @@ def test_cli_eval_writes_report_samples_and_skips_what_has_no_weights(clips, che
     assert "lpips" not in json.loads((out2 / "per_clip.jsonl").read_text().splitlines()[0])["vs_input"]
     assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "10", "--out", str(out2)]) == 2
     assert "1 + 4k frames" in capsys.readouterr().err
+
+
+def test_settings_that_cannot_work_are_refused_before_the_first_clip(clips, dataset):
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        EvalOptions(protocol="paper")
+    with pytest.raises(ValueError, match=r"QP in \[0, 51\]"):
+        EvalOptions(degrade_qp=60)
+    model = tiny_model()
+    with pytest.raises(ValueError, match="model.eval()"):
+        evaluate(model.train(), dataset, EvalOptions(progress=False), cheap_networks())
+    unsized = open_dataset(clips, frames=FRAMES, size=None, multiple=8)
+    with pytest.raises(ValueError, match="batch size 1"):
+        evaluate(model.eval(), unsized, EvalOptions(progress=False, batch_size=2), cheap_networks())
+
+
+@pytest.mark.parametrize("causal, compressed, frames", [(True, True, 33), (False, True, 32), (True, False, 17),
+                                                        (False, False, 16)])
+def test_default_frames_is_the_shortest_valid_clip_of_at_least_16(causal, compressed, frames):
+    compression = CompressionConfig(8, causal=causal) if compressed else None
+    config = LCVAEConfig(backbone=WFVAEConfig(latent_channels=8, causal=causal), compression=compression)
+    assert default_frames(config) == frames
+    check_frames(frames, causal, config.frame_multiple)  # valid for the model
+    assert frames - config.frame_multiple < 16  # and the next shorter valid count is below 16

@@ -166,6 +166,16 @@ def check_model_and_data(model: LCVAE, dataset: ClipDataset) -> None:
         check_size(crop, crop, model.config.size_multiple)
 
 
+def _check_options(dataset: ClipDataset, options: EvalOptions) -> None:
+    if dataset.transform.crop is None and options.batch_size > 1:
+        raise ValueError("clips keep their own frame sizes (no crop size), so they cannot be batched; "
+                         "use batch size 1 or give a size (--size)")
+    device_type = torch.device(options.device).type
+    if options.protocol == "reference" and not torch.amp.is_autocast_available(device_type):
+        raise ValueError(f"the reference protocol runs the model under bf16 autocast, which this torch does not "
+                         f"offer on {device_type}; use the standard protocol or another device")
+
+
 def _fvd_skip_reason(networks: MetricNetworks, frames: int) -> str | None:
     if networks.extractor is None:
         return networks.fvd_skipped or "no feature extractor"
@@ -200,8 +210,7 @@ def _clip_metrics(target: Tensor, recon: Tensor, networks: MetricNetworks, optio
     values = {"psnr": psnr(target, recon), "ssim": ssim(target, recon)}
     if networks.lpips is not None:
         a, b = (target, recon) if options.protocol == "standard" else ((target + 1) / 2, (recon + 1) / 2)
-        with torch.no_grad():
-            values["lpips"] = lpips_video(networks.lpips, a.to(options.device), b.to(options.device)).double().cpu()
+        values["lpips"] = lpips_video(networks.lpips, a.to(options.device), b.to(options.device)).double().cpu()
     return values
 
 
@@ -209,6 +218,7 @@ def evaluate_shard(model: LCVAE, dataset: ClipDataset, options: EvalOptions, net
                    rank: int = 0, world_size: int = 1) -> ShardResult:
     """Evaluate clips rank, rank + world_size, ... of the dataset (the first ``max_clips``)."""
     check_model_and_data(model, dataset)
+    _check_options(dataset, options)
     if not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
     total = len(dataset) if options.max_clips is None else min(len(dataset), options.max_clips)

@@ -84,8 +84,9 @@ def write_sample(folder: str | Path, index: int, panels: dict[str, Tensor], fps:
     side_by_side = torch.cat(list(panels.values()), dim=-1)
     mp4 = write_video(stem.with_suffix(".mp4"), to_uint8(side_by_side), fps)
     png = write_png(stem.with_suffix(".png"), frame_grid(panels))
-    write_text(stem.with_suffix(".txt"), "mp4 panels, left to right: " + ", ".join(panels)
-               + f"\npng rows, top to bottom: {', '.join(panels)}, |error| x{ERROR_GAIN}\n")
+    names = list(panels)
+    write_text(stem.with_suffix(".txt"), f"mp4 panels, left to right: {', '.join(names)}\n"
+               f"png rows, top to bottom: {', '.join(names)}, |{names[-1]} - {names[0]}| x{ERROR_GAIN}\n")
     return [mp4, png]
 
 
@@ -103,17 +104,23 @@ _LABELS = {"psnr": ("PSNR (dB)", "↑", 2), "ssim": ("SSIM", "↑", 4), "lpips":
 _SET_TITLES = {"vs_input": "vs input", "vs_degraded": "vs degraded input", "vs_clean": "vs clean clip"}
 
 
+def _fmt(v: float, digits: int) -> str:
+    """Fixed digits, or three significant ones for values too small to show that way."""
+    return f"{v:.{digits}f}" if v == 0 or abs(v) >= 10 ** -digits else f"{v:.3g}"
+
+
 def _cell(entry: dict[str, Any], digits: int, notes: list[str]) -> str:
     if "skipped" in entry:
         if entry["skipped"] not in notes:
             notes.append(entry["skipped"])
         return f"skipped [{notes.index(entry['skipped']) + 1}]"
     if "value" in entry:
-        return f"{entry['value']:.{digits}f}"
+        extra = f" (dataset-level {_fmt(entry['dataset_level'], digits)})" if "dataset_level" in entry else ""
+        return _fmt(entry["value"], digits) + extra
     if entry["mean"] is None:
         return "–"
-    spread = "" if entry["std"] is None else f" ± {entry['std']:.{digits}f}"
-    return f"{entry['mean']:.{digits}f}{spread}"
+    spread = "" if entry["std"] is None else f" ± {_fmt(entry['std'], digits)}"
+    return _fmt(entry["mean"], digits) + spread
 
 
 def format_table(result: "EvalResult") -> str:
