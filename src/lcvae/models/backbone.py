@@ -72,6 +72,9 @@ class BackboneEntry:
 
 BACKBONES: dict[str, BackboneEntry] = {
     "wfvae": BackboneEntry("lcvae.models.wfvae:WFVAEConfig", "lcvae.models.autoencoder:WFVAE"),
+    # diffusers-based backbones: diffusers itself is imported only when a model is built
+    "wan": BackboneEntry("lcvae.models.wan:WanVAEConfig", "lcvae.models.wan:WanVAE"),
+    "diffusers": BackboneEntry("lcvae.models.diffusers_vae:DiffusersVAEConfig", "lcvae.models.diffusers_vae:DiffusersVAE"),
 }
 
 

@@ -52,7 +52,7 @@ def save_pretrained(model: LCVAE, folder: str | Path) -> Path:
 
 
 def load_config(source: str | Path) -> LCVAEConfig:
-    """A preset name, our folder, or the official WF-VAE folder -> LCVAEConfig."""
+    """A preset name, our folder, the official WF-VAE folder or a diffusers Wan VAE folder -> LCVAEConfig."""
     if isinstance(source, str) and source in PRESETS:
         return get_preset(source)
     path = Path(source)
@@ -66,7 +66,11 @@ def load_config(source: str | Path) -> LCVAEConfig:
         return LCVAEConfig.from_dict(raw["config"])
     if raw.get("_class_name") == "WFVAEModel":
         return LCVAEConfig(backbone=official_config(raw))
-    raise ValueError(f"{cfg_file}: not an lcvae config nor an official WF-VAE config (no 'format' or '_class_name')")
+    if raw.get("_class_name") == "AutoencoderKLWan":  # a diffusers Wan 2.1 VAE folder
+        from lcvae.models.wan import lcvae_config_from_diffusers
+
+        return lcvae_config_from_diffusers(raw)
+    raise ValueError(f"{cfg_file}: not an lcvae config nor an official WF-VAE or diffusers Wan config (no 'format' or known '_class_name')")
 
 
 def official_config(raw: dict) -> WFVAEConfig:
@@ -104,8 +108,14 @@ def official_config(raw: dict) -> WFVAEConfig:
 def load_backbone_state(model: LCVAE, state: dict[str, Tensor], source: str) -> None:
     """Load backbone weights (names ``encoder.*`` / ``decoder.*``), ignoring stored Haar constants.
 
-    Any missing, unexpected or differently shaped tensor is an error that names them.
+    Any missing, unexpected or differently shaped tensor is an error that names them. Backbones
+    wrapping a diffusers model (``lcvae.models.diffusers_vae``) take names with or without their
+    ``vae.`` prefix and load through their own ``load_diffusers_state`` (Wan widens a narrower latent).
     """
+    if hasattr(model.backbone, "load_diffusers_state"):
+        prefix = model.backbone.diffusers_prefix
+        model.backbone.load_diffusers_state({k.removeprefix(prefix): v for k, v in state.items()}, source)
+        return
     state = {k: v for k, v in state.items() if "wavelet_transform" not in k}
     own = model.backbone.state_dict()
     missing = sorted(set(own) - set(state))
@@ -122,7 +132,8 @@ def load_backbone_state(model: LCVAE, state: dict[str, Tensor], source: str) -> 
 
 
 def from_pretrained(source: str | Path, config: LCVAEConfig | None = None) -> LCVAE:
-    """Our folder, the official WF-VAE folder, or a reference .ckpt (needs ``config``, e.g. a preset)."""
+    """Our folder, the official WF-VAE folder, a diffusers Wan VAE folder (widened when ``config`` asks
+    for a wider latent), or a reference .ckpt (needs ``config``, e.g. a preset)."""
     path = Path(source)
     if path.is_file() and path.suffix == ".ckpt":
         if config is None:

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from lcvae.compression import CompressionConfig
 from lcvae.models.lcvae import LCVAEConfig
+from lcvae.models.wan import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD, WanVAEConfig
 from lcvae.models.wfvae import WFVAEConfig
 from lcvae.utils import suggest
 
@@ -21,6 +22,7 @@ _WFVAE_L = WFVAEConfig(base_channels=192, encoder_energy_flow=128, decoder_energ
 _WFVAE_S = WFVAEConfig(base_channels=128, encoder_energy_flow=128, decoder_energy_flow=128)
 _LC_BACKBONE = WFVAEConfig(base_channels=192, encoder_energy_flow=64, decoder_energy_flow=128, causal=False)
 _TINY = WFVAEConfig(base_channels=32, encoder_energy_flow=16, decoder_energy_flow=16, latent_channels=8)
+_WAN_TINY = WanVAEConfig(latent_channels=4, base_dim=8, dim_mult=(1, 2, 2, 2), num_res_blocks=1)
 
 
 def _lcvae(backbone: WFVAEConfig, channels: int, mask: str, causal: bool) -> LCVAEConfig:
@@ -35,6 +37,13 @@ PRESETS: dict[str, LCVAEConfig] = {
     "wfvae-tiny": LCVAEConfig(backbone=replace(_TINY, latent_channels=4)),
     "lcvae-tiny": _lcvae(_TINY, 8, "paper", causal=True),
     "lcvae-tiny-noncausal": _lcvae(_TINY, 8, "paper", causal=False),
+    # Wan 2.1 VAE (supplement E.2); weights from a local diffusers folder (lcvae.models.wan)
+    "wan21": LCVAEConfig(backbone=WanVAEConfig(), latent_mean=WAN21_LATENTS_MEAN, latent_std=WAN21_LATENTS_STD),
+    "lcvae-wan21": LCVAEConfig(backbone=WanVAEConfig(latent_channels=32),
+                               compression=CompressionConfig(latent_channels=32, mask="paper", causal=True)),
+    "wan-tiny": LCVAEConfig(backbone=_WAN_TINY),
+    "lcvae-wan-tiny": LCVAEConfig(backbone=replace(_WAN_TINY, latent_channels=8),
+                                  compression=CompressionConfig(latent_channels=8, mask="paper", causal=True)),
 }
 for _chn, _c in ((4, 8), (8, 16), (16, 32)):
     PRESETS[f"lcvae-chn{_chn}"] = _lcvae(_LC_BACKBONE, _c, "reference", causal=False)
@@ -49,6 +58,10 @@ DESCRIPTIONS: dict[str, str] = {
     "lcvae-tiny-noncausal": "tiny LC-VAE, non-causal (32k frames)",
     **{f"lcvae-chn{n}": f"paper LC-VAE 'Chn {n}' ({2 * n}-channel VAE latent), reference non-causal form, handcrafted mask" for n in (4, 8, 16)},
     **{f"lcvae-chn{n}-causal": f"causal LC-VAE 'Chn {n}', paper mask, first latent frame uncompressed" for n in (4, 8, 16)},
+    "wan21": "Wan 2.1 VAE (diffusers AutoencoderKLWan), z=16, causal, with Wan's latent statistics",
+    "lcvae-wan21": "LC-VAE on Wan 2.1 widened to z=32, paper mask: 16 diffusion channels, first latent frame uncompressed",
+    "wan-tiny": "tiny Wan VAE (base_dim 8), 4 latent channels; CPU tests and demos",
+    "lcvae-wan-tiny": "tiny LC-VAE on the Wan VAE, 8-channel latent, 4 diffusion channels, causal",
 }
 
 
