@@ -1,17 +1,15 @@
 """Evaluation outputs: metrics.json, per_clip.jsonl, a markdown table, sample videos and frame grids.
 
-Every file is written atomically (temporary file in the same folder, then ``os.replace``), so an
-interrupted run never leaves a half-written report that looks complete.
+Every file is written atomically (``lcvae.reports.atomic_write``: a temporary file in the same
+folder, then ``os.replace``), so an interrupted run never leaves a half-written report.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -19,29 +17,13 @@ import torch
 from torch import Tensor
 
 from lcvae.data.video import to_uint8, write_video
+from lcvae.reports import atomic_write, write_text
 
 if TYPE_CHECKING:
     from lcvae.evaluation.reconstruction import EvalResult
 
 GRID_COLUMNS = 8
 ERROR_GAIN = 4  # the error row shows |reconstruction − target| × 4
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    return _atomic(Path(path), lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
@@ -60,7 +42,7 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
             for packet in stream.encode(None):
                 container.mux(packet)
 
-    return _atomic(Path(path), write)
+    return atomic_write(path, write)
 
 
 def frame_grid(panels: dict[str, Tensor], columns: int = GRID_COLUMNS) -> np.ndarray:
