@@ -23,7 +23,7 @@ from torch import Tensor
 from lcvae.data.transforms import crop_to_multiple, resize_to_multiple
 from lcvae.data.video import probe, read_video, to_tensor, to_uint8, write_video
 from lcvae.models.autoencoder import check_frames
-from lcvae.models.backbone import build_backbone
+from lcvae.models.backbone import backbone_type, build_backbone
 from lcvae.models.io import from_pretrained, load_config
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import PRESETS
@@ -159,6 +159,7 @@ def model_info(source: str, frames: int | None = None, height: int = 256, width:
     frames = frames or (1 + rule_multiple if cfg.backbone.causal else rule_multiple)
     info = {
         "source": source,
+        "backbone": backbone_type(cfg.backbone),
         "params_m": round(count(backbone) / 1e6, 2),
         "encoder_params_m": round(count(backbone.encoder) / 1e6, 2),
         "decoder_params_m": round(count(backbone.decoder) / 1e6, 2),

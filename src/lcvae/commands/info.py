@@ -31,12 +31,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     comp = info["compression"]
-    print(f"model          {info['source']}")
+    print(f"model          {info['source']} ({info['backbone']} backbone)")
     print(f"parameters     {info['params_m']:.2f} M (encoder {info['encoder_params_m']:.2f} M, decoder {info['decoder_params_m']:.2f} M)")
     print(f"temporal       {'causal' if info['causal'] else 'non-causal'}; input {info['frame_rule']}")
     print(f"latent         {info['latent_channels']} channels")
     if comp is None:
-        print("compression    none (plain WF-VAE)")
+        print(f"compression    none (plain {info['backbone']} backbone)")
     else:
         print(f"compression    Multi-WT, mask '{comp['mask']}' keeps {comp['kept']}/{comp['of']} coefficient channels"
               f"{' (adaptive top-k)' if comp['adaptive'] else ''}")
