@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CACHE_FORMAT", "INDEX_NAME", "DTYPES", "vae_fingerprint", "config_hash", "CacheRequest", "CacheReport",
-    "cache_latents", "finalize_cache", "LatentCache", "open_video_dataset",
+    "cache_latents", "finalize_cache", "LatentCache", "open_video_dataset", "dataset_num_classes", "clip_fps",
 ]
 
 CACHE_FORMAT = "lcvae-latent-cache"

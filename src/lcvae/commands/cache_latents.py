@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         frames=args.frames, height=args.size, width=args.size, dtype=args.dtype, passes=args.passes,
         shard_size=args.shard_size, sample_posterior=args.sample_posterior, seed=args.seed, fps=clip_fps(dataset),
         num_classes=dataset_num_classes(dataset),
-        dataset={"kind": kind, "path": str(args.data), "split_file": args.split_file, **clip},
+        dataset={"kind": kind, "path": str(Path(args.data).resolve()), "split_file": args.split_file, **clip},
     )
     device = info.device if args.device == "auto" else args.device
     report = cache_latents(from_pretrained(args.model), dataset, args.out, request, vae_source=str(args.model),

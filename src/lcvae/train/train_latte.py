@@ -22,6 +22,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -268,7 +269,7 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML file (configs/latte_*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=1000 model.preset=B")
     args = parser.parse_args(argv)
-    setup_logging()
+    setup_logging(rank=int(os.environ.get("RANK", "0")))  # before main joins the process group
     cfg = load_config(TrainLatteConfig, args.config, args.overrides)
     logger.debug("config: %s", to_dict(cfg))
     main(cfg)
