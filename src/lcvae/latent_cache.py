@@ -127,6 +127,7 @@ def _write_atomic(path: Path, write) -> None:
     tmp = path.parent / f".tmp-{path.name}.{uuid.uuid4().hex}"
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # safetensors creates its files 0600; a cache is shared data
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -219,5 +219,7 @@ def generate(
 
         summary["fvd"] = folder_fvd(fvd_real, out_dir, frames=fvd_frames, i3d=i3d, i3d_random=i3d_random,
                                     extractor=fvd_extractor, batch_size=batch_size, device=str(device), progress=False)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    tmp = out_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    tmp.replace(out_dir / "summary.json")
     return summary
