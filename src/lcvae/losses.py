@@ -155,10 +155,13 @@ def adaptive_weight(
     scale: float = 0.5,
     eps: float = 1e-6,
     max_value: float = 1e6,
+    grad_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """lambda = clamp(scale * ||d rec/dW|| / (||d adv/dW|| + eps), 0, max_value), detached fp32 scalar.
 
     Both graphs are retained (``retain_graph=True``) so the caller can still backprop the total loss.
+    ``grad_reduce`` maps each local gradient to the one of the whole batch before the norm is taken
+    (under DDP: the mean over ranks), so lambda does not depend on how the batch is split.
     """
     if not last_layer.requires_grad:
         raise ValueError("last_layer must be a weight that requires grad (the decoder's final conv weight)")
@@ -170,6 +173,8 @@ def adaptive_weight(
                 f"the {name} loss does not depend on last_layer; pass the weight of the decoder's "
                 f"final layer that produced the reconstruction"
             )
+        if grad_reduce is not None:
+            grad = grad_reduce(grad)
         grads.append(torch.linalg.vector_norm(grad, dtype=torch.float32))
     weight = scale * grads[0] / (grads[1] + eps)
     return weight.clamp(0.0, max_value).detach()
@@ -279,12 +284,13 @@ class GeneratorLoss:
         last_layer: torch.Tensor | None = None,
         encoder_coeffs: Sequence[torch.Tensor] | None = None,
         decoder_coeffs: Sequence[torch.Tensor] | None = None,
+        grad_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> GeneratorLossOutput:
         """x, x_hat: (B, 3, T, H, W) in [-1, 1]; mean, logvar: posterior (B, C, T', H', W').
 
         ``discriminator`` and ``last_layer`` are needed from ``disc_start`` on; ``encoder_coeffs`` /
         ``decoder_coeffs`` ([W2, W3] each) when wavelet_weight > 0 (if given with weight 0, the term is
-        only logged).
+        only logged). ``grad_reduce``: see :func:`adaptive_weight`.
         """
         cfg = self.config
         zero = torch.zeros((), dtype=torch.float32, device=x.device)
@@ -309,7 +315,7 @@ class GeneratorLoss:
                     f"(the decoder's final conv weight)"
                 )
             gan = hinge_generator_loss(discriminator(x_hat))
-            lam = adaptive_weight(rec, gan, last_layer, cfg.adaptive_scale, cfg.adaptive_eps, cfg.adaptive_max)
+            lam = adaptive_weight(rec, gan, last_layer, cfg.adaptive_scale, cfg.adaptive_eps, cfg.adaptive_max, grad_reduce)
             total = total + lam * gan
 
         return GeneratorLossOutput(

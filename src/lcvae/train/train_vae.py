@@ -1,0 +1,550 @@
+"""The LC-VAE training recipe (SPEC §5): ``lcvae train-vae --config FILE [key=value ...]``.
+
+``main(cfg)`` reads top to bottom: check the config, join torchrun's process group, build the model
+(optionally from a pretrained WF-VAE), discriminator, EMA, losses and the two AdamW optimisers,
+resume, then loop over generator (G) and discriminator (D) steps:
+
+    G: x_hat = decoder(compress(z)), z ~ posterior(x); L1 + perceptual + KL 1e-6 + lambda * GAN
+    D: hinge loss on x and x_hat (detached)
+    schedule "alternate" (reference): D on odd steps once the GAN is on, G on every other step;
+    schedule "both": G then D on every step, D on the G step's reconstruction.
+
+Determinism. Data items depend only on (seed, epoch, index) and the posterior noise of a sample
+only on (seed, step, dataset index), so the loss curve does not depend on how a global batch is
+split over processes, and a resumed run draws exactly what the uninterrupted run would have. The
+remaining randomness (dropout) comes from each rank's torch RNG, saved in every checkpoint.
+
+Distributed (torchrun, DDP: nccl on GPUs, gloo on CPU). Gradients are averaged over ranks by DDP;
+the adaptive GAN weight uses the rank-averaged gradients of Eq. 9, so it is the weight of the whole
+batch. The discriminator's BatchNorm normalises over each rank's batch, as per-GPU BatchNorm did in
+the reference; ``disc.bn_group`` gives a single process the same per-group statistics, so 1 and N
+processes with the same global batch follow the same curve. Adaptive compression (supplement D.1)
+chooses its channels from each rank's own batch. Rank 0 logs and writes checkpoints.
+
+Failure handling. A non-finite loss or gradient norm on any rank skips the step on every rank (the
+batch is dropped, no weight changes, the step counter stays) and is counted; after
+``train.max_nonfinite`` in a row the run saves a checkpoint of the last good state and stops with
+:class:`TrainingDiverged`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.checkpoint import checkpoint
+
+from lcvae.compression import paper_mask
+from lcvae.config import to_dict
+from lcvae.data import SkipCounter
+from lcvae.losses import DiscriminatorLoss, GeneratorLoss
+from lcvae.models.autoencoder import DiagonalGaussian
+from lcvae.models.discriminator import DISCRIMINATOR_PRESETS, PatchDiscriminator3D
+from lcvae.models.io import OFFICIAL_WEIGHTS, WEIGHTS_NAME, load_backbone_state
+from lcvae.models.lcvae import LCVAE, LCVAEConfig
+from lcvae.perceptual import LPIPS, load_lpips, load_st_lpips
+from lcvae.train.checkpoint import (capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state,
+                                    save_checkpoint)
+from lcvae.train.distributed import (all_reduce_mean, barrier, cleanup_distributed, init_distributed,
+                                     seed_everything, setup_logging)
+from lcvae.train.ema import EMA
+from lcvae.train.vae_config import PerceptualSection, TrainVAEConfig, check, load_train_config
+from lcvae.train.vae_data import build_eval_dataset, build_train_dataset, eval_clips, make_train_loader
+from lcvae.train.validation import evaluate_clips, load_metric_lpips, preview_image, reconstruct
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainingDiverged", "TrainResult", "TrainForward", "posterior_noise", "init_backbone_from",
+           "enable_gradient_checkpointing", "load_perceptual", "main", "run_cli"]
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many non-finite steps in a row; the last good state was saved to ``checkpoint``."""
+
+    def __init__(self, message: str, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainResult:
+    step: int
+    out_dir: Path
+    checkpoint: Path | None  # the last checkpoint written (rank 0), None on other ranks
+    stopped_by: str  # "max_steps" or "time_budget"
+    nonfinite_total: int
+    train_seconds: float  # training-loop wall time of this invocation
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+class TrainForward(nn.Module):
+    """LCVAE's training path with the posterior noise as an input (DDP wraps this module).
+
+    x: (B, 3, T, H, W) in [-1, 1]; noise: (B, C, T', h, w) standard normal, or None for the posterior
+    mean. Returns (reconstruction, mean, logvar, encoder (w2, w3), decoder (w2, w3)); the energy-flow
+    tensors are None for backbones without them.
+    """
+
+    def __init__(self, model: LCVAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, noise: Tensor | None) -> tuple:
+        self.model.check_input(x)
+        enc = self.model.backbone.encode_moments(x)
+        posterior = DiagonalGaussian(enc.moments)
+        z = posterior.mean if noise is None else posterior.mean + posterior.std * noise.to(posterior.mean)
+        z_hat, _ = self.model.compress(z)
+        dec = self.model.backbone.decode_output(z_hat)
+        return dec.sample, posterior.mean, posterior.logvar, (enc.w2, enc.w3), (dec.w2, dec.w3)
+
+
+def posterior_noise(latent_shape: Sequence[int], indices: Sequence[int], step: int, seed: int) -> Tensor:
+    """(B, *latent_shape) standard normal noise; sample b depends only on (seed, step, indices[b])."""
+    out = []
+    for index in indices:
+        state = np.random.SeedSequence([seed, 0x6E6F6973, step, int(index)]).generate_state(2, dtype=np.uint32)
+        g = torch.Generator().manual_seed((int(state[0]) << 32) | int(state[1]))
+        out.append(torch.randn(tuple(latent_shape), generator=g))
+    return torch.stack(out)
+
+
+def _read_backbone_state(folder: Path) -> dict[str, Tensor]:
+    if (folder / WEIGHTS_NAME).is_file():  # ours: the LCVAE state dict, backbone under "backbone."
+        state = load_file(folder / WEIGHTS_NAME)
+        return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    if (folder / OFFICIAL_WEIGHTS).is_file():
+        return load_file(folder / OFFICIAL_WEIGHTS)
+    raise FileNotFoundError(f"{folder}: no {WEIGHTS_NAME} (ours) or {OFFICIAL_WEIGHTS} (official WF-VAE)")
+
+
+def init_backbone_from(model: LCVAE, folder: str | Path) -> list[str]:
+    """Start ``model``'s backbone from a pretrained folder (ours or the official WF-VAE).
+
+    A different latent width C_src -> C is adapted on the two layers that see it; n = min(C_src, C):
+    ``encoder.conv_out`` (rows = C means, then C log-variances): the first n mean rows and the
+    first n log-variance rows are copied, further rows keep their fresh initialisation;
+    ``decoder.conv_in`` (input columns = latent channels): the first n columns are copied and the
+    others are zero, so at the start the decoder ignores the new channels and decodes the copied
+    ones exactly as the pretrained decoder did. With C < C_src the extra source channels are dropped.
+    Every other tensor must match exactly (an error lists what does not). Returns the adapted names.
+    """
+    folder = Path(folder)
+    state = {k: v for k, v in _read_backbone_state(folder).items() if "wavelet_transform" not in k}
+    own = model.backbone.state_dict()
+    adapted = []
+    for name in ("encoder.conv_out.conv.weight", "encoder.conv_out.conv.bias"):
+        src, dst = state.get(name), own.get(name)
+        if src is None or dst is None or src.shape == dst.shape or src.shape[1:] != dst.shape[1:]:
+            continue
+        cs, cd = src.shape[0] // 2, dst.shape[0] // 2
+        n = min(cs, cd)
+        new = dst.clone()
+        new[:n], new[cd:cd + n] = src[:n], src[cs:cs + n]
+        state[name] = new
+        adapted.append(name)
+    name = "decoder.conv_in.conv.weight"
+    src, dst = state.get(name), own.get(name)
+    if src is not None and dst is not None and src.shape != dst.shape and src.shape[0] == dst.shape[0] and src.shape[2:] == dst.shape[2:]:
+        n = min(src.shape[1], dst.shape[1])
+        new = torch.zeros_like(dst)
+        new[:, :n] = src[:, :n]
+        state[name] = new
+        adapted.append(name)
+    load_backbone_state(model, state, str(folder))
+    if adapted:
+        logger.info("initialised from %s; latent width adapted in %s", folder, ", ".join(adapted))
+    else:
+        logger.info("initialised from %s", folder)
+    return adapted
+
+
+def enable_gradient_checkpointing(model: LCVAE) -> int:
+    """Recompute every WF-VAE ResBlock and attention block during backward instead of storing its
+    activations (training only; streaming inference is untouched). Returns the number of blocks."""
+    from lcvae.models.layers import Attention, ResBlock2D, ResBlock3D
+
+    count = 0
+    for module in model.backbone.modules():
+        if not isinstance(module, (ResBlock2D, ResBlock3D, Attention)):
+            continue
+        plain = module.forward
+
+        def forward(x: Tensor, cache=None, _plain=plain, _module=module) -> Tensor:
+            if cache is None and _module.training and torch.is_grad_enabled():
+                return checkpoint(_plain, x, use_reentrant=False)
+            return _plain(x, cache)
+
+        module.forward = forward  # an instance attribute: parameter names and state dicts are unchanged
+        count += 1
+    if count == 0:
+        raise ValueError("gradient checkpointing wraps WF-VAE ResBlocks and attention; this backbone has none")
+    return count
+
+
+def load_perceptual(p: PerceptualSection) -> LPIPS:
+    """The perceptual loss network: ST-LPIPS (weights in stlpips-pytorch) or LPIPS (torchvision weights)."""
+    kind, net = p.net.rsplit("-", 1)
+    return load_st_lpips(net) if kind == "st-lpips" else load_lpips(net, p.backbone_weights)
+
+
+def _grouped(disc: nn.Module, group: int | None) -> Callable[[Tensor], Tensor]:
+    """Run the discriminator on groups of ``group`` clips so BatchNorm sees per-group statistics."""
+    if group is None:
+        return disc
+    return lambda v: torch.cat([disc(part) for part in v.split(group)], dim=0)
+
+
+def _ddp(module: nn.Module, device: torch.device, local_rank: int) -> DistributedDataParallel:
+    # Buffers need no syncing at every forward: the model's are constants, and BatchNorm running
+    # statistics are never used in training mode (rank 0's are the ones saved).
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        no_sync = {"forward_sync_buffers": False}
+    else:
+        no_sync = {"broadcast_buffers": False}
+    ids = [local_rank] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, **no_sync)
+
+
+def _rank_mean(t: Tensor) -> Tensor:
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / dist.get_world_size()
+
+
+def _any_rank(flag: bool, device: torch.device, world: int) -> bool:
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _min_over_ranks(value: int, device: torch.device, world: int) -> int:
+    if world == 1:
+        return value
+    t = torch.tensor([float(value)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def _gather_rng(world: int) -> list:
+    state = capture_rng_state()
+    if world == 1:
+        return [state]
+    out: list = [None] * world
+    dist.all_gather_object(out, state)
+    return out
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _fmt_time(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def _progress_line(step: int, max_steps: int, kind: str, logs: dict, rate: float, eta: float, name: str) -> str:
+    shown = [("total", "total"), ("mae", "mae"), ("perceptual", name), ("kl", "kl"), ("gan", "gan"),
+             ("adaptive_weight", "λ"), ("d_hinge", "d")]
+    parts = [f"{label} {logs[key]:.4g}" for key, label in shown if key in logs]
+    return f"step {step}/{max_steps} [{kind}] " + " ".join(parts) + f" | {rate:.2f} step/s, ETA {_fmt_time(eta)}"
+
+
+def _save(root: Path, step: int, cfg: TrainVAEConfig, model_cfg: LCVAEConfig, model: LCVAE, ema: EMA,
+          disc: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, data: dict,
+          counters: dict, rank: int, world: int) -> Path | None:
+    """All ranks call this (it gathers their RNG states); rank 0 writes ``root/step_*`` atomically."""
+    rng = _gather_rng(world)
+    path = None
+    if rank == 0:
+        state = {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng, "data": data,
+                 "counters": counters, "model_config": model_cfg.to_dict(), "world_size": world,
+                 "ema": {"decay": ema.decay, "num_updates": ema.num_updates}}
+        weights = {"model": model.state_dict(), "ema": ema.params, "ema_buffers": ema.buffers, "disc": disc.state_dict()}
+        path = save_checkpoint(root, step, weights=weights, state=state, config=cfg, keep_last=cfg.train.keep_last)
+    barrier()
+    return path
+
+
+# ------------------------------------------------------------------------------------------- recipe
+
+
+def main(cfg: TrainVAEConfig) -> TrainResult:
+    """Train (or resume) the VAE described by ``cfg``; see the module docstring."""
+    model_cfg = check(cfg)  # every config error surfaces here, before anything is created
+    t = cfg.train
+    info = init_distributed()
+    rank, world, device = info.rank, info.world_size, info.device
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+    out_dir = Path(t.out_dir)
+    ckpt_root = out_dir / "checkpoints"
+    metrics_path = out_dir / "metrics.jsonl"
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    logger.info("world size %d, device %s, %s, model %s", world, device, "bf16 autocast" if bf16 else "fp32",
+                json.dumps(model_cfg.to_dict()))
+
+    # -- model, discriminator, EMA, losses, optimisers (same initial weights on every rank)
+    torch.manual_seed(t.seed)
+    model = LCVAE(model_cfg)
+    if cfg.model.init_from is not None:
+        init_backbone_from(model, cfg.model.init_from)
+    if cfg.model.gradient_checkpointing:
+        logger.info("gradient checkpointing on %d blocks", enable_gradient_checkpointing(model))
+    model.to(device).train()
+    disc_cfg = DISCRIMINATOR_PRESETS[cfg.disc.preset]
+    if cfg.disc.dropout is not None:
+        disc_cfg = replace(disc_cfg, dropout=cfg.disc.dropout)
+    disc = PatchDiscriminator3D(disc_cfg).to(device).train()
+    ema = EMA(model, cfg.optim.ema_decay)
+    perceptual = load_perceptual(cfg.perceptual).to(device) if cfg.loss.perceptual_weight > 0 else None
+    perceptual_name = perceptual.name if perceptual is not None else "perceptual"
+    gen_loss, disc_loss = GeneratorLoss(cfg.loss, perceptual), DiscriminatorLoss(cfg.loss)
+    o = cfg.optim
+    opt_g = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.disc.lr or o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("generator %.2f M parameters, discriminator %.2f M; perceptual loss %s", n_params / 1e6,
+                sum(p.numel() for p in disc.parameters()) / 1e6, perceptual_name)
+
+    # -- resume: weights, EMA, optimisers, step, data position, counters, RNG
+    step, epoch, items_done, nonfinite_total = 0, 0, 0, 0
+    resume_from = latest_checkpoint(ckpt_root) if t.resume == "auto" else None if t.resume == "never" else Path(t.resume)
+    rng_state = None
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from, map_location=device)
+        if ckpt.state["model_config"] != model_cfg.to_dict():
+            raise ValueError(f"{resume_from} was trained with a different model configuration; point train.out_dir "
+                             f"at a new folder or set train.resume=never to start over")
+        model.load_state_dict(ckpt.weights["model"])
+        disc.load_state_dict(ckpt.weights["disc"])
+        ema.load_state_dict({**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]})
+        opt_g.load_state_dict(ckpt.state["opt_g"])
+        opt_d.load_state_dict(ckpt.state["opt_d"])
+        step, epoch, items_done = ckpt.step, ckpt.state["data"]["epoch"], ckpt.state["data"]["items"]
+        nonfinite_total = ckpt.state["counters"]["nonfinite_total"]
+        if items_done % world:
+            logger.warning("resumed with %d processes; %d items of epoch %d were consumed, not divisible: "
+                           "the epoch continues from item %d", world, items_done, epoch, items_done // world * world)
+        if len(ckpt.state["rng"]) == world:
+            rng_state = ckpt.state["rng"][rank]
+        else:
+            logger.warning("checkpoint has RNG states of %d processes, this run has %d: RNG re-seeded", len(ckpt.state["rng"]), world)
+        logger.info("resumed from %s at step %d (epoch %d, %d items into it)", resume_from, step, epoch, items_done)
+    else:
+        logger.info("starting from scratch in %s", out_dir)
+
+    # -- distributed wrappers: DDP averages gradients; the bare modules serve no-grad and G-step uses
+    train_fwd = TrainForward(model)
+    fwd, disc_train = train_fwd, disc
+    if world > 1:
+        fwd, disc_train = _ddp(train_fwd, device, info.local_rank), _ddp(disc, device, info.local_rank)
+    grad_reduce = _rank_mean if world > 1 else None
+    disc_g, disc_d = _grouped(disc, cfg.disc.bn_group), _grouped(disc_train, cfg.disc.bn_group)
+
+    # -- data: items depend on (seed, epoch, index) only; the sampler resumes mid-epoch
+    dataset = build_train_dataset(cfg.data, t.seed)
+    loader = make_train_loader(dataset, t.batch_size, seed=t.seed, rank=rank, world_size=world,
+                               num_workers=cfg.data.num_workers, skip=items_done // world)
+    skips = SkipCounter()
+    latent_shape = model_cfg.latent_shape(cfg.data.num_frames, cfg.data.crop, cfg.data.crop)
+    paper_indices = paper_mask(model_cfg.compression.latent_channels) if model_cfg.compression is not None else []
+    val_clips, eval_model, metric, writer = None, None, None, None
+    if rank == 0 and cfg.log.val_every:
+        val_clips = [item["video"] for item in eval_clips(build_eval_dataset(cfg.data), cfg.data.val_clips)]
+        eval_model, metric = LCVAE(model_cfg).to(device), load_metric_lpips(cfg.log.lpips_weights)
+    if rank == 0 and cfg.log.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+    # -- the loop
+    seed_everything(t.seed, rank)
+    if rng_state is not None:
+        restore_rng_state(rng_state)
+    counters = {"nonfinite_total": nonfinite_total}
+    bad_in_row, last_saved, stopped_by, checkpoint_path = 0, step, "max_steps", None
+    start_step, t0 = step, time.perf_counter()
+
+    def position() -> dict:
+        return {"epoch": epoch, "items": items_done}
+
+    while step < t.max_steps and stopped_by == "max_steps":
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            items_done += world * t.batch_size
+            if _min_over_ranks(skips.update(batch), device, world) == 0:
+                logger.warning("a process got a batch of unreadable clips only (%s); batch dropped", skips.summary())
+                continue
+            x = batch["video"].to(device, non_blocking=True)
+            noise = posterior_noise(latent_shape, batch["index"].tolist(), step, t.seed) if t.sample_posterior else None
+            gan_on = gen_loss.gan_active(step)
+            d_step = gan_on and (cfg.disc.schedule == "both" or step % 2 == 1)
+            g_step = cfg.disc.schedule == "both" or not d_step
+            lr_scale = min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps else 1.0
+            for group in opt_g.param_groups:
+                group["lr"] = o.lr * lr_scale
+            for group in opt_d.param_groups:
+                group["lr"] = (cfg.disc.lr or o.lr) * lr_scale
+            logs: dict[str, float] = {}
+            bad, x_hat = False, None
+            disc_buffers = [b.clone() for b in disc.buffers()]  # BatchNorm statistics, restored if the step is skipped
+
+            if g_step:  # generator: reconstruction + KL + adaptive-weighted GAN term
+                disc.requires_grad_(False)
+                with autocast():
+                    x_hat, mean, logvar, enc_flow, dec_flow = fwd(x, noise)
+                    flows = enc_flow[0] is not None and dec_flow[0] is not None
+                    g = gen_loss(x, x_hat, mean, logvar, step=step, discriminator=disc_g if gan_on else None,
+                                 last_layer=model.last_layer if gan_on else None,
+                                 encoder_coeffs=enc_flow if flows else None, decoder_coeffs=dec_flow if flows else None,
+                                 grad_reduce=grad_reduce)
+                disc.requires_grad_(True)
+                bad = _any_rank(not bool(torch.isfinite(g.total)), device, world)
+                if not bad:
+                    opt_g.zero_grad(set_to_none=True)
+                    g.total.backward()
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.clip_grad_norm or math.inf)
+                    bad = not bool(torch.isfinite(norm))
+                    logs.update(g.to_log(), mae=float((x_hat.detach().float() - x.float()).abs().mean()), grad_norm=float(norm))
+                    if model.compressor is not None and model.compressor.last_selection is not None:
+                        # adaptive top-K: which coefficient channels this batch kept, and how many the paper mask keeps too
+                        overlap = model.compressor.overlap_with(paper_indices)
+                        logs["adaptive_overlap"] = overlap
+                        if rank == 0 and step % cfg.log.every == 0:
+                            _append_jsonl(out_dir / "adaptive_selection.jsonl", {
+                                "step": step, "overlap_paper": overlap, "selection": model.compressor.last_selection.tolist()})
+
+            if d_step and not bad:  # discriminator: hinge loss on real clips and reconstructions
+                if x_hat is None:
+                    with torch.no_grad(), autocast():
+                        x_hat = train_fwd(x, noise)[0]
+                with autocast():
+                    d = disc_loss(disc_d, x, x_hat.detach(), step=step)
+                bad = _any_rank(not bool(torch.isfinite(d.total)), device, world)
+                if not bad:
+                    opt_d.zero_grad(set_to_none=True)
+                    d.total.backward()
+                    norm_d = torch.nn.utils.clip_grad_norm_(disc.parameters(), o.clip_grad_norm or math.inf)
+                    bad = not bool(torch.isfinite(norm_d))
+                    logs.update({f"d_{k}": v for k, v in d.to_log().items()}, d_grad_norm=float(norm_d))
+
+            if bad:  # nothing is stepped: weights and statistics stay those of the last good step
+                opt_g.zero_grad(set_to_none=True)
+                opt_d.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    for buffer, saved in zip(disc.buffers(), disc_buffers):
+                        buffer.copy_(saved)
+                bad_in_row += 1
+                nonfinite_total += 1
+                counters["nonfinite_total"] = nonfinite_total
+                logger.warning("non-finite loss or gradient at step %d: batch skipped (%d in a row, %d in all)",
+                               step, bad_in_row, nonfinite_total)
+                if rank == 0:
+                    _append_jsonl(metrics_path, {"step": step, "event": "nonfinite", "in_a_row": bad_in_row, "total": nonfinite_total})
+                if bad_in_row >= t.max_nonfinite:
+                    path = _save(ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world)
+                    if writer is not None:
+                        writer.close()
+                    raise TrainingDiverged(
+                        f"{bad_in_row} non-finite steps in a row (step {step}); the last good state is saved in "
+                        f"{path or ckpt_root}. Lower optim.lr, set optim.clip_grad_norm, or check the data, then "
+                        f"resume (train.resume=auto).", path)
+                continue
+            bad_in_row = 0
+            if g_step:
+                opt_g.step()
+                ema.update(model)
+            if d_step:
+                opt_d.step()
+            step += 1
+
+            # -- logging, validation, checkpoints, time budget
+            elapsed = time.perf_counter() - t0
+            if t.time_budget_s is not None and _any_rank(elapsed >= t.time_budget_s, device, world):
+                stopped_by = "time_budget"
+            final = step >= t.max_steps or stopped_by != "max_steps"
+            if step % cfg.log.every == 0 or final:
+                logs = all_reduce_mean(logs)
+                logs["lr"] = o.lr * lr_scale
+                if rank == 0:
+                    rate = (step - start_step) / max(elapsed, 1e-9)
+                    eta = (t.max_steps - step) / rate if rate > 0 else math.inf
+                    if t.time_budget_s is not None:
+                        eta = min(eta, max(0.0, t.time_budget_s - elapsed))
+                    kind = "G+D" if g_step and d_step else "G" if g_step else "D"
+                    logger.info(_progress_line(step, t.max_steps, kind, logs, rate, eta, perceptual_name))
+                    _append_jsonl(metrics_path, {"step": step, "time": round(elapsed, 3), **logs})
+                    if writer is not None:
+                        for key, value in logs.items():
+                            writer.add_scalar(f"train/{key}", value, step)
+            if cfg.log.val_every and step % cfg.log.val_every == 0:
+                if rank == 0:
+                    ema.copy_to(eval_model)
+                    val = evaluate_clips(eval_model, val_clips, metric, device, bf16)
+                    logger.info("validation at step %d (EMA): PSNR %.2f dB, SSIM %.4f, %s %.4f", step, val["psnr"],
+                                val["ssim"], val["metric"], val[val["metric"].lower()])
+                    _append_jsonl(metrics_path, {"step": step, "val": {k: v for k, v in val.items() if k != "per_clip"}})
+                    if writer is not None:
+                        for key in ("psnr", "ssim", val["metric"].lower()):
+                            writer.add_scalar(f"val/{key}", val[key], step)
+                        clip = val_clips[0].unsqueeze(0)
+                        writer.add_image("val/input_vs_reconstruction", preview_image(clip[0], reconstruct(eval_model, clip, device, bf16)[0]), step)
+                barrier()
+            if step % t.ckpt_every == 0:
+                checkpoint_path = _save(ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world)
+                last_saved = step
+            if final:
+                break
+        else:
+            epoch, items_done = epoch + 1, 0
+
+    train_seconds = time.perf_counter() - t0
+    if step != last_saved:
+        checkpoint_path = _save(ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world)
+    if rank == 0 and checkpoint_path is None:
+        checkpoint_path = latest_checkpoint(ckpt_root)
+    if skips.count:
+        logger.warning(skips.summary())
+    logger.info("stopped at step %d (%s) after %.1f s of training; %d non-finite steps skipped", step, stopped_by,
+                train_seconds, nonfinite_total)
+    if writer is not None:
+        writer.close()
+    cleanup_distributed()
+    return TrainResult(step, out_dir, checkpoint_path if rank == 0 else None, stopped_by, nonfinite_total, train_seconds)
+
+
+def run_cli(config: str | Path | None, overrides: Sequence[str] = ()) -> TrainResult:
+    """``lcvae train-vae``: load and check the config (errors before anything starts), set up rank-aware
+    logging, train."""
+    cfg = load_train_config(config, overrides)
+    setup_logging(logging.INFO, rank=int(os.environ.get("RANK", "0")))
+    return main(cfg)

