@@ -1,99 +1,173 @@
 """Latent compression speed, as ratios against a same-size clone() measured in the same run.
 
-Prints JSON. For each latent shape: medians (microseconds) of clone, the training path
-(forward = fused Multi-WT + mask + Multi-IWT projection) for the paper mask (temporal-only fast path)
-and the reference mask (general path), the explicit analysis -> mask -> synthesis sequence, the plain
-wavelet-composition twin, and pack/unpack; plus each ratio to clone. With --encoder it also times a
-tiny WF-VAE encoder on a video whose latent has the first shape, via :func:`compare_with_encoder`.
+Prints JSON. For each latent shape (B, C, T', H', W') it times, interleaved round by round so that a
+busy shared machine slows every candidate alike:
 
-    .venv/bin/python benchmarks/bench_compression.py [--threads 2] [--encoder]
+* ``clone``: the baseline, a copy of the latent;
+* ``forward_paper``: the training path synthesis(mask(analysis(z))) for the paper mask (a block mask:
+  one 8x8 temporal matmul);
+* ``forward_reference``: the same for the reference mask on the path the compressor picks (the base
+  temporal matmul plus low-rank subband corrections);
+* ``forward_reference_general``: the reference mask forced onto the general 32x32 path (the path it
+  took before the corrections existed);
+* ``analysis_mask_synthesis``, ``encode_latent``, ``decode_latent``: the explicit sequences;
+* custom masks (``--custom``): the chosen path and the general one for a few non-reference masks.
+
+Each candidate's per-run times are pooled over ``--rounds`` torch.utils.benchmark blocks; the report
+gives min and median (microseconds) and both ratios to clone. With ``--encoder`` it also reports
+compression time over encoder time on the same input (:func:`compare_with_encoder`) for the tiny
+preset and a mid-size preset (``lcvae-chn8``: 16-channel latent, reference mask) at a realistic size.
+
+    .venv/bin/python benchmarks/bench_compression.py [--threads 2] [--rounds 15] [--encoder] [--custom]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from typing import Callable
 
 import torch
 from torch.utils import benchmark
 
-from lcvae.compression import CompressionConfig, LatentCompressor, multi_iwt_reference, multi_wt_reference
+from lcvae.compression import CompressionConfig, LatentCompressor, coefficient_index, multi_iwt_reference, multi_wt_reference, paper_mask
 
-SHAPES = [(2, 16, 8, 32, 32), (2, 16, 32, 64, 64)]
-
-
-def median_us(fn: Callable[[], object], min_run_time: float = 0.5) -> float:
-    """Median wall time of fn() in microseconds (torch.utils.benchmark handles warm-up and repeats)."""
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn})
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e6
+SHAPES = [(2, 16, 8, 32, 32), (2, 16, 32, 64, 64), (2, 8, 8, 32, 32), (2, 8, 32, 64, 64), (2, 32, 8, 32, 32), (2, 32, 32, 64, 64)]
 
 
-def bench_shape(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> dict:
-    c = shape[1]
-    z = torch.randn(*shape, dtype=dtype)
-    paper = LatentCompressor(CompressionConfig(latent_channels=c, mask="paper")).to(dtype)
-    ref = LatentCompressor(CompressionConfig(latent_channels=c, mask="reference")).to(dtype)
-    keep = ref.keep.view(1, -1, 1, 1, 1)
-    packed = paper.encode_latent(z)
-    with torch.no_grad():
-        times = {
-            "clone": median_us(lambda: z.clone()),
-            "forward_paper": median_us(lambda: paper(z)),
-            "forward_reference": median_us(lambda: ref(z)),
-            "analysis_mask_synthesis": median_us(lambda: ref.synthesis(ref.mask(ref.analysis(z)))),
-            "plain_wavelet_twin": median_us(lambda: multi_iwt_reference(multi_wt_reference(z) * keep)),
-            "encode_latent": median_us(lambda: paper.encode_latent(z)),
-            "decode_latent": median_us(lambda: paper.decode_latent(packed)),
-        }
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, block: float = 0.05) -> dict[str, dict[str, float]]:
+    """min and median per-run time (us) of each fn, over ``rounds`` blocks taken in turn."""
+    timers = {name: benchmark.Timer(stmt="fn()", globals={"fn": fn}) for name, fn in fns.items()}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            times[name].extend(timer.blocked_autorange(min_run_time=block).times)
+    return {name: {"min": min(ts) * 1e6, "median": statistics.median(ts) * 1e6} for name, ts in times.items()}
+
+
+def report(times: dict[str, dict[str, float]], **extra: object) -> dict:
     base = times["clone"]
     return {
-        "shape": list(shape),
-        "dtype": str(dtype).replace("torch.", ""),
-        "median_us": {k: round(v, 1) for k, v in times.items()},
-        "ratio_to_clone": {k: round(v / base, 2) for k, v in times.items() if k != "clone"},
+        **extra,
+        "min_us": {k: round(v["min"], 1) for k, v in times.items()},
+        "median_us": {k: round(v["median"], 1) for k, v in times.items()},
+        "ratio_to_clone_min": {k: round(v["min"] / base["min"], 2) for k, v in times.items() if k != "clone"},
+        "ratio_to_clone_median": {k: round(v["median"] / base["median"], 2) for k, v in times.items() if k != "clone"},
     }
 
 
-def compare_with_encoder(encode: Callable[[torch.Tensor], torch.Tensor], video: torch.Tensor, compressor: LatentCompressor) -> dict:
+def make_compressor(c: int, dtype: torch.dtype, path: str | None = None, **kw: object) -> LatentCompressor:
+    comp = LatentCompressor(CompressionConfig(latent_channels=c, **kw)).to(dtype)
+    if path is not None:
+        comp.path = path  # force a training path (benchmark only)
+    return comp
+
+
+def bench_shape(shape: tuple[int, ...], rounds: int, plain: bool, dtype: torch.dtype = torch.float32) -> dict:
+    c = shape[1]
+    z = torch.randn(*shape, dtype=dtype)
+    paper = make_compressor(c, dtype, mask="paper")
+    ref = make_compressor(c, dtype, mask="reference")
+    general = make_compressor(c, dtype, "general", mask="reference")
+    packed = paper.encode_latent(z)
+    fns = {
+        "clone": lambda: z.clone(),
+        "forward_paper": lambda: paper(z),
+        "forward_reference": lambda: ref(z),
+        "forward_reference_general": lambda: general(z),
+        "analysis_mask_synthesis": lambda: ref.synthesis(ref.mask(ref.analysis(z))),
+        "encode_latent": lambda: paper.encode_latent(z),
+        "decode_latent": lambda: paper.decode_latent(packed),
+    }
+    if plain:
+        keep = ref.keep.view(1, -1, 1, 1, 1)
+        fns["plain_wavelet_twin"] = lambda: multi_iwt_reference(multi_wt_reference(z) * keep)
+    with torch.no_grad():
+        times = interleaved(fns, rounds)
+    return report(times, shape=list(shape), dtype=str(dtype).replace("torch.", ""), reference_path=ref.path)
+
+
+def custom_masks(c: int) -> dict[str, list[int]]:
+    """A few masks the reference never uses: cheap corrections in every other channel, and a dense random one."""
+    every_other = set(paper_mask(c))
+    for ch in range(0, c, 2):
+        every_other |= {coefficient_index(c, 3, 0, ch)}  # LL of leaf LHH gained
+        every_other -= {coefficient_index(c, 0, 3, ch)}  # HH of leaf LLL lost
+    dense = torch.randperm(32 * c, generator=torch.Generator().manual_seed(0))[: 16 * c].sort().values.tolist()
+    return {"every_other_channel": sorted(every_other), "random_half": dense}
+
+
+def bench_custom(shape: tuple[int, ...], rounds: int, dtype: torch.dtype = torch.float32) -> list[dict]:
+    c = shape[1]
+    z = torch.randn(*shape, dtype=dtype)
+    out = []
+    for name, kept in custom_masks(c).items():
+        chosen = make_compressor(c, dtype, mask="custom", kept_indices=kept)
+        other = "general" if chosen.path == "corrected" else "corrected"
+        forced = make_compressor(c, dtype, other, mask="custom", kept_indices=kept)
+        with torch.no_grad():
+            times = interleaved({"clone": lambda: z.clone(), f"chosen_{chosen.path}": lambda: chosen(z), f"forced_{other}": lambda: forced(z)}, rounds)
+        out.append(report(times, mask=name, shape=list(shape), corrections=[vars(k) for k in chosen.corrections]))
+    return out
+
+
+def compare_with_encoder(
+    encode: Callable[[torch.Tensor], torch.Tensor], video: torch.Tensor, compressor: LatentCompressor, rounds: int = 5
+) -> dict:
     """Time ``encode(video)`` against the compressor's training path on the latent it produces.
 
     encode: video (B, 3, T, H, W) in [-1, 1] -> latent (B, C, T', H', W') (e.g. the posterior mode).
-    Returns medians in microseconds and compression time as a fraction of encoder time.
+    Returns min and median times in microseconds and compression time over encoder time, from the
+    same interleaved rounds.
     """
     with torch.no_grad():
         z = encode(video)
-        enc = median_us(lambda: encode(video), min_run_time=2.0)
-        comp = median_us(lambda: compressor(z))
+        times = interleaved({"encoder": lambda: encode(video), "compression": lambda: compressor(z)}, rounds, block=0.2)
+    enc, comp = times["encoder"], times["compression"]
     return {
         "video": list(video.shape),
         "latent": list(z.shape),
-        "encoder_us": round(enc, 1),
-        "compression_us": round(comp, 1),
-        "compression_over_encoder": round(comp / enc, 5),
+        "path": compressor.path,
+        "encoder_us": {k: round(v, 1) for k, v in enc.items()},
+        "compression_us": {k: round(v, 1) for k, v in comp.items()},
+        "compression_over_encoder_min": round(comp["min"] / enc["min"], 6),
+        "compression_over_encoder_median": round(comp["median"] / enc["median"], 6),
     }
 
 
-def _tiny_encoder_comparison() -> dict:
+def encoder_comparisons(rounds: int) -> list[dict]:
     from lcvae.models.lcvae import LCVAE  # lazy: the compression benchmark needs no backbone
     from lcvae.models.presets import get_preset
 
-    model = LCVAE(get_preset("lcvae-tiny-noncausal")).eval()
-    video = torch.rand(1, 3, 32, 64, 64) * 2 - 1
-    return {"preset": "lcvae-tiny-noncausal", **compare_with_encoder(lambda v: model.encode(v).mode(), video, model.compressor)}
+    out = []
+    for preset, video_shape in (("lcvae-tiny-noncausal", (1, 3, 32, 64, 64)), ("lcvae-chn8", (1, 3, 32, 256, 256))):
+        torch.manual_seed(0)
+        model = LCVAE(get_preset(preset)).eval()  # random weights: timing only
+        video = torch.rand(*video_shape) * 2 - 1
+        out.append({"preset": preset, **compare_with_encoder(lambda v: model.encode(v).mode(), video, model.compressor, rounds)})
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--encoder", action="store_true", help="also compare against a tiny WF-VAE encoder")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timing blocks per candidate")
+    parser.add_argument("--shapes", type=int, nargs="*", help="indices into SHAPES (default: all)")
+    parser.add_argument("--plain", action="store_true", help="also time the plain wavelet twin (slow)")
+    parser.add_argument("--custom", action="store_true", help="also time custom masks on the 16-channel shapes")
+    parser.add_argument("--encoder", action="store_true", help="also compare with the tiny and lcvae-chn8 encoders")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    report = {"torch": torch.__version__, "threads": args.threads, "results": [bench_shape(s) for s in SHAPES]}
+    shapes = SHAPES if args.shapes is None else [SHAPES[i] for i in args.shapes]
+    result = {"torch": torch.__version__, "threads": args.threads, "rounds": args.rounds}
+    result["results"] = [bench_shape(s, args.rounds, args.plain) for s in shapes]
+    if args.custom:
+        result["custom"] = [r for s in shapes if s[1] == 16 for r in bench_custom(s, args.rounds)]
     if args.encoder:
-        report["encoder"] = _tiny_encoder_comparison()
-    print(json.dumps(report, indent=2))
+        result["encoder"] = encoder_comparisons(max(3, args.rounds // 3))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

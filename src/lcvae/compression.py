@@ -252,6 +252,95 @@ def multi_iwt_reference(groups: Tensor) -> Tensor:
     return ihaar3d(ihaar_t(ihaar_t(groups)))
 
 
+# ---------------------------------------------------------------- training-path plan
+#
+# The training path synthesis(mask(analysis(z))) is, per latent channel c, the projection
+# P_c = W^T diag(m_c) W on each 8x2x2 cell. W is the Kronecker product of the 8x8 temporal Walsh
+# matrix T and the 4x4 spatial Haar matrix, so P_c = sum_s P_t(K_cs) (x) Pi_s, with K_cs the leaves
+# channel c keeps in spatial subband s, P_t(K) = T^T diag(1_K) T / 8 the temporal projection onto
+# them and Pi_s the rank-1 projection of a 2x2 cell onto subband s. Since sum_s Pi_s = I, choosing
+# per channel a base leaf set B_c (the one most of its subbands keep) gives
+#
+#     P_c = P_t(B_c) (x) I  +  sum_{s: K_cs != B_c} (P_t(K_cs) - P_t(B_c)) (x) Pi_s.
+#
+# The first term is one 8x8 matmul along time on contiguous memory, about as fast as a copy; block
+# masks need nothing else. Each correction is low rank, P_t(K) - P_t(B) = sum +-t_l t_l^T / 8 over
+# the r leaves l where K and B differ, so it reads only its channels, reduces them to r rows per
+# frame group (a thin matmul), projects those onto subband s and adds them back (a second thin
+# matmul). The reference masks correct C/8..C/4 channels in each of two subbands with r = 3 or 4.
+
+_RUN_GAP = 2  # corrected channels this close share one run: a zero-weight channel costs less than more calls
+# Path choice from benchmarks/bench_compression.py (2 cores; times in clone() units of the latent):
+# the base pass ~1.1, each corrected subband ~(1.1 + 0.7 r) x (its channels / C), the 32x32 path ~7.5.
+_COST_PER_SWEEP, _COST_PER_RANK, _GENERAL_COST = 1.1, 0.7, 6.4
+
+
+@dataclass(frozen=True)
+class _Correction:
+    """Channels [first, stop) corrected in spatial subband ``subband`` (2*h_hi + w_hi); ``rank``: r."""
+
+    subband: int
+    first: int
+    stop: int
+    rank: int
+
+
+def _base_leaves(leaves: Tensor) -> Tensor:
+    """Per channel, the leaf set most of its spatial subbands keep: leaves (C, 8, 4) 0/1 -> (C, 8).
+
+    Ties go to the set whose corrections change fewer leaves in total, then to the lower subband.
+    """
+    base = torch.empty(leaves.shape[:2])
+    for c, sets in enumerate(leaves.permute(0, 2, 1)):  # sets: (4, 8), one leaf set per subband
+        cost = [(int((sets != cand).any(1).sum()), int((sets != cand).sum()), s) for s, cand in enumerate(sets)]
+        base[c] = sets[min(cost)[2]]
+    return base
+
+
+def _correction_plan(leaves: Tensor) -> tuple[Tensor, list[tuple[_Correction, Tensor, Tensor]]]:
+    """Decompose a mask for the training path.
+
+    leaves: (C, 8, 4) 0/1, leaves[c, j, s] = 1 when coefficient (leaf j, subband s, channel c) is kept.
+    Returns the base leaf sets (C, 8) and, per run of corrected channels, (_Correction, V, U) with
+    V (n, 1, r, 8) the +-1 Walsh rows t_l of each channel's changed leaves and U (n, 1, 8, r) the
+    columns t_l * (+1 gained, -1 lost) / 32 (1/8 temporal and 1/4 spatial normalisation). Unused
+    rows (fewer changed leaves than r, or an uncorrected channel inside a run) are zero.
+    """
+    base = _base_leaves(leaves)
+    walsh = _walsh_signs(3)  # (8 leaves, 8 frames)
+    plan = []
+    for s in range(4):
+        delta = leaves[..., s] - base  # (C, 8) in {-1, 0, 1}
+        runs: list[list[int]] = []
+        for c in delta.any(1).nonzero().flatten().tolist():
+            if runs and c - runs[-1][1] <= _RUN_GAP:
+                runs[-1][1] = c + 1
+            else:
+                runs.append([c, c + 1])
+        for first, stop in runs:
+            rank = int((delta[first:stop] != 0).sum(1).max())
+            v = torch.zeros(stop - first, 1, rank, GROUP_FRAMES)
+            u = torch.zeros(stop - first, 1, GROUP_FRAMES, rank)
+            for row, c in enumerate(range(first, stop)):
+                for k, leaf in enumerate(delta[c].nonzero().flatten().tolist()):
+                    v[row, 0, k] = walsh[leaf]
+                    u[row, 0, :, k] = walsh[leaf] * delta[c, leaf] / BANDS
+            plan.append((_Correction(s, first, stop, rank), v, u))
+    return base, plan
+
+
+def _correction_cost(corrections: list[_Correction] | tuple[_Correction, ...], latent_channels: int) -> float:
+    """Estimated time of the corrections in clone() units (see _COST_PER_SWEEP)."""
+    return sum((corr.stop - corr.first) / latent_channels * (_COST_PER_SWEEP + _COST_PER_RANK * corr.rank) for corr in corrections)
+
+
+def _pair_projections() -> Tensor:
+    """(2, 16, 16) block-diagonal repeats of [[1, 1], [1, 1]] (w low) and [[1, -1], [-1, 1]] (w high):
+    the unnormalised projection of each (even, odd) column pair onto one width band."""
+    blocks = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[1.0, -1.0], [-1.0, 1.0]]])
+    return torch.stack([torch.kron(torch.eye(8), blk) for blk in blocks])
+
+
 # ---------------------------------------------------------------- the module
 
 
@@ -287,14 +376,26 @@ class LatentCompressor(nn.Module):
         # Training path: per-channel projection W^T diag(m_c) W (entries k/32, exact in bf16 too).
         m = keep.view(BANDS, c).t()  # (C, 32): m[c, 4j + sp]
         self.register_buffer("projection", self.signs.t() @ (m.unsqueeze(-1) * self.signs) / BANDS, persistent=False)
-        # When every channel keeps or drops whole leaves (all 4 spatial subbands alike), the spatial
-        # Haar cancels out of the projection: an 8x8 temporal projection on contiguous memory suffices.
-        leaf = m.view(c, 8, 4)
-        self.temporal_only = bool((leaf == leaf[..., :1]).all())
+        # Fast training path (see "training-path plan"): a base 8x8 temporal projection per channel plus
+        # low-rank corrections for the (channel, subband) pairs whose kept leaves differ from the base.
+        base, plan = _correction_plan(m.view(c, 8, 4))
         t_signs = _walsh_signs(3)
-        self.register_buffer(
-            "temporal_projection", t_signs.t() @ (leaf[..., 0].unsqueeze(-1) * t_signs) / GROUP_FRAMES, persistent=False
-        )
+        self.register_buffer("temporal_projection", t_signs.t() @ (base.unsqueeze(-1) * t_signs) / GROUP_FRAMES, persistent=False)
+        self.register_buffer("pair_projections", _pair_projections(), persistent=False)
+        self.register_buffer("row_signs", torch.tensor([[1.0], [-1.0]]), persistent=False)  # height-high rows
+        for index, (_, v, u) in enumerate(plan):
+            self.register_buffer(f"correction{index}_v", v, persistent=False)
+            self.register_buffer(f"correction{index}_u", u, persistent=False)
+        self.corrections = tuple(corr for corr, _, _ in plan)
+        if not plan:
+            self.path = "temporal"
+        else:
+            self.path = "corrected" if _correction_cost(self.corrections, c) <= _GENERAL_COST else "general"
+
+    @property
+    def temporal_only(self) -> bool:
+        """True when the mask keeps or drops whole leaves, so the training path is one 8x8 temporal matmul."""
+        return self.path == "temporal"
 
     # -------------------------------------------------------- properties
 
@@ -469,16 +570,47 @@ class LatentCompressor(nn.Module):
         head, body = self._split_head(z)
         b, c, t, h, w = body.shape
         g = t // GROUP_FRAMES
-        if self.temporal_only:
-            proj = self.temporal_projection.to(z.dtype).view(1, c, 1, GROUP_FRAMES, GROUP_FRAMES)
-            out = torch.matmul(proj, body.reshape(b, c, g, GROUP_FRAMES, h * w)).view(b, c, t, h, w)
-        else:
+        if self.path == "general":
             # (B, C, G, n2, n1, n0, H2, p, W2, q) -> (B, C, [n2 n1 n0 p q], G*H2*W2)
             x = body.reshape(b, c, g, 2, 2, 2, h // 2, 2, w // 2, 2).permute(0, 1, 3, 4, 5, 7, 9, 2, 6, 8)
             x = torch.matmul(self.projection.to(z.dtype), x.reshape(b, c, BANDS, -1))
             out = x.view(b, c, 2, 2, 2, 2, 2, g, h // 2, w // 2).permute(0, 1, 7, 2, 3, 4, 8, 5, 9, 6)
             out = out.reshape(b, c, t, h, w)
+        else:
+            proj = self.temporal_projection.to(z.dtype).view(1, c, 1, GROUP_FRAMES, GROUP_FRAMES)
+            out = torch.matmul(proj, body.reshape(b, c, g, GROUP_FRAMES, h * w))  # (B, C, G, 8, H'W')
+            if self.path == "corrected":
+                self._add_corrections(body, out)
+            out = out.view(b, c, t, h, w)
         return torch.cat((head, out), dim=2) if head is not None else out
+
+    def _add_corrections(self, body: Tensor, out: Tensor) -> None:
+        """out (B, C, G, 8, H'W') += the subband corrections of body (B, C, 8G, H', W'), in place.
+
+        Per run of corrected channels and batch item: reduce the run to its r changed leaves (rows of
+        (H2, 2, W')), project them onto the subband (height pairs by a butterfly, width pairs by a
+        small block-diagonal matmul, so no kernel loops over pairs of 2) and add them back expanded
+        by a batched matmul. Every matmul works on a contiguous channel range and the intermediates
+        stay cache-sized; only the corrected channels are read or written.
+        """
+        b, c, g, _, hw = out.shape
+        h, w = body.shape[-2:]
+        k = 2 * math.gcd(w // 2, 8)  # columns per block of the width projection (divides W')
+        rows_in = body.reshape(b * c, g, GROUP_FRAMES, hw)  # a view, also for the causal body
+        rows_out = out.view(b * c * g, GROUP_FRAMES, hw)
+        for index, corr in enumerate(self.corrections):
+            r, h_hi = corr.rank, corr.subband >> 1
+            v = getattr(self, f"correction{index}_v").to(out.dtype).expand(-1, g, -1, -1).reshape(-1, corr.rank, GROUP_FRAMES)
+            u = getattr(self, f"correction{index}_u").to(out.dtype).expand(-1, g, -1, -1).reshape(-1, GROUP_FRAMES, corr.rank)
+            pairs = self.pair_projections[corr.subband & 1, :k, :k].to(out.dtype)
+            for first in range(corr.first, b * c, c):  # the run in each batch item
+                stop = first + corr.stop - corr.first
+                a = torch.bmm(v, rows_in[first:stop].reshape(-1, GROUP_FRAMES, hw))  # (n G, r, H'W')
+                top, bottom = a.view(-1, h // 2, 2, w).unbind(2)
+                a = torch.add(top, bottom, alpha=-1 if h_hi else 1)  # height pairs -> (n G r, H2, W')
+                a = torch.mm(a.view(-1, k), pairs).view(-1, h // 2, 1, w)  # width pairs projected
+                a = a * self.row_signs.to(a.dtype) if h_hi else a.expand(-1, -1, 2, -1).contiguous()  # both rows
+                rows_out[first * g : stop * g].baddbmm_(u, a.view(-1, r, hw))
 
     def encode_latent(self, z: Tensor) -> Tensor:
         """VAE latent (B, C, T', H', W') -> packed diffusion latent (B, C', F, H', W')."""
