@@ -187,3 +187,23 @@ def test_single_image_is_a_one_frame_video():
         video_first = model.encode(x).mean[:, :, :1]
         image = model.encode(x[:, :, :1]).mean
     assert torch.allclose(video_first, image, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames, stride", [(3, 1), (6, 1), (12, 1), (5, 2)])
+def test_onednn_convolution_equals_plain_conv3d_values_and_gradients(frames, stride):
+    from lcvae.models.layers import conv3d
+
+    torch.manual_seed(frames)
+    conv = torch.nn.Conv3d(8, 16, 3, stride=stride, padding=(0, 1, 1))
+    x = torch.randn(2, 8, frames, 20, 16, requires_grad=True)  # large enough to take the oneDNN path
+    from lcvae.models.layers import _mkldnn_ok
+
+    assert _mkldnn_ok(x, conv.weight)
+    fast, plain = conv3d(conv, x), conv(x)
+    assert torch.allclose(fast, plain, atol=1e-5)
+    g_fast = torch.autograd.grad(fast.square().sum(), [x, conv.weight, conv.bias])
+    g_plain = torch.autograd.grad(plain.square().sum(), [x, conv.weight, conv.bias])
+    for a, b in zip(g_fast, g_plain):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast goes through the regular op
+        assert conv3d(conv, x).dtype == torch.bfloat16
