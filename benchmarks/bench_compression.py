@@ -16,7 +16,8 @@ busy shared machine slows every candidate alike:
 Each candidate's per-run times are pooled over ``--rounds`` torch.utils.benchmark blocks; the report
 gives min and median (microseconds) and both ratios to clone. With ``--encoder`` it also reports
 compression time over encoder time on the same input (:func:`compare_with_encoder`) for the tiny
-preset and a mid-size preset (``lcvae-chn8``: 16-channel latent, reference mask) at a realistic size.
+preset (its paper mask and the reference mask) and the paper's "Chn 8" model (``lcvae-chn8``: 16-channel
+latent, reference mask) at 32x256x256, a realistic training size.
 
     .venv/bin/python benchmarks/bench_compression.py [--threads 2] [--rounds 15] [--encoder] [--custom]
 """
@@ -36,13 +37,18 @@ from lcvae.compression import CompressionConfig, LatentCompressor, coefficient_i
 SHAPES = [(2, 16, 8, 32, 32), (2, 16, 32, 64, 64), (2, 8, 8, 32, 32), (2, 8, 32, 64, 64), (2, 32, 8, 32, 32), (2, 32, 32, 64, 64)]
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, block: float = 0.05) -> dict[str, dict[str, float]]:
-    """min and median per-run time (us) of each fn, over ``rounds`` blocks taken in turn."""
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, block: float = 0.05, once: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+    """min and median per-run time (us) of each fn, over ``rounds`` blocks taken in turn.
+
+    A block is torch.utils.benchmark's blocked_autorange of ``block`` seconds, or a single run for
+    the names in ``once`` (slow functions such as a full encoder).
+    """
     timers = {name: benchmark.Timer(stmt="fn()", globals={"fn": fn}) for name, fn in fns.items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, timer in timers.items():
-            times[name].extend(timer.blocked_autorange(min_run_time=block).times)
+            measurement = timer.timeit(1) if name in once else timer.blocked_autorange(min_run_time=block)
+            times[name].extend(measurement.times)
     return {name: {"min": min(ts) * 1e6, "median": statistics.median(ts) * 1e6} for name, ts in times.items()}
 
 
@@ -123,7 +129,7 @@ def compare_with_encoder(
     """
     with torch.no_grad():
         z = encode(video)
-        times = interleaved({"encoder": lambda: encode(video), "compression": lambda: compressor(z)}, rounds, block=0.2)
+        times = interleaved({"encoder": lambda: encode(video), "compression": lambda: compressor(z)}, rounds, 0.2, once=("encoder",))
     enc, comp = times["encoder"], times["compression"]
     return {
         "video": list(video.shape),
@@ -137,15 +143,21 @@ def compare_with_encoder(
 
 
 def encoder_comparisons(rounds: int) -> list[dict]:
+    """Tiny preset (paper mask, and the C=8 reference mask on the same latent) at 32x64x64, and the
+    paper's "Chn 8" LC-VAE (16-channel latent, reference mask) at 32x256x256. Random weights: timing only."""
     from lcvae.models.lcvae import LCVAE  # lazy: the compression benchmark needs no backbone
     from lcvae.models.presets import get_preset
 
     out = []
     for preset, video_shape in (("lcvae-tiny-noncausal", (1, 3, 32, 64, 64)), ("lcvae-chn8", (1, 3, 32, 256, 256))):
         torch.manual_seed(0)
-        model = LCVAE(get_preset(preset)).eval()  # random weights: timing only
+        model = LCVAE(get_preset(preset)).eval()
         video = torch.rand(*video_shape) * 2 - 1
-        out.append({"preset": preset, **compare_with_encoder(lambda v: model.encode(v).mode(), video, model.compressor, rounds)})
+        compressors = {model.compressor.config.mask: model.compressor}
+        if model.compressor.config.mask != "reference":
+            compressors["reference"] = LatentCompressor(CompressionConfig(latent_channels=model.compressor.latent_channels, mask="reference"))
+        for mask, comp in compressors.items():
+            out.append({"preset": preset, "mask": mask, **compare_with_encoder(lambda v: model.encode(v).mode(), video, comp, rounds)})
     return out
 
 
@@ -157,6 +169,7 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true", help="also time the plain wavelet twin (slow)")
     parser.add_argument("--custom", action="store_true", help="also time custom masks on the 16-channel shapes")
     parser.add_argument("--encoder", action="store_true", help="also compare with the tiny and lcvae-chn8 encoders")
+    parser.add_argument("--encoder-rounds", type=int, default=3, help="timing blocks per encoder (lcvae-chn8: ~40 s each)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -166,7 +179,7 @@ def main() -> None:
     if args.custom:
         result["custom"] = [r for s in shapes if s[1] == 16 for r in bench_custom(s, args.rounds)]
     if args.encoder:
-        result["encoder"] = encoder_comparisons(max(3, args.rounds // 3))
+        result["encoder"] = encoder_comparisons(args.encoder_rounds)
     print(json.dumps(result, indent=2))
 
 

@@ -270,9 +270,10 @@ def multi_iwt_reference(groups: Tensor) -> Tensor:
 # matmul). The reference masks correct C/8..C/4 channels in each of two subbands with r = 3 or 4.
 
 _RUN_GAP = 2  # corrected channels this close share one run: a zero-weight channel costs less than more calls
-# Path choice from benchmarks/bench_compression.py (2 cores; times in clone() units of the latent):
-# the base pass ~1.1, each corrected subband ~(1.1 + 0.7 r) x (its channels / C), the 32x32 path ~7.5.
-_COST_PER_SWEEP, _COST_PER_RANK, _GENERAL_COST = 1.1, 0.7, 6.4
+# Path choice, from benchmarks/bench_compression.py --custom (times in clone() units of a large
+# latent, 1-2 threads): the corrections of a run cost about (1.1 + 0.7 r) x (its channels / C) on top
+# of the base pass (~1.1), the 32x32 path 7.5-9, so corrections pay off up to a total of ~6.4.
+_SWEEP_COST, _RANK_COST, _CORRECTION_BUDGET = 1.1, 0.7, 6.4
 
 
 @dataclass(frozen=True)
@@ -330,8 +331,8 @@ def _correction_plan(leaves: Tensor) -> tuple[Tensor, list[tuple[_Correction, Te
 
 
 def _correction_cost(corrections: list[_Correction] | tuple[_Correction, ...], latent_channels: int) -> float:
-    """Estimated time of the corrections in clone() units (see _COST_PER_SWEEP)."""
-    return sum((corr.stop - corr.first) / latent_channels * (_COST_PER_SWEEP + _COST_PER_RANK * corr.rank) for corr in corrections)
+    """Estimated time of the corrections in clone() units (see _SWEEP_COST)."""
+    return sum((corr.stop - corr.first) / latent_channels * (_SWEEP_COST + _RANK_COST * corr.rank) for corr in corrections)
 
 
 def _pair_projections() -> Tensor:
@@ -356,6 +357,11 @@ class LatentCompressor(nn.Module):
     """Multi-WT, masking, packing for diffusion, and their inverses. A pure tensor program.
 
     Latents are (B, C, T', H', W') with T' = 8G (or 1 + 8G when causal) and H', W' even, any values.
+
+    ``forward`` (the training path) picks one of three equal computations from the mask, recorded in
+    ``path``: "temporal" (block masks: an 8x8 temporal matmul), "corrected" (that plus the low-rank
+    subband corrections listed in ``corrections``, e.g. the reference masks) or "general" (the
+    32x32 projection of each 8x2x2 cell, for custom masks whose corrections would cost more).
     """
 
     def __init__(self, config: CompressionConfig) -> None:
@@ -382,7 +388,7 @@ class LatentCompressor(nn.Module):
         t_signs = _walsh_signs(3)
         self.register_buffer("temporal_projection", t_signs.t() @ (base.unsqueeze(-1) * t_signs) / GROUP_FRAMES, persistent=False)
         self.register_buffer("pair_projections", _pair_projections(), persistent=False)
-        self.register_buffer("row_signs", torch.tensor([[1.0], [-1.0]]), persistent=False)  # height-high rows
+        self.register_buffer("row_signs", torch.tensor([[1.0], [-1.0]]), persistent=False)  # rows of a height-high pair
         for index, (_, v, u) in enumerate(plan):
             self.register_buffer(f"correction{index}_v", v, persistent=False)
             self.register_buffer(f"correction{index}_u", u, persistent=False)
@@ -390,7 +396,7 @@ class LatentCompressor(nn.Module):
         if not plan:
             self.path = "temporal"
         else:
-            self.path = "corrected" if _correction_cost(self.corrections, c) <= _GENERAL_COST else "general"
+            self.path = "corrected" if _correction_cost(self.corrections, c) <= _CORRECTION_BUDGET else "general"
 
     @property
     def temporal_only(self) -> bool:
@@ -591,26 +597,33 @@ class LatentCompressor(nn.Module):
         (H2, 2, W')), project them onto the subband (height pairs by a butterfly, width pairs by a
         small block-diagonal matmul, so no kernel loops over pairs of 2) and add them back expanded
         by a batched matmul. Every matmul works on a contiguous channel range and the intermediates
-        stay cache-sized; only the corrected channels are read or written.
+        stay cache-sized; only the corrected channels are read or written. Small latents are bound
+        by the number of calls here, so the loop body is kept to a few of them.
         """
         b, c, g, _, hw = out.shape
         h, w = body.shape[-2:]
         k = 2 * math.gcd(w // 2, 8)  # columns per block of the width projection (divides W')
-        rows_in = body.reshape(b * c, g, GROUP_FRAMES, hw)  # a view, also for the causal body
+        # (B C G, 8, H'W') rows; a causal body is offset by its head frame, so its runs are copied
+        flat = body.is_contiguous()
+        rows_in = body.reshape(b * c * g, GROUP_FRAMES, hw) if flat else body.reshape(b * c, g, GROUP_FRAMES, hw)
         rows_out = out.view(b * c * g, GROUP_FRAMES, hw)
+        pairs = self.pair_projections[:, :k, :k].to(out.dtype)
+        row_signs = self.row_signs.to(out.dtype)
         for index, corr in enumerate(self.corrections):
-            r, h_hi = corr.rank, corr.subband >> 1
-            v = getattr(self, f"correction{index}_v").to(out.dtype).expand(-1, g, -1, -1).reshape(-1, corr.rank, GROUP_FRAMES)
-            u = getattr(self, f"correction{index}_u").to(out.dtype).expand(-1, g, -1, -1).reshape(-1, GROUP_FRAMES, corr.rank)
-            pairs = self.pair_projections[corr.subband & 1, :k, :k].to(out.dtype)
+            v, u = getattr(self, f"correction{index}_v"), getattr(self, f"correction{index}_u")  # (n, 1, r, 8), (n, 1, 8, r)
+            if v.dtype != out.dtype:
+                v, u = v.to(out.dtype), u.to(out.dtype)
+            if g > 1:
+                v, u = v.expand(-1, g, -1, -1), u.expand(-1, g, -1, -1)
+            v, u = v.reshape(-1, corr.rank, GROUP_FRAMES), u.reshape(-1, GROUP_FRAMES, corr.rank)
+            w_pairs, h_hi = pairs[corr.subband & 1], corr.subband >> 1
             for first in range(corr.first, b * c, c):  # the run in each batch item
                 stop = first + corr.stop - corr.first
-                a = torch.bmm(v, rows_in[first:stop].reshape(-1, GROUP_FRAMES, hw))  # (n G, r, H'W')
-                top, bottom = a.view(-1, h // 2, 2, w).unbind(2)
-                a = torch.add(top, bottom, alpha=-1 if h_hi else 1)  # height pairs -> (n G r, H2, W')
-                a = torch.mm(a.view(-1, k), pairs).view(-1, h // 2, 1, w)  # width pairs projected
-                a = a * self.row_signs.to(a.dtype) if h_hi else a.expand(-1, -1, 2, -1).contiguous()  # both rows
-                rows_out[first * g : stop * g].baddbmm_(u, a.view(-1, r, hw))
+                x = rows_in[first * g : stop * g] if flat else rows_in[first:stop].flatten(0, 1)
+                top, bottom = torch.bmm(v, x).view(-1, h // 2, 2, w).unbind(2)  # r changed leaves: (n G r, H2, W')
+                a = torch.mm(torch.add(top, bottom, alpha=-1 if h_hi else 1).view(-1, k), w_pairs)  # projected pairs
+                a = a.view(-1, h // 2, 1, w) * row_signs if h_hi else a.view(-1, h // 2, 1, w).expand(-1, -1, 2, -1).contiguous()
+                rows_out[first * g : stop * g].baddbmm_(u, a.view(-1, corr.rank, hw))
 
     def encode_latent(self, z: Tensor) -> Tensor:
         """VAE latent (B, C, T', H', W') -> packed diffusion latent (B, C', F, H', W')."""
