@@ -172,6 +172,31 @@ def test_nan_in_a_row_stops_with_the_last_good_state_saved(tmp_path, clips, monk
     assert saved.state["counters"]["nonfinite_total"] == 2
 
 
+def test_a_failed_save_leaves_the_previous_checkpoint_and_the_run_resumes_from_it(tmp_path, clips, monkeypatch, resume_runs):
+    real_save, calls = train_vae.save_checkpoint, []
+
+    def full_disk_on_second_save(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            def writer(path, produce):
+                raise OSError(28, "No space left on device")
+            kwargs["_writer"] = writer
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(train_vae, "save_checkpoint", full_disk_on_second_save)
+    with pytest.raises(OSError, match="No space left"):
+        main(tiny(tmp_path / "run", clips, *RESUME, "train.max_steps=2", "train.ckpt_every=1"))
+    root = tmp_path / "run/checkpoints"
+    assert calls == [1, 2] and sorted(p.name for p in root.iterdir()) == ["step_000000001"]
+    assert load_checkpoint(root / "step_000000001").step == 1
+    monkeypatch.setattr(train_vae, "save_checkpoint", real_save)
+    resumed = main(tiny(tmp_path / "run", clips, *RESUME, "train.max_steps=2", "train.ckpt_every=1"))
+    again, clean = load_checkpoint(resumed.checkpoint), load_checkpoint(resume_runs[2].checkpoint)
+    for group in clean.weights:
+        for name, tensor in clean.weights[group].items():
+            assert torch.equal(again.weights[group][name], tensor), f"{group}/{name}"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -391,6 +391,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
     if rng_state is not None:
         restore_rng_state(rng_state)
     counters = {"nonfinite_total": nonfinite_total}
+    window: dict[str, list[float]] = {}  # logged values since the last log line: [sum, count]
     bad_in_row, last_saved, stopped_by, checkpoint_path = 0, step, "max_steps", None
     start_step, t0 = step, time.perf_counter()
 
@@ -480,6 +481,10 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                         f"resume (train.resume=auto).", path)
                 continue
             bad_in_row = 0
+            for key, value in logs.items():
+                acc = window.setdefault(key, [0.0, 0])
+                acc[0] += value
+                acc[1] += 1
             if g_step:
                 opt_g.step()
                 ema.update(model)
@@ -493,7 +498,8 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                 stopped_by = "time_budget"
             final = step >= t.max_steps or stopped_by != "max_steps"
             if step % cfg.log.every == 0 or final:
-                logs = all_reduce_mean(logs)
+                logs = all_reduce_mean({key: total / count for key, (total, count) in window.items()})
+                window.clear()
                 logs["lr"] = o.lr * lr_scale
                 if rank == 0:
                     rate = (step - start_step) / max(elapsed, 1e-9)

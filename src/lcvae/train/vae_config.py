@@ -115,7 +115,7 @@ class TrainSection:
 
 @dataclass
 class LogSection:
-    every: int = 10  # progress line and metrics.jsonl row every N steps
+    every: int = 10  # progress line and metrics.jsonl row every N steps (means over those N steps)
     tensorboard: bool = True
     val_every: int = 0  # validation (PSNR, SSIM, ST-LPIPS/LPIPS of the EMA model); 0: off
     lpips_weights: str | None = None  # torchvision AlexNet weights: LPIPS instead of ST-LPIPS
