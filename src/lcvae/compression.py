@@ -362,6 +362,8 @@ class LatentCompressor(nn.Module):
     ``path``: "temporal" (block masks: an 8x8 temporal matmul), "corrected" (that plus the low-rank
     subband corrections listed in ``corrections``, e.g. the reference masks) or "general" (the
     32x32 projection of each 8x2x2 cell, for custom masks whose corrections would cost more).
+    They agree to rounding on finite input; a NaN or Inf stays in its channel and frame group but
+    may reach other pixels of it than the plain twin's single 8x2x2 cell.
     """
 
     def __init__(self, config: CompressionConfig) -> None:
