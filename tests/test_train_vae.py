@@ -20,13 +20,14 @@ from lcvae.data import VideoFolder, write_video
 from lcvae.data.datasets import EpochSampler
 from lcvae.losses import GeneratorLoss, l1_loss, perceptual_loss
 from lcvae.models.discriminator import DISCRIMINATOR_PRESETS, PatchDiscriminator3D
-from lcvae.models.io import from_pretrained, save_pretrained
+from lcvae.models.io import from_pretrained
 from lcvae.models.lcvae import LCVAE
 from lcvae.train import train_vae
 from lcvae.train.checkpoint import load_checkpoint
 from lcvae.train.export import export_checkpoint
-from lcvae.train.train_vae import (TrainForward, TrainingDiverged, enable_gradient_checkpointing, init_backbone_from,
-                                   load_perceptual, main, posterior_noise)
+from lcvae.train.train_vae import TrainingDiverged, main
+from lcvae.train.vae_model import (TrainForward, enable_gradient_checkpointing, init_backbone_from, load_perceptual,
+                                   posterior_noise)
 from lcvae.train.vae_config import ModelSection, check, load_train_config, resolve_model_config
 
 SMALL = "{base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}"
@@ -361,3 +362,23 @@ def test_compression_modes_resolve_to_model_configs():
     assert adaptive.compression.adaptive and adaptive.compression.mask == "reference" and not adaptive.compression.causal
     with pytest.raises(ValueError, match="compression is 'none'"):
         resolve_model_config(ModelSection(preset="lcvae-tiny", compression="none", mask="paper"))
+
+
+def test_training_forward_equals_the_model_forward_and_noise_is_per_sample():
+    cfg = resolve_model_config(ModelSection(preset="lcvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8}))
+    torch.manual_seed(0)
+    model = LCVAE(cfg)
+    x = torch.rand(2, 3, 33, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(TrainForward(model)(x, None)[0], model(x, sample_posterior=False).reconstruction, rtol=0, atol=0)
+        shape = (2, *cfg.latent_shape(33, 32, 32))
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(4))
+        ours = TrainForward(model)(x, noise)
+        theirs = model(x, generator=torch.Generator().manual_seed(4))
+        torch.testing.assert_close(ours[0], theirs.reconstruction, rtol=0, atol=0)
+        torch.testing.assert_close(ours[1], theirs.posterior.mean, rtol=0, atol=0)
+    # a sample's noise depends on (seed, step, index) only: not on its batch or position in it
+    a = posterior_noise((8, 9, 4, 4), [5, 7], step=3, seed=0)
+    assert torch.equal(a[1], posterior_noise((8, 9, 4, 4), [7], step=3, seed=0)[0])
+    assert not torch.equal(a[1], posterior_noise((8, 9, 4, 4), [7], step=4, seed=0)[0])
+    assert not torch.equal(a[0], a[1]) and abs(float(a.std()) - 1.0) < 0.1

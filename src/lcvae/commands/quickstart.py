@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 
 NAME = "quickstart"
-HELP = "the demo: tiny LC-VAE vs WF-VAE on real clips, same wall time, table + videos (~9 min on 2 CPU cores)"
+HELP = "the demo: tiny LC-VAE vs WF-VAE on real clips, same wall time, table + videos (~8 min on 2 CPU cores)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML (configs/quickstart.yaml); defaults are built in")
     p.add_argument("--out", help="output folder (default outputs/quickstart)")
-    p.add_argument("--seconds", type=float, help="training seconds per model (default 225)")
+    p.add_argument("--seconds", type=float, help="training seconds per model (default 400)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.optim.lr=1e-3")
 
 

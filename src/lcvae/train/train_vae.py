@@ -9,6 +9,10 @@ resume, then loop over generator (G) and discriminator (D) steps:
     schedule "alternate" (reference): D on odd steps once the GAN is on, G on every other step;
     schedule "both": G then D on every step, D on the G step's reconstruction.
 
+Its pieces: ``vae_config`` (the typed config and its checks), ``vae_model`` (training forward pass,
+posterior noise, init from a pretrained backbone, gradient checkpointing), ``vae_data`` (datasets,
+resumable order), ``validation`` (metrics of the EMA model), ``checkpoint`` / ``ema`` / ``distributed``.
+
 Determinism. Data items depend only on (seed, epoch, index) and the posterior noise of a sample
 only on (seed, step, dataset index), so the loss curve does not depend on how a global batch is
 split over processes, and a resumed run draws exactly what the uninterrupted run would have. The
@@ -40,36 +44,31 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.checkpoint import checkpoint
 
 from lcvae.compression import paper_mask
 from lcvae.config import to_dict
 from lcvae.data import SkipCounter
 from lcvae.losses import DiscriminatorLoss, GeneratorLoss
-from lcvae.models.autoencoder import DiagonalGaussian
 from lcvae.models.discriminator import DISCRIMINATOR_PRESETS, PatchDiscriminator3D
-from lcvae.models.io import OFFICIAL_WEIGHTS, WEIGHTS_NAME, load_backbone_state
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
-from lcvae.perceptual import LPIPS, load_lpips, load_st_lpips
 from lcvae.train.checkpoint import (capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state,
                                     save_checkpoint)
 from lcvae.train.distributed import (all_reduce_mean, barrier, cleanup_distributed, init_distributed,
                                      seed_everything, setup_logging)
 from lcvae.train.ema import EMA
-from lcvae.train.vae_config import PerceptualSection, TrainVAEConfig, check, load_train_config
+from lcvae.train.vae_config import TrainVAEConfig, check, load_train_config
 from lcvae.train.vae_data import build_eval_dataset, build_train_dataset, eval_clips, make_train_loader
+from lcvae.train.vae_model import (TrainForward, enable_gradient_checkpointing, init_backbone_from, load_perceptual,
+                                   posterior_noise)
 from lcvae.train.validation import evaluate_clips, load_metric_lpips, preview_image, reconstruct
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingDiverged", "TrainResult", "TrainForward", "posterior_noise", "init_backbone_from",
-           "enable_gradient_checkpointing", "load_perceptual", "main", "run_cli"]
+__all__ = ["TrainingDiverged", "TrainResult", "main", "run_cli"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -91,117 +90,6 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-class TrainForward(nn.Module):
-    """LCVAE's training path with the posterior noise as an input (DDP wraps this module).
-
-    x: (B, 3, T, H, W) in [-1, 1]; noise: (B, C, T', h, w) standard normal, or None for the posterior
-    mean. Returns (reconstruction, mean, logvar, encoder (w2, w3), decoder (w2, w3)); the energy-flow
-    tensors are None for backbones without them.
-    """
-
-    def __init__(self, model: LCVAE) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor, noise: Tensor | None) -> tuple:
-        self.model.check_input(x)
-        enc = self.model.backbone.encode_moments(x)
-        posterior = DiagonalGaussian(enc.moments)
-        z = posterior.mean if noise is None else posterior.mean + posterior.std * noise.to(posterior.mean)
-        z_hat, _ = self.model.compress(z)
-        dec = self.model.backbone.decode_output(z_hat)
-        return dec.sample, posterior.mean, posterior.logvar, (enc.w2, enc.w3), (dec.w2, dec.w3)
-
-
-def posterior_noise(latent_shape: Sequence[int], indices: Sequence[int], step: int, seed: int) -> Tensor:
-    """(B, *latent_shape) standard normal noise; sample b depends only on (seed, step, indices[b])."""
-    out = []
-    for index in indices:
-        state = np.random.SeedSequence([seed, 0x6E6F6973, step, int(index)]).generate_state(2, dtype=np.uint32)
-        g = torch.Generator().manual_seed((int(state[0]) << 32) | int(state[1]))
-        out.append(torch.randn(tuple(latent_shape), generator=g))
-    return torch.stack(out)
-
-
-def _read_backbone_state(folder: Path) -> dict[str, Tensor]:
-    if (folder / WEIGHTS_NAME).is_file():  # ours: the LCVAE state dict, backbone under "backbone."
-        state = load_file(folder / WEIGHTS_NAME)
-        return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    if (folder / OFFICIAL_WEIGHTS).is_file():
-        return load_file(folder / OFFICIAL_WEIGHTS)
-    raise FileNotFoundError(f"{folder}: no {WEIGHTS_NAME} (ours) or {OFFICIAL_WEIGHTS} (official WF-VAE)")
-
-
-def init_backbone_from(model: LCVAE, folder: str | Path) -> list[str]:
-    """Start ``model``'s backbone from a pretrained folder (ours or the official WF-VAE).
-
-    A different latent width C_src -> C is adapted on the two layers that see it; n = min(C_src, C):
-    ``encoder.conv_out`` (rows = C means, then C log-variances): the first n mean rows and the
-    first n log-variance rows are copied, further rows keep their fresh initialisation;
-    ``decoder.conv_in`` (input columns = latent channels): the first n columns are copied and the
-    others are zero, so at the start the decoder ignores the new channels and decodes the copied
-    ones exactly as the pretrained decoder did. With C < C_src the extra source channels are dropped.
-    Every other tensor must match exactly (an error lists what does not). Returns the adapted names.
-    """
-    folder = Path(folder)
-    state = {k: v for k, v in _read_backbone_state(folder).items() if "wavelet_transform" not in k}
-    own = model.backbone.state_dict()
-    adapted = []
-    for name in ("encoder.conv_out.conv.weight", "encoder.conv_out.conv.bias"):
-        src, dst = state.get(name), own.get(name)
-        if src is None or dst is None or src.shape == dst.shape or src.shape[1:] != dst.shape[1:]:
-            continue
-        cs, cd = src.shape[0] // 2, dst.shape[0] // 2
-        n = min(cs, cd)
-        new = dst.clone()
-        new[:n], new[cd:cd + n] = src[:n], src[cs:cs + n]
-        state[name] = new
-        adapted.append(name)
-    name = "decoder.conv_in.conv.weight"
-    src, dst = state.get(name), own.get(name)
-    if src is not None and dst is not None and src.shape != dst.shape and src.shape[0] == dst.shape[0] and src.shape[2:] == dst.shape[2:]:
-        n = min(src.shape[1], dst.shape[1])
-        new = torch.zeros_like(dst)
-        new[:, :n] = src[:, :n]
-        state[name] = new
-        adapted.append(name)
-    load_backbone_state(model, state, str(folder))
-    if adapted:
-        logger.info("initialised from %s; latent width adapted in %s", folder, ", ".join(adapted))
-    else:
-        logger.info("initialised from %s", folder)
-    return adapted
-
-
-def enable_gradient_checkpointing(model: LCVAE) -> int:
-    """Recompute every WF-VAE ResBlock and attention block during backward instead of storing its
-    activations (training only; streaming inference is untouched). Returns the number of blocks."""
-    from lcvae.models.layers import Attention, ResBlock2D, ResBlock3D
-
-    count = 0
-    for module in model.backbone.modules():
-        if not isinstance(module, (ResBlock2D, ResBlock3D, Attention)):
-            continue
-        plain = module.forward
-
-        def forward(x: Tensor, cache=None, _plain=plain, _module=module) -> Tensor:
-            if cache is None and _module.training and torch.is_grad_enabled():
-                return checkpoint(_plain, x, use_reentrant=False)
-            return _plain(x, cache)
-
-        module.forward = forward  # an instance attribute: parameter names and state dicts are unchanged
-        count += 1
-    if count == 0:
-        raise ValueError("gradient checkpointing wraps WF-VAE ResBlocks and attention; this backbone has none")
-    return count
-
-
-def load_perceptual(p: PerceptualSection) -> LPIPS:
-    """The perceptual loss network: ST-LPIPS (weights in stlpips-pytorch) or LPIPS (torchvision weights)."""
-    kind, net = p.net.rsplit("-", 1)
-    return load_st_lpips(net) if kind == "st-lpips" else load_lpips(net, p.backbone_weights)
 
 
 def _grouped(disc: nn.Module, group: int | None) -> Callable[[Tensor], Tensor]:
@@ -267,10 +155,11 @@ def _fmt_time(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def _progress_line(step: int, max_steps: int, kind: str, logs: dict, rate: float, eta: float, name: str) -> str:
-    shown = [("total", "total"), ("mae", "mae"), ("perceptual", name), ("kl", "kl"), ("gan", "gan"),
-             ("adaptive_weight", "λ"), ("d_hinge", "d")]
-    parts = [f"{label} {logs[key]:.4g}" for key, label in shown if key in logs]
+def _progress_line(step: int, max_steps: int, kind: str, logs: dict, rate: float, eta: float, name: str | None,
+                   gan: bool) -> str:
+    shown = [("total", "total"), ("mae", "mae"), ("perceptual", name), ("kl", "kl"), ("gan", "gan" if gan else None),
+             ("adaptive_weight", "λ" if gan else None), ("d_hinge", "d")]
+    parts = [f"{label} {logs[key]:.4g}" for key, label in shown if key in logs and label is not None]
     return f"step {step}/{max_steps} [{kind}] " + " ".join(parts) + f" | {rate:.2f} step/s, ETA {_fmt_time(eta)}"
 
 
@@ -326,14 +215,14 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
     disc = PatchDiscriminator3D(disc_cfg).to(device).train()
     ema = EMA(model, cfg.optim.ema_decay)
     perceptual = load_perceptual(cfg.perceptual).to(device) if cfg.loss.perceptual_weight > 0 else None
-    perceptual_name = perceptual.name if perceptual is not None else "perceptual"
+    perceptual_name = perceptual.name if perceptual is not None else None
     gen_loss, disc_loss = GeneratorLoss(cfg.loss, perceptual), DiscriminatorLoss(cfg.loss)
     o = cfg.optim
     opt_g = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.disc.lr or o.lr, betas=o.betas, weight_decay=o.weight_decay)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("generator %.2f M parameters, discriminator %.2f M; perceptual loss %s", n_params / 1e6,
-                sum(p.numel() for p in disc.parameters()) / 1e6, perceptual_name)
+                sum(p.numel() for p in disc.parameters()) / 1e6, perceptual_name or "off")
 
     # -- resume: weights, EMA, optimisers, step, data position, counters, RNG
     step, epoch, items_done, nonfinite_total = 0, 0, 0, 0
@@ -507,7 +396,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                     if t.time_budget_s is not None:
                         eta = min(eta, max(0.0, t.time_budget_s - elapsed))
                     kind = "G+D" if g_step and d_step else "G" if g_step else "D"
-                    logger.info(_progress_line(step, t.max_steps, kind, logs, rate, eta, perceptual_name))
+                    logger.info(_progress_line(step, t.max_steps, kind, logs, rate, eta, perceptual_name, gan_on))
                     _append_jsonl(metrics_path, {"step": step, "time": round(elapsed, 3), **logs})
                     if writer is not None:
                         for key, value in logs.items():

@@ -1,0 +1,142 @@
+"""The model side of the VAE recipe: the training forward pass, posterior noise, starting from a
+pretrained backbone, gradient checkpointing, and the perceptual loss network.
+
+``TrainForward`` is ``LCVAE.forward`` with the posterior noise passed in, so that the noise of a sample
+depends only on (seed, step, dataset index) (``posterior_noise``), not on how a batch is split over
+processes; DDP wraps it. ``init_backbone_from`` adapts a different latent width on the two layers
+that see it. ``enable_gradient_checkpointing`` wraps the WF-VAE blocks from outside the model, so the
+model code and its state dict are untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from lcvae.models.autoencoder import DiagonalGaussian
+from lcvae.models.io import OFFICIAL_WEIGHTS, WEIGHTS_NAME, load_backbone_state
+from lcvae.models.lcvae import LCVAE
+from lcvae.perceptual import LPIPS, load_lpips, load_st_lpips
+from lcvae.train.vae_config import PerceptualSection
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainForward", "posterior_noise", "init_backbone_from", "enable_gradient_checkpointing", "load_perceptual"]
+
+
+class TrainForward(nn.Module):
+    """LCVAE's training path with the posterior noise as an input (DDP wraps this module).
+
+    x: (B, 3, T, H, W) in [-1, 1]; noise: (B, C, T', h, w) standard normal, or None for the posterior
+    mean. Returns (reconstruction, mean, logvar, encoder (w2, w3), decoder (w2, w3)); the energy-flow
+    tensors are None for backbones without them.
+    """
+
+    def __init__(self, model: LCVAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, noise: Tensor | None) -> tuple:
+        self.model.check_input(x)
+        enc = self.model.backbone.encode_moments(x)
+        posterior = DiagonalGaussian(enc.moments)
+        z = posterior.mean if noise is None else posterior.mean + posterior.std * noise.to(posterior.mean)
+        z_hat, _ = self.model.compress(z)
+        dec = self.model.backbone.decode_output(z_hat)
+        return dec.sample, posterior.mean, posterior.logvar, (enc.w2, enc.w3), (dec.w2, dec.w3)
+
+
+def posterior_noise(latent_shape: Sequence[int], indices: Sequence[int], step: int, seed: int) -> Tensor:
+    """(B, *latent_shape) standard normal noise; sample b depends only on (seed, step, indices[b])."""
+    out = []
+    for index in indices:
+        state = np.random.SeedSequence([seed, 0x6E6F6973, step, int(index)]).generate_state(2, dtype=np.uint32)
+        g = torch.Generator().manual_seed((int(state[0]) << 32) | int(state[1]))
+        out.append(torch.randn(tuple(latent_shape), generator=g))
+    return torch.stack(out)
+
+
+def _read_backbone_state(folder: Path) -> dict[str, Tensor]:
+    if (folder / WEIGHTS_NAME).is_file():  # ours: the LCVAE state dict, backbone under "backbone."
+        state = load_file(folder / WEIGHTS_NAME)
+        return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    if (folder / OFFICIAL_WEIGHTS).is_file():
+        return load_file(folder / OFFICIAL_WEIGHTS)
+    raise FileNotFoundError(f"{folder}: no {WEIGHTS_NAME} (ours) or {OFFICIAL_WEIGHTS} (official WF-VAE)")
+
+
+def init_backbone_from(model: LCVAE, folder: str | Path) -> list[str]:
+    """Start ``model``'s backbone from a pretrained folder (ours or the official WF-VAE).
+
+    A different latent width C_src -> C is adapted on the two layers that see it; n = min(C_src, C):
+    ``encoder.conv_out`` (rows = C means, then C log-variances): the first n mean rows and the
+    first n log-variance rows are copied, further rows keep their fresh initialisation;
+    ``decoder.conv_in`` (input columns = latent channels): the first n columns are copied and the
+    others are zero, so at the start the decoder ignores the new channels and decodes the copied
+    ones exactly as the pretrained decoder did. With C < C_src the extra source channels are dropped.
+    Every other tensor must match exactly (an error lists what does not). Returns the adapted names.
+    """
+    folder = Path(folder)
+    state = {k: v for k, v in _read_backbone_state(folder).items() if "wavelet_transform" not in k}
+    own = model.backbone.state_dict()
+    adapted = []
+    for name in ("encoder.conv_out.conv.weight", "encoder.conv_out.conv.bias"):
+        src, dst = state.get(name), own.get(name)
+        if src is None or dst is None or src.shape == dst.shape or src.shape[1:] != dst.shape[1:]:
+            continue
+        cs, cd = src.shape[0] // 2, dst.shape[0] // 2
+        n = min(cs, cd)
+        new = dst.clone()
+        new[:n], new[cd:cd + n] = src[:n], src[cs:cs + n]
+        state[name] = new
+        adapted.append(name)
+    name = "decoder.conv_in.conv.weight"
+    src, dst = state.get(name), own.get(name)
+    if src is not None and dst is not None and src.shape != dst.shape and src.shape[0] == dst.shape[0] and src.shape[2:] == dst.shape[2:]:
+        n = min(src.shape[1], dst.shape[1])
+        new = torch.zeros_like(dst)
+        new[:, :n] = src[:, :n]
+        state[name] = new
+        adapted.append(name)
+    load_backbone_state(model, state, str(folder))
+    if adapted:
+        logger.info("initialised from %s; latent width adapted in %s", folder, ", ".join(adapted))
+    else:
+        logger.info("initialised from %s", folder)
+    return adapted
+
+
+def enable_gradient_checkpointing(model: LCVAE) -> int:
+    """Recompute every WF-VAE ResBlock and attention block during backward instead of storing its
+    activations (training only; streaming inference is untouched). Returns the number of blocks."""
+    from lcvae.models.layers import Attention, ResBlock2D, ResBlock3D
+
+    count = 0
+    for module in model.backbone.modules():
+        if not isinstance(module, (ResBlock2D, ResBlock3D, Attention)):
+            continue
+        plain = module.forward
+
+        def forward(x: Tensor, cache=None, _plain=plain, _module=module) -> Tensor:
+            if cache is None and _module.training and torch.is_grad_enabled():
+                return checkpoint(_plain, x, use_reentrant=False)
+            return _plain(x, cache)
+
+        module.forward = forward  # an instance attribute: parameter names and state dicts are unchanged
+        count += 1
+    if count == 0:
+        raise ValueError("gradient checkpointing wraps WF-VAE ResBlocks and attention; this backbone has none")
+    return count
+
+
+def load_perceptual(p: PerceptualSection) -> LPIPS:
+    """The perceptual loss network: ST-LPIPS (weights in stlpips-pytorch) or LPIPS (torchvision weights)."""
+    kind, net = p.net.rsplit("-", 1)
+    return load_st_lpips(net) if kind == "st-lpips" else load_lpips(net, p.backbone_weights)
