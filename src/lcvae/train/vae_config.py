@@ -14,7 +14,7 @@ The model is a preset (or a folder with ``config.json``) plus changes:
   (K from the mask); ``none`` the plain WF-VAE baseline.
 - ``latent_channels`` and ``backbone`` (a dict of backbone config fields) change the backbone.
 - ``init_from``: a pretrained folder (ours or the official WF-VAE) whose backbone weights start the
-  run; a different latent width is adapted (see ``lcvae.train.train_vae.init_backbone_from``).
+  run; a different latent width is adapted (see ``lcvae.train.vae_model.init_backbone_from``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ModelSection:
     latent_channels: int | None = None  # VAE latent width C (diffusion sees C/2 with a 50 % mask)
     backbone: dict[str, Any] = field(default_factory=dict)  # backbone config fields to change
     init_from: str | None = None  # pretrained folder (ours or the official WF-VAE) to start from
-    gradient_checkpointing: bool = False  # recompute backbone blocks in backward (less memory)
+    gradient_checkpointing: bool = False  # recompute backbone blocks in backward instead of storing activations
 
 
 @dataclass
