@@ -16,7 +16,7 @@ from torch import Tensor
 
 from lcvae.analysis import SPATIAL_NAMES, SUBBAND_NAMES, LatentAnalysis
 from lcvae.compression import LEAF_NAMES, CompressionConfig, split_index
-from lcvae.reports import atomic_write
+from lcvae.utils import atomic_write
 
 _PAPER_LEAVES = (0, 1, 2, 4)
 _LOW, _HIGH, _GREY = "#2b6cb0", "#dd6b20", "#a0aec0"

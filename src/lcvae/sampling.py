@@ -32,7 +32,7 @@ from lcvae.diffusion import GaussianDiffusion, model_fn
 from lcvae.latent_cache import vae_fingerprint
 from lcvae.models.denoisers import build_denoiser
 from lcvae.models.lcvae import LCVAE
-from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint
+from lcvae.train.checkpoint import load_checkpoint, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -64,18 +64,6 @@ class LoadedDenoiser:
     @property
     def num_classes(self) -> int:
         return int(self.spec["config"]["num_classes"])
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder (holds state.pt), or a run folder / checkpoints folder -> its latest checkpoint."""
-    path = Path(path)
-    if (path / "state.pt").is_file():
-        return path
-    for root in (path / "checkpoints", path):
-        found = latest_checkpoint(root)
-        if found is not None:
-            return found
-    raise FileNotFoundError(f"{path}: no checkpoint (a step_* folder with state.pt, or a run folder holding them)")
 
 
 def load_denoiser(path: str | Path, device: torch.device | str = "cpu", use_ema: bool = True) -> LoadedDenoiser:

@@ -1,6 +1,6 @@
 """Evaluation outputs: metrics.json, per_clip.jsonl, a markdown table, sample videos and frame grids.
 
-Every file is written atomically (``lcvae.reports.atomic_write``: a temporary file in the same
+Every file is written atomically (``lcvae.utils.atomic_write``: a temporary file in the same
 folder, then ``os.replace``), so an interrupted run never leaves a half-written report.
 """
 
@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from lcvae.data.video import to_uint8, write_video
-from lcvae.reports import atomic_write, write_text
+from lcvae.reports import write_text
+from lcvae.utils import atomic_write
 
 if TYPE_CHECKING:
     from lcvae.evaluation.reconstruction import EvalResult

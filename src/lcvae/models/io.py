@@ -11,8 +11,6 @@ read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,32 +20,20 @@ from torch import Tensor
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import PRESETS, get_preset
 from lcvae.models.wfvae import WFVAEConfig
-from lcvae.utils import suggest
+from lcvae.utils import atomic_write, suggest
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 OFFICIAL_WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_pretrained(model: LCVAE, folder: str | Path) -> Path:
     """Write config.json and model.safetensors (atomically) to ``folder``."""
     folder = Path(folder)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p))
+    atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p))
     text = json.dumps({"format": "lcvae", "config": model.config.to_dict()}, indent=2)
-    _atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(text))
+    atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(text))
     return folder
 
 

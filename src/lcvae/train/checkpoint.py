@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "atomic_write_bytes",
+    "resolve_checkpoint",
     "capture_rng_state",
     "restore_rng_state",
     "save_checkpoint",
@@ -300,3 +301,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     config_path = path / "config.yaml"
     config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else None
     return LoadedCheckpoint(path=path, step=int(state["step"]), weights=weights, state=state, config=config)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder as given, or the newest one of a run folder (``run/checkpoints/step_*``)."""
+    path = Path(path)
+    if (path / "state.pt").is_file():
+        return path
+    for root in (path / "checkpoints", path):
+        found = latest_checkpoint(root)
+        if found is not None:
+            return found
+    raise FileNotFoundError(f"{path} is neither a training checkpoint (step_* folder with state.pt) nor a run folder holding one")

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from lcvae.data import collate
 from lcvae.models.io import CONFIG_NAME, from_pretrained, load_config, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
-from lcvae.train.checkpoint import atomic_write_bytes, latest_checkpoint, load_checkpoint
+from lcvae.train.checkpoint import atomic_write_bytes, load_checkpoint, resolve_checkpoint
 from lcvae.train.ema import EMA
 from lcvae.train.vae_config import DataSection
 from lcvae.train.vae_data import build_eval_dataset
@@ -40,18 +40,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["resolve_checkpoint", "export_checkpoint", "ChannelStats", "measure_latent_stats",
            "write_latent_stats", "latent_stats", "stats_data_section"]
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder as given, or the newest one of a run folder (``run/checkpoints/step_*``)."""
-    path = Path(path)
-    if (path / "state.pt").is_file():
-        return path
-    for root in (path / "checkpoints", path):
-        found = latest_checkpoint(root)
-        if found is not None:
-            return found
-    raise FileNotFoundError(f"{path} is neither a training checkpoint (step_* folder with state.pt) nor a run folder holding one")
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weights: Literal["ema", "model"] = "ema") -> Path:
