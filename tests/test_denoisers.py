@@ -21,12 +21,7 @@ from test_train_latte import make_vae_and_cache
 C, F, H, W = 4, 3, 4, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _wan(num_classes: int = 3, **kw) -> WanDenoiser:

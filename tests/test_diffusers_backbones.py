@@ -29,12 +29,7 @@ TINY_CONFIGS = {
 WHOLE_VIDEO = {"use_framewise_encoding": False, "use_framewise_decoding": False}  # HunyuanVideo's temporal tiling off
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def video(frames: int, seed: int = 0) -> torch.Tensor:

@@ -19,12 +19,7 @@ BETAS = np.linspace(1e-4, 0.02, T)  # float64
 ABAR = np.cumprod(1.0 - BETAS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fake_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -18,13 +18,7 @@ from lcvae.models.presets import get_preset
 FRAMES, SIZE = 33, 32  # lcvae-tiny is causal: 1 + 32k frames
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # one thread: tiny tensors, and the same float summation order in every encoding
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _vae(seed: int = 0, config: LCVAEConfig | None = None) -> LCVAE:

@@ -13,13 +13,7 @@ from lcvae.models.latte import LATTE_PRESETS, Attention, Latte, LatteConfig, sin
 C, F, H, W = 4, 3, 8, 6  # a non-square latent catches row/column mix-ups
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: thread start-up on shared cores costs more than it gains
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(preset: str = "tiny", **overrides) -> LatteConfig:

@@ -22,12 +22,7 @@ from lcvae.train.train_latte import main as train_main
 from test_train_latte import make_vae_and_cache
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(tmp, vae_dir, cache, *overrides):

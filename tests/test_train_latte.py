@@ -22,12 +22,7 @@ from lcvae.train.train_latte import StepBatches, build_denoiser_for, main
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class SyntheticVideos(torch.utils.data.Dataset):

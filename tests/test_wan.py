@@ -25,12 +25,7 @@ TINY = WanVAEConfig(latent_channels=4, base_dim=8, dim_mult=(1, 2, 2, 2), num_re
 STATS = ([0.1, -0.2, 0.3, -0.4], [1.5, 2.0, 0.5, 1.0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def video(frames: int, seed: int = 0, batch: int = 1) -> torch.Tensor:

@@ -107,7 +107,7 @@ def naive_ihaar2d(coef: torch.Tensor) -> torch.Tensor:
 
 
 def loop_haar_t(x: torch.Tensor) -> torch.Tensor:
-    c, t = x.shape[1], x.shape[2]
+    t = x.shape[2]
     lows = [(x[:, :, 2 * k] + x[:, :, 2 * k + 1]) / R2 for k in range(t // 2)]
     highs = [(x[:, :, 2 * k] - x[:, :, 2 * k + 1]) / R2 for k in range(t // 2)]
     return torch.cat([torch.stack(lows, 2), torch.stack(highs, 2)], dim=1)
