@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -62,12 +61,13 @@ def check_size(h: int, w: int, multiple: int) -> None:
         raise ValueError(f"height and width must be multiples of {multiple}, got {h}x{w}; resize or crop to {fix(h)}x{fix(w)}")
 
 
-@dataclass
-class ChunkPlan:
-    """Chunk lengths for causal streaming: the first frame alone, then fixed-size chunks."""
-
-    encode_frames: int = 16  # video frames per encoder chunk (a multiple of 4)
-    decode_latents: int = 4  # latent frames per decoder chunk
+def _stream_chunks(x: Tensor, chunk: int) -> Iterator[tuple[Tensor, StreamCache]]:
+    """The first frame alone, then ``chunk`` frames at a time, with one cache marked final on the last."""
+    cache = StreamCache()
+    starts = [0, *range(1, x.shape[2], chunk)]
+    for i, s in enumerate(starts):
+        cache.final = i == len(starts) - 1
+        yield x[:, :, s : (1 if i == 0 else s + chunk)], cache
 
 
 class WFVAE(nn.Module):
@@ -125,12 +125,8 @@ class WFVAE(nn.Module):
         self._check_streamable()
         if chunk <= 0 or chunk % 4:
             raise ValueError(f"encoder chunk must be a positive multiple of 4 frames, got {chunk}")
-        cache = StreamCache()
-        starts = [0, *range(1, x.shape[2], chunk)]
-        for i, s in enumerate(starts):
-            end = 1 if i == 0 else s + chunk
-            cache.final = i == len(starts) - 1
-            yield self.encoder(x[:, :, s:end], cache)
+        for piece, cache in _stream_chunks(x, chunk):
+            yield self.encoder(piece, cache)
 
     def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> Tensor:
         """(B, C, T', h, w) latent -> (B, 3, T, 8h, 8w) video; ``chunk`` streams latent frames,
@@ -155,12 +151,8 @@ class WFVAE(nn.Module):
         self._check_streamable()
         if chunk <= 0:
             raise ValueError(f"decoder chunk must be at least 1 latent frame, got {chunk}")
-        cache = StreamCache()
-        starts = [0, *range(1, z.shape[2], chunk)]
-        for i, s in enumerate(starts):
-            end = 1 if i == 0 else s + chunk
-            cache.final = i == len(starts) - 1
-            yield self.decoder(z[:, :, s:end], cache).sample
+        for piece, cache in _stream_chunks(z, chunk):
+            yield self.decoder(piece, cache).sample
 
     def _check_streamable(self) -> None:
         if not self.config.causal:
