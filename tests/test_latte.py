@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from lcvae.models.latte import LATTE_PRESETS, Attention, Latte, LatteConfig, sincos_1d, sincos_2d
+from lcvae.models.latte import LATTE_PRESETS, Latte, LatteConfig, SelfAttention, sincos_1d, sincos_2d
 
 C, F, H, W = 4, 3, 8, 6  # a non-square latent catches row/column mix-ups
 
@@ -175,7 +176,7 @@ def test_gradient_checkpointing_matches_plain_gradients():
 
 def test_sdpa_attention_matches_explicit_softmax():
     torch.manual_seed(0)
-    attn = Attention(16, 2)
+    attn = SelfAttention(16, 2)
     x = torch.randn(3, 5, 16)
     q, k, v = attn.qkv(x).view(3, 5, 3, 2, 8).permute(2, 0, 3, 1, 4)
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8), dim=-1)
@@ -183,18 +184,50 @@ def test_sdpa_attention_matches_explicit_softmax():
     torch.testing.assert_close(attn(x), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_sincos_embeddings_follow_the_formula():
-    dim = 8
-    emb = sincos_1d(dim, torch.tensor([0, 3]))
-    omega = [10000 ** (-i / 4) for i in range(4)]
-    expected = [[math.sin(3 * w) for w in omega] + [math.cos(3 * w) for w in omega]]
+def _sincos_by_hand(dim: int, position: float) -> np.ndarray:
+    """The DiT / Latte 1D sin-cos formula written out: [sin(pos * w_i)..., cos(pos * w_i)...],
+    w_i = 1 / 10000^(i / (dim/2)), i < dim/2."""
+    omega = np.array([1.0 / 10000 ** (i / (dim / 2)) for i in range(dim // 2)])
+    return np.concatenate([np.sin(position * omega), np.cos(position * omega)])
+
+
+def test_sincos_1d_follows_the_formula():
+    emb = sincos_1d(8, torch.tensor([0, 3]))
     assert emb[0].tolist() == [0.0] * 4 + [1.0] * 4
-    torch.testing.assert_close(emb[1:], torch.tensor(expected, dtype=torch.float64))
-    grid = sincos_2d(dim, 3, 5)  # patch index h * 5 + w
-    h, w = 2, 4
-    expected_hw = torch.cat([sincos_1d(4, torch.tensor([h]))[0], sincos_1d(4, torch.tensor([w]))[0]])
-    torch.testing.assert_close(grid[h * 5 + w], expected_hw)
-    assert torch.cdist(grid, grid).fill_diagonal_(1.0).min() > 1e-3  # every patch distinct
+    np.testing.assert_allclose(emb[1].numpy(), _sincos_by_hand(8, 3), rtol=0, atol=1e-12)
+
+
+def test_2d_position_embedding_puts_the_column_first_like_dit_and_latte():
+    # DiT's and Latte's get_2d_sincos_pos_embed build their grid as meshgrid(w, h): the first half
+    # of a patch's embedding encodes its column, the second half its row. Same order here, or
+    # pretrained weights would see transposed positions.
+    dim, grid_h, grid_w = 8, 3, 5
+    grid = sincos_2d(dim, grid_h, grid_w).numpy()  # patch index r * grid_w + c
+    assert grid.shape == (grid_h * grid_w, dim)
+    for r in range(grid_h):
+        for c in range(grid_w):
+            expected = np.concatenate([_sincos_by_hand(dim // 2, c), _sincos_by_hand(dim // 2, r)])
+            np.testing.assert_allclose(grid[r * grid_w + c], expected, rtol=0, atol=1e-12)
+    # a row-first embedding would differ wherever r != c
+    r, c = 0, 3
+    row_first = np.concatenate([_sincos_by_hand(dim // 2, r), _sincos_by_hand(dim // 2, c)])
+    assert np.abs(grid[r * grid_w + c] - row_first).max() > 0.5
+
+
+def test_model_embeddings_are_the_dit_formula_on_its_patch_grid():
+    model = Latte(_config())  # latent (H, W) = (8, 6), patch 2: a 4 x 3 grid of patches
+    d = model.config.hidden_size
+    gh, gw = model.config.grid_size
+    assert (gh, gw) == (H // 2, W // 2)
+    pos = model.pos_embed.numpy()
+    for r in range(gh):
+        for c in range(gw):
+            expected = np.concatenate([_sincos_by_hand(d // 2, c), _sincos_by_hand(d // 2, r)])
+            np.testing.assert_allclose(pos[r * gw + c], expected, rtol=0, atol=1e-6)  # float32 buffer
+    # Latte's temporal embedding is the 1D formula over the frame index
+    temp = model.temp_embed.numpy()
+    for f in range(F):
+        np.testing.assert_allclose(temp[f], _sincos_by_hand(d, f), rtol=0, atol=1e-6)
 
 
 def test_config_is_strict_and_round_trips():

@@ -79,7 +79,7 @@ class LatteConfig:
                 f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}"
             )
         if self.hidden_size % 4:
-            # half the width encodes the row, half the column, each as sin and cos pairs
+            # half the width encodes the column, half the row, each as sin and cos pairs
             raise ValueError(
                 f"hidden_size must be a multiple of 4 for the 2D sin-cos embedding, got {self.hidden_size}; "
                 f"use {self.hidden_size // 4 * 4 or 4}"
@@ -146,11 +146,14 @@ def sincos_1d(dim: int, positions: Tensor) -> Tensor:
 
 
 def sincos_2d(dim: int, grid_h: int, grid_w: int) -> Tensor:
-    """(grid_h * grid_w, dim) embedding of a row-major patch grid: row index in the first dim/2
-    channels, column index in the last dim/2."""
+    """(grid_h * grid_w, dim) embedding of a row-major patch grid (patch h * grid_w + w): column
+    index w in the first dim/2 channels, row index h in the last dim/2.
+
+    Column first is DiT's and Latte's order (their grid is built as meshgrid(w, h)), so position
+    embeddings, and with them pretrained DiT / Latte weights, line up with theirs."""
     rows = torch.arange(grid_h).repeat_interleave(grid_w)  # (P,) h of patch h * grid_w + w
     cols = torch.arange(grid_w).repeat(grid_h)  # (P,) w
-    return torch.cat([sincos_1d(dim // 2, rows), sincos_1d(dim // 2, cols)], dim=1)
+    return torch.cat([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], dim=1)
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -192,8 +195,9 @@ class LabelEmbedder(nn.Module):
         return self.table(y)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention over the middle axis of (N, L, D)."""
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the middle axis of (N, L, D) (the VAE's single-head spatial
+    attention is ``lcvae.models.layers.Attention``)."""
 
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
@@ -216,7 +220,7 @@ class LatteBlock(nn.Module):
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(hidden_size, num_heads)
+        self.attn = SelfAttention(hidden_size, num_heads)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         mlp_hidden = int(hidden_size * mlp_ratio)
         self.mlp = nn.Sequential(
