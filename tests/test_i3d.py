@@ -1,4 +1,5 @@
-"""I3D: pytorch-i3d state-dict layout, TF SAME padding, shapes, and both weight loaders."""
+"""I3D: pytorch-i3d module tree and state-dict layout, a mixed block recomputed by hand, TF SAME padding,
+shapes, and both weight loaders."""
 
 import pytest
 import torch
@@ -183,3 +184,70 @@ def test_missing_weights_say_what_to_provide(tmp_path):
         assert needle in message
     with pytest.raises(WeightsUnavailable, match="nope.pt does not exist"):
         load_i3d(tmp_path / "nope.pt")
+
+
+# pytorch-i3d (piergiaj/pytorch-i3d, pytorch_i3d.py), read off its source: InceptionI3d registers its
+# end points in this order with add_module, then `logits`; an InceptionModule holds b0, b1a, b1b,
+# b2a, b2b, b3a (a parameter-free max pool) and b3b; a Unit3D holds `conv3d` and, with batch norm,
+# `bn` (BatchNorm3d eps 0.001, momentum 0.01).
+PYTORCH_I3D_CHILDREN = [
+    "Conv3d_1a_7x7", "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3", "MaxPool3d_3a_3x3",
+    "Mixed_3b", "Mixed_3c", "MaxPool3d_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e",
+    "Mixed_4f", "MaxPool3d_5a_2x2", "Mixed_5b", "Mixed_5c", "logits",
+]
+PYTORCH_I3D_MIXED_4B_KEYS = {
+    f"Mixed_4b.{branch}.{key}"
+    for branch in ("b0", "b1a", "b1b", "b2a", "b2b", "b3b")
+    for key in ("conv3d.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var")
+}
+
+
+def test_module_tree_and_names_are_pytorch_i3d_s():
+    model = InceptionI3d()
+    assert [name for name, _ in model.named_children()] == PYTORCH_I3D_CHILDREN  # also the forward order
+    keys = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    assert {k for k in keys if k.startswith("Mixed_4b.")} == PYTORCH_I3D_MIXED_4B_KEYS
+    assert {k for k in keys if k.startswith("logits.")} == {"logits.conv3d.weight", "logits.conv3d.bias"}
+    assert {k for k in keys if k.startswith("Conv3d_1a_7x7.")} == {
+        "Conv3d_1a_7x7.conv3d.weight", "Conv3d_1a_7x7.bn.weight", "Conv3d_1a_7x7.bn.bias",
+        "Conv3d_1a_7x7.bn.running_mean", "Conv3d_1a_7x7.bn.running_var",
+    }
+    bn = model.Mixed_4b.b1b.bn
+    assert (bn.eps, bn.momentum) == (0.001, 0.01)
+
+
+def _unit_by_hand(x: torch.Tensor, unit: Unit3D, pad: int) -> torch.Tensor:
+    """Conv3d (stride 1, `pad` zeros on every side) -> eval BatchNorm written out -> ReLU."""
+    y = F.conv3d(F.pad(x, [pad] * 6), unit.conv3d.weight)
+    bn = unit.bn
+    shape = (1, -1, 1, 1, 1)
+    y = (y - bn.running_mean.view(shape)) / torch.sqrt(bn.running_var.view(shape) + 0.001)
+    return torch.relu(y * bn.weight.view(shape) + bn.bias.view(shape))
+
+
+def test_inception_block_branches_in_pytorch_i3d_order():
+    """One mixed block computed branch by branch with plain conv3d / max_pool3d calls, in
+    pytorch-i3d's order: b0 1x1; b1 1x1 -> 3x3x3; b2 1x1 -> 3x3x3; b3 3x3x3 max pool (stride 1,
+    SAME zero padding) -> 1x1; concatenated in that order. Branch widths all differ, so a swapped
+    branch changes the layout."""
+    from lcvae.perceptual.i3d import InceptionBlock
+
+    widths = (2, 3, 4, 2, 5, 6)  # b0, b1a, b1b, b2a, b2b, b3b
+    block = InceptionBlock(7, widths).eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, tensor in block.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            values = torch.randn(tensor.shape, generator=g) * 0.5
+            tensor.copy_(values.abs() + 0.5 if name.endswith(("running_var", "bn.weight")) else values)
+    x = torch.randn(2, 7, 4, 5, 6, generator=g)
+    b0 = _unit_by_hand(x, block.b0, 0)
+    b1 = _unit_by_hand(_unit_by_hand(x, block.b1a, 0), block.b1b, 1)
+    b2 = _unit_by_hand(_unit_by_hand(x, block.b2a, 0), block.b2b, 1)
+    b3 = _unit_by_hand(F.max_pool3d(F.pad(x, [1] * 6), 3, stride=1), block.b3b, 0)
+    expected = torch.cat([b0, b1, b2, b3], dim=1)
+    with torch.no_grad():
+        out = block(x)
+    assert out.shape == (2, 2 + 4 + 5 + 6, 4, 5, 6)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
