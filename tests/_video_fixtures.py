@@ -77,3 +77,46 @@ def decode_all(path: Path) -> np.ndarray:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
     return float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def write_dropped_slot_avi(path: Path, frames: np.ndarray, slots: list[int], rate: int = 100) -> Path:
+    """A variable-frame-rate AVI as real footage stores it: frame ``k`` sits in index slot
+    ``slots[k]`` (in units of ``1 / rate`` s) and the slots between are empty "dropped frame"
+    entries, which the AVI header counts as frames (it claims ``slots[-1] + 1`` frames)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264rgb", rate=rate, options={"qp": "0"})
+        s.height, s.width = frames.shape[1:3]
+        s.pix_fmt = "rgb24"
+        s.codec_context.gop_size = 8
+        s.codec_context.time_base = Fraction(1, rate)
+        for slot, arr in zip(slots, frames):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            f.pts, f.time_base = slot, Fraction(1, rate)
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    return path
+
+
+def header_frames(path: Path) -> int:
+    """The frame count the container header claims (what a header-trusting reader would use)."""
+    with av.open(str(path)) as c:
+        return c.streams.video[0].frames
+
+
+def damage_middle(path: Path, out: Path, length: int = 2000, seed: int = 0) -> Path:
+    """Copy ``path`` to ``out`` with ``length`` random bytes written over the middle of the file
+    (inside an MP4's ``mdat`` when the index is at the end): a stream with a damaged middle."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + length] = np.random.default_rng(seed).bytes(length)
+    out.write_bytes(bytes(data))
+    return out
+
+
+def duration_of(path: Path) -> float:
+    """Playback duration in seconds as a player sees it: container duration, else stream duration."""
+    with av.open(str(path)) as c:
+        if c.duration:
+            return c.duration / av.time_base
+        s = c.streams.video[0]
+        return float(s.duration * s.time_base)

@@ -1,21 +1,35 @@
 """Video file I/O through PyAV: probe, clip reading by seeking, atomic H.264 writing.
 
-Frame selection rule. A clip is a list of wanted presentation times on a grid,
-``t_k = start / fps_native + k * step`` seconds after the stream's first frame, with
-``step = stride / fps_native`` (or ``1 / fps`` when a target rate is asked). For each ``t_k`` the
-reader returns the latest decoded frame whose presentation time is at most ``t_k`` plus half a
-native frame period: the frame on screen at ``t_k``, tolerant of timestamp rounding. For a
-constant-rate file this is exactly frame ``start + k * stride``. A variable-frame-rate file is
-resampled to its average rate (frames are repeated across long gaps and dropped in bursts); the
-frame count it reports is the number of stored frames.
+Frames. Frame ``i`` is the ``i``-th stored frame in presentation order; the frame count is the
+number of frames really stored. A header's count is only a hint: AVI headers count index slots,
+and a variable-frame-rate AVI fills the gaps with empty "dropped frame" slots (a header claiming
+444 frames may hold 68). Such files are counted by demuxing (no decoding); when the header
+disagrees, the real count wins and a warning says so once per file. ``VideoInfo.fps`` is then the
+average rate, stored frames over duration, so writing the frames back at that rate keeps the
+duration.
 
-Seeking. The reader seeks to the keyframe at or before ``t_0`` and decodes forward, converting
-only the frames it returns. If the demuxer lands after ``t_0`` (or past the end), it decodes from
+Frame selection rule. ``start, start + stride, ...`` are stored-frame indices. With a target
+``fps`` a clip is a list of wanted times ``t_k = t(start) + k / fps``; for each the reader returns
+the latest frame whose presentation time is at most ``t_k`` (plus half a native frame period on
+constant-rate files, a millisecond on variable-rate ones): the frame on screen at ``t_k``. A
+constant-rate file is read on the grid ``i / fps_native``, which is the same rule.
+
+Variable frame rate. When the packet times are irregular (or the header's rates disagree), the
+probe keeps every stored frame's time; reads then decode from the start and pick frames by their
+output index, so every stored frame is reachable and none is repeated or dropped.
+
+Seeking (constant-rate files). The reader seeks to the keyframe at or before ``t_0`` and decodes
+forward, converting only the frames it returns. If the demuxer lands after ``t_0`` (or past the end), it decodes from
 the start instead. If timestamps are missing or go backwards it decodes from the start and times
 each frame by its output index (``i / fps``). AVI files always take that path: AVI stores no
 presentation timestamps, and H.264 with B-frames in AVI gets decode-order guesses. ``seek=False``
 always decodes from the start; it is the plain twin the tests compare against. Display-rotation
 metadata is ignored: frames come out as stored.
+
+Damaged streams. FFmpeg conceals what it can (a damaged slice decodes to approximate pixels). A
+packet it cannot decode at all raises ``VideoError`` naming the file and the frame index (and
+time) where decoding failed; a stream that ends before its stored count is ``NotEnoughFramesError``
+("ends early"). Datasets skip and count both; single-file commands report them.
 
 Odd sizes. 4:2:0 H.264 cannot store an odd width or height. ``write_video`` pads the frames by
 repeating the last row and column and records the true size in the container's ``comment``
@@ -25,6 +39,7 @@ Other players show the one-pixel padding. ``pix_fmt="yuv444p"`` stores odd sizes
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import os
@@ -38,13 +53,19 @@ import av
 import numpy as np
 import torch
 
+from lcvae.utils import atomic_write
+
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
+# Containers write_video can put H.264 into, by extension (WebM takes VP8/VP9/AV1 only).
+WRITE_FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
 _SIZE_TAG = re.compile(r"^lcvae:size=(\d+)x(\d+)$")
 _X264 = ("libx264", "libx264rgb")
 
 Source = str | os.PathLike | BinaryIO
+_VFR_TOLERANCE = Fraction(1, 1000)  # seconds; timestamp rounding in ms-based containers
+_warned_counts: set[str] = set()  # files whose header count was corrected (warn once per file)
 
 
 class VideoError(ValueError):
@@ -53,6 +74,20 @@ class VideoError(ValueError):
 
 class NotEnoughFramesError(VideoError):
     """The video is shorter than the clip asked for."""
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """``path`` if write_video can write it (by extension), else a ValueError naming the choices.
+
+    Commands call this on their output argument before any compute.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in WRITE_FORMATS:
+        raise ValueError(f"cannot write a video to {path}: unknown or unsupported extension "
+                         f"{path.suffix or '(none)'!r}; use one of {', '.join(WRITE_FORMATS)}")
+    if path.is_dir():
+        raise ValueError(f"cannot write a video to {path}: it is a directory; give a file name")
+    return path
 
 
 class _Fallback(Exception):
@@ -64,7 +99,10 @@ class _Fallback(Exception):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container says: stored frame count, average rate, display size, codec name."""
+    """Stored frame count (real, not the header's hint), average rate, display size, codec name.
+
+    ``variable_rate`` is True when frames are not evenly spaced in time (see the module docstring).
+    """
 
     frames: int
     fps: float
@@ -72,6 +110,7 @@ class VideoInfo:
     height: int
     duration: float
     codec: str
+    variable_rate: bool = False
 
 
 def _name(source: Source) -> str:
@@ -142,16 +181,31 @@ class VideoReader:
         if not rate:
             raise VideoError(f"{self.name} has no frame rate in its header; cannot place frames in time")
         self._rate = Fraction(rate)
-        frames = self._stream.frames or self._count_packets()
+        # AVI has decode timestamps only; PyAV's pts for reordered frames are guesses.
+        self._pts_trusted = self._container.format.name != "avi"
+        self._times: list[Fraction] | None = None  # per stored frame, only for variable-rate files
+        s = self._stream
+        hint = s.frames
+        rates_differ = bool(s.base_rate and s.average_rate
+                            and abs(Fraction(s.base_rate) / Fraction(s.average_rate) - 1) > 0.01)
+        if hint and self._pts_trusted and not rates_differ:
+            frames = hint
+        else:
+            frames = self._scan_packets(hint)
         if frames <= 0:
             raise VideoError(f"{self.name} contains no video frames")
-        s = self._stream  # counting reopens the container: take the new stream object
+        s = self._stream  # scanning reopens the container: take the new stream object
         if s.duration:
             duration = float(s.duration * s.time_base)
         elif self._container.duration:
             duration = self._container.duration / av.time_base
         else:
             duration = frames / float(self._rate)
+        if self._times is not None:
+            # Average rate of what is stored, so frames written back at it keep the duration.
+            if duration <= self._times[-1]:  # no usable duration: last time plus the mean gap
+                duration = float(self._times[-1] * frames / (frames - 1))
+            self._rate = Fraction(frames / duration).limit_denominator(1_000_000)
         width, height = s.codec_context.width, s.codec_context.height
         tag = {k.lower(): v for k, v in self._container.metadata.items()}.get("comment", "")
         m = _SIZE_TAG.match(tag)
@@ -159,15 +213,34 @@ class VideoReader:
             width, height = int(m[1]), int(m[2])
         self._size = (height, width)
         self._start_pts = s.start_time or 0
-        # AVI has decode timestamps only; PyAV's pts for reordered frames are guesses.
-        self._pts_trusted = self._container.format.name != "avi"
         return VideoInfo(frames=frames, fps=float(self._rate), width=width, height=height,
-                         duration=duration, codec=s.codec_context.name)
+                         duration=duration, codec=s.codec_context.name,
+                         variable_rate=self._times is not None)
 
-    def _count_packets(self) -> int:
-        # Matroska/WebM headers carry no frame count; demuxing (no decoding) is exact and cheap.
-        n = sum(1 for p in self._container.demux(self._stream) if p.size > 0)
+    def _scan_packets(self, hint: int) -> int:
+        """Count stored frames by demuxing (no decoding); keep their times if unevenly spaced.
+
+        Matroska/WebM headers carry no count, AVI headers count empty "dropped frame" slots, and a
+        variable-rate MP4 is told apart by its packet times. Empty packets are not frames.
+        """
+        stamps = []
+        for p in self._container.demux(self._stream):
+            if p.size > 0:
+                stamps.append(p.pts if p.pts is not None else p.dts)
+        tb = self._stream.time_base
         self._reopen()
+        n = len(stamps)
+        if hint and hint != n and self.name not in _warned_counts:
+            _warned_counts.add(self.name)
+            logger.warning("%s: header says %d frames but %d are stored (variable frame rate or "
+                           "damaged index); using %d", self.name, hint, n, n)
+        if n < 3 or None in stamps or tb is None:
+            return n
+        stamps.sort()
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        if min(gaps) > 0 and max(gaps) - min(gaps) <= 1:  # one tick of rounding: constant rate
+            return n
+        self._times = [(p - stamps[0]) * tb for p in stamps]
         return n
 
     def close(self) -> None:
@@ -179,15 +252,52 @@ class VideoReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def clip_times(self, start: int = 0, num_frames: int | None = None, stride: int = 1,
-                   fps: float | None = None) -> list[Fraction]:
-        """Wanted times in seconds after the first frame; raises if the video is too short."""
+    @staticmethod
+    def _check_args(start: int, num_frames: int | None, stride: int, fps: float | None) -> None:
         if start < 0 or stride < 1 or (num_frames is not None and num_frames < 1):
             raise ValueError(f"need start >= 0, stride >= 1, num_frames >= 1 or None; "
                              f"got start={start}, stride={stride}, num_frames={num_frames}")
         if fps is not None and (fps <= 0 or stride != 1):
             raise ValueError(f"give either stride or a positive target fps, not both; "
                              f"got stride={stride}, fps={fps}")
+
+    def _too_short(self, start: int, num_frames: int | None, stride: int, fps: float | None,
+                   needed: int) -> NotEnoughFramesError:
+        how = f"stride {stride}" if fps is None else f"target {fps} fps"
+        return NotEnoughFramesError(
+            f"{self.name} has {self.info.frames} frames ({self.info.duration:.2f} s at "
+            f"{self.info.fps:g} fps); asked for {num_frames or 'all'} frames with {how} from "
+            f"frame {start}, which needs {max(needed, start + 1)} frames")
+
+    def clip_indices(self, start: int = 0, num_frames: int | None = None, stride: int = 1,
+                     fps: float | None = None) -> list[int]:
+        """Stored-frame indices of a clip on a variable-rate file; raises if it is too short."""
+        self._check_args(start, num_frames, stride, fps)
+        times, count = self._times, self.info.frames
+        if times is None:
+            raise RuntimeError("clip_indices is for variable-rate files; use clip_times")
+        if fps is None:
+            n = num_frames if num_frames is not None else len(range(start, count, stride))
+            idx = [start + k * stride for k in range(n)]
+            if n < 1 or idx[-1] >= count:
+                raise self._too_short(start, num_frames, stride, fps, (idx[-1] if idx else start) + 1)
+            return idx
+        if start >= count:
+            raise self._too_short(start, num_frames, stride, fps, start + 1)
+        step = 1 / Fraction(fps).limit_denominator(1_000_000)
+        t0, last = times[start], times[-1]
+        n = num_frames if num_frames is not None else int((last - t0) / step) + 1
+        if t0 + (n - 1) * step > last + _VFR_TOLERANCE:
+            needed = bisect.bisect_left(times, t0 + (n - 1) * step) + 1
+            raise self._too_short(start, num_frames, stride, fps, max(needed, count + 1))
+        return [bisect.bisect_right(times, t0 + k * step + _VFR_TOLERANCE) - 1 for k in range(n)]
+
+    def clip_times(self, start: int = 0, num_frames: int | None = None, stride: int = 1,
+                   fps: float | None = None) -> list[Fraction]:
+        """Wanted times in seconds after the first frame; raises if the video is too short."""
+        self._check_args(start, num_frames, stride, fps)
+        if self._times is not None:
+            return [self._times[i] for i in self.clip_indices(start, num_frames, stride, fps)]
         native = self._rate
         step = 1 / Fraction(fps).limit_denominator(1_000_000) if fps else Fraction(stride) / native
         t0 = Fraction(start) / native
@@ -195,16 +305,16 @@ class VideoReader:
         n = num_frames if num_frames is not None else int((last - t0) / step) + 1 if t0 <= last else 0
         t_end = t0 + (max(n, 1) - 1) * step
         if n < 1 or t_end > last:
-            needed = int(-(-t_end * native // 1)) + 1
-            how = f"stride {stride}" if fps is None else f"target {fps} fps"
-            raise NotEnoughFramesError(
-                f"{self.name} has {self.info.frames} frames ({self.info.duration:.2f} s at "
-                f"{self.info.fps:g} fps); asked for {num_frames or 'all'} frames with {how} from "
-                f"frame {start}, which needs {max(needed, start + 1)} frames")
+            raise self._too_short(start, num_frames, stride, fps, int(-(-t_end * native // 1)) + 1)
         return [t0 + k * step for k in range(n)]
 
     def max_start(self, num_frames: int, stride: int = 1, fps: float | None = None) -> int:
         """Largest start frame for which the clip fits; -1 when the video is too short."""
+        if self._times is not None:
+            if fps is None:
+                return self.info.frames - 1 - (num_frames - 1) * stride
+            span = (num_frames - 1) / Fraction(fps).limit_denominator(1_000_000)
+            return bisect.bisect_right(self._times, self._times[-1] - span + _VFR_TOLERANCE) - 1
         step = 1 / Fraction(fps).limit_denominator(1_000_000) if fps else Fraction(stride) / self._rate
         room = Fraction(self.info.frames - 1) / self._rate - (num_frames - 1) * step
         return int((room * self._rate) // 1) if room >= 0 else -1
@@ -212,18 +322,50 @@ class VideoReader:
     def read(self, start: int = 0, num_frames: int | None = None, stride: int = 1,
              fps: float | None = None, *, seek: bool = True) -> torch.Tensor:
         """Clip as uint8 (T, H, W, 3) RGB; grayscale is expanded, alpha dropped (module rule)."""
-        times = self.clip_times(start, num_frames, stride, fps)
-        use_seek = seek and self._pts_trusted and times[0] > 0
+        self._at = 0
         try:
-            try:
-                frames = self._decode(times, seek=use_seek, by_index=not self._pts_trusted)
-            except _Fallback as fb:
-                logger.debug("%s: %s; decoding from the start", self.name,
-                             "timestamps unusable" if fb.by_index else "seek landed late")
-                frames = self._decode(times, seek=False, by_index=fb.by_index)
+            if self._times is not None:
+                frames = self._decode_indices(self.clip_indices(start, num_frames, stride, fps))
+            else:
+                times = self.clip_times(start, num_frames, stride, fps)
+                use_seek = seek and self._pts_trusted and times[0] > 0
+                try:
+                    frames = self._decode(times, seek=use_seek, by_index=not self._pts_trusted)
+                except _Fallback as fb:
+                    logger.debug("%s: %s; decoding from the start", self.name,
+                                 "timestamps unusable" if fb.by_index else "seek landed late")
+                    frames = self._decode(times, seek=False, by_index=fb.by_index)
         except av.error.FFmpegError as e:
-            raise VideoError(f"{self.name} is corrupt: decoding failed ({e})") from e
+            raise VideoError(f"{self.name} is corrupt: decoding failed after {self._where()} "
+                             f"({e})") from e
         return torch.from_numpy(np.stack(frames))
+
+    def _where(self) -> str:
+        """Where the last decode stopped, for error messages (set by the decode loops)."""
+        return f"frame {self._at}" if self._times is not None or not self._pts_trusted \
+            else f"{float(self._at):.2f} s (frame {int(self._at * self._rate)})"
+
+    def _decode_indices(self, idx: list[int]) -> list[np.ndarray]:
+        """Decode from the start; return stored frames ``idx`` (non-decreasing, repeats allowed)."""
+        if not self._fresh:
+            self._reopen()
+        self._fresh = False
+        out: list[np.ndarray] = []
+        k = 0
+        i = -1
+        for i, frame in enumerate(self._container.decode(self._stream)):
+            self.frames_decoded += 1
+            self._at = i
+            if i == idx[k]:
+                arr = self._to_rgb(frame)
+                while k < len(idx) and idx[k] == i:
+                    out.append(arr)
+                    k += 1
+                if k == len(idx):
+                    return out
+        raise NotEnoughFramesError(
+            f"{self.name} ends early: {self.info.frames} frames are stored but decoding stopped "
+            f"after {i + 1}, before wanted frame {idx[k]} (truncated or corrupt file)")
 
     def _decode(self, times: list[Fraction], *, seek: bool, by_index: bool) -> list[np.ndarray]:
         if seek:
@@ -250,6 +392,7 @@ class VideoReader:
                 if prev_t is not None and t <= prev_t:
                     raise _Fallback(by_index=True)
             prev_t = t
+            self._at = t if not by_index else i
             while k < len(times) and t > limits[k]:
                 if cand is None:
                     if seek:
@@ -383,23 +526,20 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
                 crf: float | None = None, qp: int | None = None, preset: str = "medium",
                 codec: str = "libx264", pix_fmt: str = "yuv420p",
                 options: dict[str, str] | None = None) -> Path:
-    """Write uint8 (T, H, W, 3) RGB frames atomically (temporary file, then ``os.replace``).
+    """Write uint8 (T, H, W, 3) RGB frames atomically (``lcvae.utils.atomic_write``).
 
     Default H.264 (libx264, yuv420p, CRF 18). ``qp`` gives constant-QP encoding instead.
     ``codec="libx264rgb", pix_fmt="rgb24", qp=0`` is lossless. Odd sizes: module docstring.
-    The container follows the file extension. Returns the path written.
+    The container follows the file extension (``WRITE_FORMATS``; others are a ValueError before
+    anything is encoded). Frames are spaced ``1 / fps``: pass a variable-rate source's
+    ``VideoInfo.fps`` (its average rate) to keep its duration. Returns the path written.
     """
     arr = _as_frames(frames)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        _encode(str(tmp), arr, fps, fmt=None, codec=codec, pix_fmt=pix_fmt, crf=crf, qp=qp,
-                preset=preset, options=options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    path = check_output_path(path)
+    fmt = WRITE_FORMATS[path.suffix.lower()]
+    return atomic_write(path, lambda tmp: _encode(tmp, arr, fps, fmt=fmt, codec=codec,
+                                                  pix_fmt=pix_fmt, crf=crf, qp=qp, preset=preset,
+                                                  options=options))
 
 
 def encode_to_bytes(frames: torch.Tensor | np.ndarray, fps: float, *, fmt: str = "mp4",
