@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lcvae.reports import write_json, write_text
+from lcvae.utils import write_json, write_text
 from lcvae.wavelets import haar2d
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ batch under ``"skipped"``, so they reach the main process through the normal bat
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 import logging
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ..utils import closest
 from .transforms import ClipTransform
 from .video import VIDEO_EXTENSIONS, NotEnoughFramesError, VideoError, VideoReader, read_image
 
@@ -178,9 +178,9 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
             raise ValueError(f"manifest {path} must end in .csv (with a header) or .jsonl "
                              f"(one JSON object per line)")
     for col in columns:
-        close = difflib.get_close_matches(col, _MANIFEST_COLUMNS, n=1, cutoff=0.75)
-        if col not in _MANIFEST_COLUMNS and close and close[0] not in columns:
-            raise ValueError(f"manifest {path} has column {col!r}; did you mean {close[0]!r}? "
+        close = closest(col, _MANIFEST_COLUMNS, cutoff=0.75)
+        if col not in _MANIFEST_COLUMNS and close and close not in columns:
+            raise ValueError(f"manifest {path} has column {col!r}; did you mean {close!r}? "
                              f"known columns: {', '.join(_MANIFEST_COLUMNS)}")
     if rows and "path" not in columns:
         raise ValueError(f"manifest {path} needs a 'path' column; found {columns}")
