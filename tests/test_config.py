@@ -131,3 +131,33 @@ def test_apply_overrides_returns_a_new_validated_config():
     assert new.model.latent_channels == 4 and cfg.model.latent_channels == 16
     with pytest.raises(ValueError, match="did you mean 'model.latent_channels'"):
         apply_overrides(cfg, ["model.latent_chanels=4"])
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: run\nmodel:\n  channels: [1, 2\noptim:\n  learning_rate: 1.0\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml:4: invalid YAML: .*flow sequence \(from line 3\)") as e:
+        load_config(RunConfig, path)
+    assert e.value.__cause__ is None and e.value.__suppress_context__  # no PyYAML chain to print
+
+
+def test_duplicate_yaml_keys_are_rejected_with_both_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("steps: 10\noptim:\n  learning_rate: 1.0\n  weight_decay: 0.1\n  learning_rate: 2.0\n")
+    with pytest.raises(ValueError, match=r"dup\.yaml:5: invalid YAML: duplicate key 'learning_rate' "
+                                         r"\(first set on line 3\)"):
+        load_config(RunConfig, path)
+    top = tmp_path / "top.yaml"
+    top.write_text("steps: 10\nname: a\nsteps: 20\n")
+    with pytest.raises(ValueError, match=r"top\.yaml:3: .*duplicate key 'steps'"):
+        load_config(RunConfig, top)
+    # The same key in two different mappings is not a duplicate.
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: a\nmodel:\n  latent_channels: 4\noptim:\n  weight_decay: 0.5\n")
+    cfg = load_config(RunConfig, ok)
+    assert cfg.model.latent_channels == 4 and cfg.optim.weight_decay == 0.5
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"config file not found: .*nope\.yaml"):
+        load_config(RunConfig, tmp_path / "nope.yaml")

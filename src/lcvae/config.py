@@ -8,6 +8,8 @@ on purpose: a misspelt key in a 200k-step run must fail at start-up, not be sile
 Rules
 - Keys are dataclass field names; nested dataclasses are nested mappings in YAML and dotted keys in
   overrides (``optim.lr=1e-4``). An unknown key is a ValueError naming the closest known key.
+- The YAML file must parse and may not repeat a key within one mapping (PyYAML would keep the last
+  silently); both are ValueErrors naming the file and line.
 - Override values are parsed with ``yaml.safe_load`` (``true``, ``3``, ``[1, 2]``, ``null``, ``'7'``).
 - Values are checked against the field's annotation: int, float, bool, str, list[X], tuple[X, ...],
   tuple[X, Y], dict[str, X], Optional[X], Literal[...], nested dataclasses and Any.
@@ -22,7 +24,6 @@ Rules
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -31,21 +32,18 @@ from typing import Any, Literal, Mapping, Sequence, TypeVar, Union
 
 import yaml
 
-__all__ = ["load_config", "from_dict", "apply_overrides", "parse_overrides", "to_dict"]
+from lcvae.utils import closest
+
+__all__ = ["load_config", "read_yaml", "from_dict", "apply_overrides", "parse_overrides", "to_dict"]
 
 T = TypeVar("T")
 
 _FLOAT_STRING = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
-def _suggest(name: str, choices: Sequence[str]) -> str:
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return match[0] if match else ""
-
-
 def _unknown_key_error(prefix: str, key: str, fields: Sequence[str]) -> ValueError:
     full = f"{prefix}{key}"
-    best = _suggest(key, fields)
+    best = closest(key, fields) or ""
     if best:
         return ValueError(f"unknown config key '{full}'; did you mean '{prefix}{best}'?")
     known = ", ".join(f"'{prefix}{f}'" for f in fields)
@@ -214,12 +212,48 @@ def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
     return from_dict(type(cfg), _merge(to_dict(cfg), parse_overrides(overrides)))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key repeated within one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first set on line {seen[key]})",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file strictly: a syntax error or a repeated key is a ValueError naming
+    ``file:line`` (the line of the repeated key, or where parsing failed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        context = err.context or ""
+        if err.context and err.context_mark is not None and err.context_mark is not mark:
+            context += f" (from line {err.context_mark.line + 1})"
+        what = "; ".join(p for p in (context, err.problem) if p)
+        raise ValueError(f"{where}: invalid YAML: {what}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: invalid YAML: {err}") from None
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Load ``cls`` from an optional YAML file, then apply ``key=value`` overrides (later wins)."""
     data: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
-        loaded = yaml.safe_load(text)
+        loaded = read_yaml(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, Mapping):
