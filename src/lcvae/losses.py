@@ -1,4 +1,4 @@
-"""Training losses of the video VAE (SPEC §5): L1 + perceptual + KL + hinge GAN with the adaptive weight.
+"""Training losses of the video VAE: L1 + perceptual + KL + hinge GAN with the adaptive weight (docs/training.md).
 
 Generator objective, per step (all terms below are logged unweighted)
 
@@ -208,7 +208,7 @@ def wavelet_loss(
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of the VAE objective; defaults are the paper's (SPEC §5, supplement Tab. 5)."""
+    """Weights of the VAE objective; defaults are the paper's (supplement Tab. 5; docs/training.md#losses)."""
 
     l1_weight: float = 1.0
     perceptual_weight: float = 1.0

@@ -1,4 +1,4 @@
-"""3D PatchGAN discriminator for video VAE training (SPEC §5).
+"""3D PatchGAN discriminator for video VAE training (docs/training.md#discriminator).
 
 A pix2pix-style N-layer PatchGAN with 3D convolutions: every output logit judges one
 space-time patch of the input video, so the adversarial signal is local (texture, flicker)
@@ -116,7 +116,7 @@ class PatchDiscriminator3D(nn.Module):
 
 
 DISCRIMINATOR_PRESETS: dict[str, PatchDiscriminator3DConfig] = {
-    # SPEC §5: the discriminator of the LC-VAE / WF-VAE runs (11.74 M parameters).
+    # docs/training.md#discriminator: the discriminator of the LC-VAE / WF-VAE runs (11.74 M parameters).
     "paper": PatchDiscriminator3DConfig(),
     # CPU tests and smoke runs.
     "tiny": PatchDiscriminator3DConfig(base_channels=8, num_layers=2, max_mult=2, dropout=0.0),
