@@ -69,7 +69,8 @@ class Conv2d(nn.Conv2d):
 
 def _mkldnn_ok(x: Tensor, weight: Tensor) -> bool:
     return (
-        x.device.type == "cpu"
+        not torch.compiler.is_compiling()  # compilers lower the plain op themselves (inductor: oneDNN on CPU)
+        and x.device.type == "cpu"
         and x.shape[-1] * x.shape[-2] >= 256  # below ~16x16 pixels the generic kernel is as fast
         and x.dtype == weight.dtype == torch.float32
         and torch.backends.mkldnn.is_available()
@@ -82,7 +83,8 @@ def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
 
     PyTorch picks its generic ``slow_conv3d`` kernel for 3D inputs with few frames (e.g. a chunk),
     which runs 2-6x slower than oneDNN on frames of 64x64 pixels; streaming inference lives on such
-    inputs. The result is the same convolution (tested against ``conv(x)``).
+    inputs. The result is the same convolution (tested against ``conv(x)``). Under ``torch.compile``
+    the plain op is traced instead, so the graph has no opaque call and the compiler picks the kernel.
     """
     if _mkldnn_ok(x, conv.weight):
         return torch.ops.aten.mkldnn_convolution(
