@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -72,7 +73,7 @@ def test_mismatched_checkpoint_names_the_differing_tensors(tmp_path):
 
 def test_unsupported_official_variant_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**OFFICIAL_TINY, "t_interpolation": "nearest"}))
-    with pytest.raises(ValueError, match="t_interpolation='nearest'; only 'trilinear'"):
+    with pytest.raises(ValueError, match="has t_interpolation=.nearest.; only .trilinear. is implemented$"):
         load_config(tmp_path)
 
 
@@ -105,3 +106,115 @@ def test_load_config_errors(tmp_path):
         load_config(tmp_path)
     assert load_config("lcvae-chn8") == get_preset("lcvae-chn8")
     assert isinstance(LCVAEConfig.from_dict(get_preset("lcvae-chn8").to_dict()), LCVAEConfig)
+
+
+# Upstream WFVAEModel.__init__ defaults, read from its source (PKU-YuanGroup/WF-VAE,
+# causalvideovae/model/vae/modeling_wfvae.py), as (our WFVAEConfig field, value).
+UPSTREAM_FIELD_DEFAULTS = {
+    "latent_dim": ("latent_channels", 8), "base_channels": ("base_channels", 128),
+    "encoder_num_resblocks": ("encoder_num_resblocks", 2),
+    "encoder_energy_flow_hidden_size": ("encoder_energy_flow", 64),
+    "decoder_num_resblocks": ("decoder_num_resblocks", 2),
+    "decoder_energy_flow_hidden_size": ("decoder_energy_flow", 128),
+    "use_attention": ("attention", True), "dropout": ("dropout", 0.0),
+    "norm_type": ("norm", "groupnorm"), "connect_res_layer_num": ("connect_res_layers", 1),
+}
+CHANGED = {"latent_dim": 4, "base_channels": 32, "encoder_num_resblocks": 1, "encoder_energy_flow_hidden_size": 16,
+           "decoder_num_resblocks": 3, "decoder_energy_flow_hidden_size": 32, "use_attention": False,
+           "dropout": 0.1, "norm_type": "layernorm", "connect_res_layer_num": 2}
+
+
+@pytest.mark.parametrize("key", sorted(UPSTREAM_FIELD_DEFAULTS))
+def test_missing_official_key_takes_upstream_default(tmp_path, key):
+    field, default = UPSTREAM_FIELD_DEFAULTS[key]
+    raw = {**OFFICIAL_TINY, **CHANGED}
+    assert getattr(load_config_from(tmp_path, raw).backbone, field) != default  # the key matters
+    del raw[key]
+    assert getattr(load_config_from(tmp_path, raw).backbone, field) == default
+
+
+def load_config_from(folder, raw):
+    (folder / "config.json").write_text(json.dumps(raw))
+    return load_config(folder)
+
+
+@pytest.mark.parametrize("key", ["attention_type", "l1_dowmsample_block", "l1_downsample_wavelet",
+                                 "l2_dowmsample_block", "l2_downsample_wavelet", "l1_upsample_block",
+                                 "l1_upsample_wavelet", "l2_upsample_block", "l2_upsample_wavelet"])
+def test_missing_module_choice_defaults_to_the_implemented_one(tmp_path, key):
+    raw = dict(OFFICIAL_TINY)
+    del raw[key]
+    assert load_config_from(tmp_path, raw).backbone == load_config_from(tmp_path, OFFICIAL_TINY).backbone
+
+
+def test_missing_t_interpolation_is_upstreams_nearest_and_refused(tmp_path):
+    raw = dict(OFFICIAL_TINY)
+    del raw["t_interpolation"]
+    with pytest.raises(ValueError, match="has no t_interpolation, and upstream's default is 'nearest'; "
+                                         "only 'trilinear' is implemented"):
+        load_config_from(tmp_path, raw)
+
+
+def test_official_groupnorm_folder_with_bare_groupnorm_names_loads(tmp_path):
+    # Upstream's norm_type "groupnorm" is a bare nn.GroupNorm, so its checkpoint says
+    # "encoder.norm_out.weight" where ours (a Norm wrapper) says "encoder.norm_out.norm.weight".
+    # Save our own groupnorm model in the official layout with the names renamed that way.
+    cfg = get_preset("wfvae-tiny")
+    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, norm="groupnorm"))
+    torch.manual_seed(1)
+    model = LCVAE(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    state = {k.replace(".norm.weight", ".weight").replace(".norm.bias", ".bias"): v
+             for k, v in model.backbone.state_dict().items()}
+    assert "encoder.norm_out.weight" in state and "decoder.mid.1.norm.weight" in state  # attention norm
+    assert "encoder.norm_out.norm.weight" not in state and not any(".norm.norm." in k for k in state)
+    folder = tmp_path / "official-gn"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({**OFFICIAL_TINY, "norm_type": "groupnorm"}))
+    save_file(state, folder / "diffusion_pytorch_model.safetensors")
+    loaded = from_pretrained(folder)
+    assert loaded.config.backbone.norm == "groupnorm"
+    x = torch.randn(1, 3, 5, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded.reconstruct(x), model.reconstruct(x))
+
+
+def haar_constants() -> dict[str, torch.Tensor]:
+    """20 Haar filter tensors as the reference LC-VAE stores for its temporal wavelet module."""
+    s = 2 ** -0.5
+    out = {}
+    for level in range(10):
+        out[f"temporal_processor.levels.{level}.h"] = torch.tensor([s, s]).view(1, 1, 2)
+        out[f"temporal_processor.levels.{level}.g"] = torch.tensor([s, -s]).view(1, 1, 2)
+    return out
+
+
+def test_reference_ckpt_without_ema_loads_the_generator_and_drops_temporal_haar(tmp_path):
+    model = random_model("lcvae-tiny", seed=4)
+    gen = {**{k: v.clone() for k, v in model.backbone.state_dict().items()}, **haar_constants()}
+    assert sum(k.startswith("temporal_processor.") for k in gen) == 20
+    torch.save({"ema_state_dict": {}, "state_dict": {"gen_model": gen}}, tmp_path / "noema.ckpt")
+    loaded = from_pretrained(tmp_path / "noema.ckpt", config=get_preset("lcvae-tiny"))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    # Plain state_dict (no gen_model level) with DDP's "module." prefix loads too.
+    plain = {f"module.{k}": v for k, v in gen.items()}
+    torch.save({"state_dict": plain}, tmp_path / "plain.ckpt")
+    loaded = from_pretrained(tmp_path / "plain.ckpt", config=get_preset("lcvae-tiny"))
+    assert torch.equal(loaded.backbone.encoder.conv_out.conv.weight, model.backbone.encoder.conv_out.conv.weight)
+    # A temporal_processor tensor that is not Haar taps would be learned weights: refused, named.
+    gen["temporal_processor.levels.0.h"] = torch.tensor([0.3, 0.9]).view(1, 1, 2)
+    torch.save({"state_dict": {"gen_model": gen}}, tmp_path / "learned.ckpt")
+    with pytest.raises(ValueError, match=r"1 temporal_processor tensors .*temporal_processor.levels.0.h"):
+        from_pretrained(tmp_path / "learned.ckpt", config=get_preset("lcvae-tiny"))
+
+
+def test_load_config_of_a_weights_file_or_non_json_names_the_folder(tmp_path):
+    model = random_model("lcvae-tiny")
+    save_pretrained(model, tmp_path / "m")
+    with pytest.raises(ValueError, match=r"model.safetensors is a weights file; give the checkpoint folder .* \(e.g. .*m\)"):
+        load_config(tmp_path / "m" / "model.safetensors")
+    (tmp_path / "cfg.json").write_bytes(b"\xff\xfe binary")
+    with pytest.raises(ValueError, match="is not a JSON model config"):
+        load_config(tmp_path / "cfg.json")

@@ -3,9 +3,14 @@
 Our folder: ``config.json`` ({"format": "lcvae", "config": LCVAEConfig}) + ``model.safetensors``.
 Official WF-VAE-L: a diffusers-style folder, ``config.json`` (``_class_name: WFVAEModel``) +
 ``diffusion_pytorch_model.safetensors`` whose names match our backbone; the fixed Haar filters it
-also stores are constants (exact values are computed instead) and are ignored.
+also stores are constants (exact values are computed instead) and are ignored. A key missing from
+its ``config.json`` takes upstream's default (``UPSTREAM_DEFAULTS``), as upstream's own loader
+would. With ``norm_type: groupnorm`` upstream stores a bare ``GroupNorm`` (``norm1.weight``) where
+our ``Norm`` wrapper has ``norm1.norm.weight``; such names are mapped.
 Reference LC-VAE training checkpoints: ``.ckpt`` with ``ema_state_dict`` (names prefixed ``module.``),
-read with ``torch.load(weights_only=True)``.
+else (saved without EMA) the generator under ``state_dict.gen_model`` or ``state_dict``; read with
+``torch.load(weights_only=True)``. The Haar constants of its temporal wavelet module
+(``temporal_processor.*``) are dropped like the backbone's.
 """
 
 from __future__ import annotations
@@ -26,6 +31,28 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 OFFICIAL_WEIGHTS = "diffusion_pytorch_model.safetensors"
 
+# Upstream WF-VAE's constructor defaults (WFVAEModel.__init__), used for keys its config.json lacks.
+UPSTREAM_DEFAULTS = {
+    "latent_dim": 8, "base_channels": 128, "encoder_num_resblocks": 2,
+    "encoder_energy_flow_hidden_size": 64, "decoder_num_resblocks": 2,
+    "decoder_energy_flow_hidden_size": 128, "attention_type": "AttnBlock3DFix", "use_attention": True,
+    "dropout": 0.0, "norm_type": "groupnorm", "t_interpolation": "nearest", "connect_res_layer_num": 1,
+    "l1_dowmsample_block": "Downsample", "l1_downsample_wavelet": "HaarWaveletTransform2D",
+    "l2_dowmsample_block": "Spatial2xTime2x3DDownsample", "l2_downsample_wavelet": "HaarWaveletTransform3D",
+    "l1_upsample_block": "Upsample", "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
+    "l2_upsample_block": "Spatial2xTime2x3DUpsample", "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
+}
+# Module choices this backbone implements; any other value (given or defaulted) is refused.
+_IMPLEMENTED = {
+    "attention_type": "AttnBlock3DFix", "t_interpolation": "trilinear",
+    "l1_dowmsample_block": "Downsample", "l1_downsample_wavelet": "HaarWaveletTransform2D",
+    "l2_dowmsample_block": "Spatial2xTime2x3DDownsample", "l2_downsample_wavelet": "HaarWaveletTransform3D",
+    "l1_upsample_block": "Upsample", "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
+    "l2_upsample_block": "Spatial2xTime2x3DUpsample", "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
+}
+# Magnitudes of Haar filter taps: 1/sqrt(2)^k for one to three 1D levels, and 0.
+_HAAR_TAPS = torch.tensor([0.0, 1.0, 2 ** -0.5, 0.5, 2 ** -1.5, 0.25])
+
 
 def save_pretrained(model: LCVAE, folder: str | Path) -> Path:
     """Write config.json and model.safetensors (atomically) to ``folder``."""
@@ -42,12 +69,21 @@ def load_config(source: str | Path) -> LCVAEConfig:
     if isinstance(source, str) and source in PRESETS:
         return get_preset(source)
     path = Path(source)
+    if path.is_file() and path.suffix in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
+        raise ValueError(f"{path} is a weights file; give the checkpoint folder that holds it and its "
+                         f"{CONFIG_NAME} (e.g. {path.parent}), or a preset name")
     cfg_file = path / CONFIG_NAME if path.is_dir() else path
     if not cfg_file.is_file():
         raise FileNotFoundError(
             f"{str(source)!r} is neither a folder with {CONFIG_NAME} nor a preset{suggest(str(source), list(PRESETS))}"
         )
-    raw = json.loads(cfg_file.read_text())
+    try:
+        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{cfg_file} is not a JSON model config ({err}); give a checkpoint folder "
+                         f"with {CONFIG_NAME} or a preset name") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{cfg_file} holds JSON {type(raw).__name__}, not a model config object")
     if raw.get("format") == "lcvae":
         return LCVAEConfig.from_dict(raw["config"])
     if raw.get("_class_name") == "WFVAEModel":
@@ -60,35 +96,54 @@ def load_config(source: str | Path) -> LCVAEConfig:
 
 
 def official_config(raw: dict) -> WFVAEConfig:
-    """Translate the official WF-VAE config.json; reject variants this backbone does not implement."""
-    expected = {
-        "attention_type": "AttnBlock3DFix",
-        "t_interpolation": "trilinear",
-        "l1_dowmsample_block": "Downsample",
-        "l1_downsample_wavelet": "HaarWaveletTransform2D",
-        "l2_dowmsample_block": "Spatial2xTime2x3DDownsample",
-        "l2_downsample_wavelet": "HaarWaveletTransform3D",
-        "l1_upsample_block": "Upsample",
-        "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
-        "l2_upsample_block": "Spatial2xTime2x3DUpsample",
-        "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
-    }
-    for key, value in expected.items():
-        if raw.get(key, value) != value:
-            raise ValueError(f"official config has {key}={raw[key]!r}; only {value!r} is implemented")
+    """Translate the official WF-VAE config.json (missing keys take upstream's defaults); reject
+    variants this backbone does not implement."""
+    cfg = {**UPSTREAM_DEFAULTS, **raw}
+    for key, value in _IMPLEMENTED.items():
+        if cfg[key] != value:
+            given = f"has {key}={cfg[key]!r}" if key in raw else \
+                f"has no {key}, and upstream's default is {cfg[key]!r}"
+            raise ValueError(f"official config {given}; only {value!r} is implemented"
+                             + (f" (add \"{key}\": \"{value}\" only if the weights were trained with it)"
+                                if key not in raw else ""))
     return WFVAEConfig(
-        base_channels=raw.get("base_channels", 128),
-        encoder_energy_flow=raw.get("encoder_energy_flow_hidden_size", 64),
-        decoder_energy_flow=raw.get("decoder_energy_flow_hidden_size", 128),
-        latent_channels=raw.get("latent_dim", 8),
-        encoder_num_resblocks=raw.get("encoder_num_resblocks", 2),
-        decoder_num_resblocks=raw.get("decoder_num_resblocks", 2),
-        connect_res_layers=raw.get("connect_res_layer_num", 1),
-        norm=raw.get("norm_type", "groupnorm"),
-        attention=raw.get("use_attention", True),
+        base_channels=cfg["base_channels"],
+        encoder_energy_flow=cfg["encoder_energy_flow_hidden_size"],
+        decoder_energy_flow=cfg["decoder_energy_flow_hidden_size"],
+        latent_channels=cfg["latent_dim"],
+        encoder_num_resblocks=cfg["encoder_num_resblocks"],
+        decoder_num_resblocks=cfg["decoder_num_resblocks"],
+        connect_res_layers=cfg["connect_res_layer_num"],
+        norm=cfg["norm_type"],
+        attention=cfg["use_attention"],
         causal=True,
-        dropout=raw.get("dropout", 0.0),
+        dropout=cfg["dropout"],
     )
+
+
+def _is_haar_constant(t: Tensor) -> bool:
+    mags = t.detach().float().abs().flatten()
+    return bool(((mags[:, None] - _HAAR_TAPS).abs().min(dim=1).values < 1e-6).all())
+
+
+def _drop_constants(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """Drop stored Haar filters: the backbone's ``*wavelet_transform*`` and the reference LC-VAE's
+    ``temporal_processor.*`` (refused if one holds anything but Haar taps: that would be weights)."""
+    learned = [k for k, v in state.items() if k.startswith("temporal_processor.") and not _is_haar_constant(v)]
+    if learned:
+        raise ValueError(f"{source}: {len(learned)} temporal_processor tensors hold values other than Haar "
+                         f"filter taps (e.g. {learned[0]}); this loader knows them only as constants")
+    return {k: v for k, v in state.items() if "wavelet_transform" not in k and not k.startswith("temporal_processor.")}
+
+
+def _map_bare_groupnorm(state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Upstream's ``norm_type: groupnorm`` is a bare ``nn.GroupNorm``: ``X.weight`` for our ``X.norm.weight``."""
+    out = dict(state)
+    for key in own:
+        head, sep, leaf = key.rpartition(".norm.")
+        if sep and leaf in ("weight", "bias") and key not in out and f"{head}.{leaf}" in out:
+            out[key] = out.pop(f"{head}.{leaf}")
+    return out
 
 
 def load_backbone_state(model: LCVAE, state: dict[str, Tensor], source: str) -> None:
@@ -102,8 +157,8 @@ def load_backbone_state(model: LCVAE, state: dict[str, Tensor], source: str) -> 
         prefix = model.backbone.diffusers_prefix
         model.backbone.load_diffusers_state({k.removeprefix(prefix): v for k, v in state.items()}, source)
         return
-    state = {k: v for k, v in state.items() if "wavelet_transform" not in k}
     own = model.backbone.state_dict()
+    state = _map_bare_groupnorm(_drop_constants(state, source), own)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
