@@ -128,10 +128,10 @@ def test_interrupted_cache_resumes_without_redoing_shards(full_cache, videos, tm
     with pytest.raises(KeyboardInterrupt):
         cache_latents(_vae(), first, root, request, batch_size=1)
     assert sorted(p.name for p in root.glob("shard_*")) == ["shard_00000.safetensors", "shard_00001.safetensors"]
-    assert not list(root.glob(".tmp-*"))  # nothing half-written
+    assert not list(root.glob(".*"))  # nothing half-written
     with pytest.raises(ValueError, match="incomplete"):
         LatentCache(root)
-    (root / ".tmp-shard_00002.safetensors.dead").write_bytes(b"partial")  # as a kill mid-write leaves
+    (root / ".shard_00002.safetensors.dead.tmp").write_bytes(b"partial")  # as a kill mid-write leaves
     before = {p.name: p.stat().st_mtime_ns for p in root.glob("shard_*")}
 
     second = _Interrupting(_dataset(videos))
@@ -139,7 +139,7 @@ def test_interrupted_cache_resumes_without_redoing_shards(full_cache, videos, tm
     assert report.skipped_shards == [0, 1] and report.encoded_shards == [2] and report.complete
     assert second.served == [(1, 1), (1, 2)]  # only the missing shard's items were read
     assert {p.name: p.stat().st_mtime_ns for p in root.glob("shard_0000[01]*")} == before
-    assert not list(root.glob(".tmp-*"))
+    assert not list(root.glob(".*"))
     resumed, whole = LatentCache(root), LatentCache(full_cache[0])
     for i in range(4):  # same clips; batches of 1 here and 3 there round differently
         torch.testing.assert_close(resumed[i]["latent"], whole[i]["latent"], rtol=0, atol=2e-6)

@@ -14,9 +14,7 @@ import yaml
 from torch import nn
 
 from lcvae.config import to_dict
-from lcvae.train import checkpoint as ckpt
 from lcvae.train.checkpoint import (
-    atomic_write_bytes,
     capture_rng_state,
     latest_checkpoint,
     list_checkpoints,
@@ -36,6 +34,8 @@ from lcvae.train.distributed import (
     setup_logging,
 )
 from lcvae.train.ema import EMA
+from lcvae import utils
+from lcvae.utils import atomic_write, write_json
 
 # ------------------------------------------------------------------------------------------- EMA
 
@@ -232,19 +232,28 @@ def test_resaving_a_step_replaces_it(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["step_000000007"]
 
 
-def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
+def test_atomic_write_failure_keeps_old_file(tmp_path):
     target = tmp_path / "metrics.json"
-    atomic_write_bytes(target, b'{"psnr": 30}')
+    write_json(target, {"psnr": 30})
 
-    def broken(path, produce):
-        path.write_bytes(b'{"ps')
+    def broken(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b'{"ps')
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt, "_write_synced", broken)
     with pytest.raises(OSError, match="disk full"):
-        atomic_write_bytes(target, b'{"psnr": 31}')
+        atomic_write(target, broken)
     assert json.loads(target.read_text()) == {"psnr": 30}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_atomic_write_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    target, events = tmp_path / "out" / "a.txt", []
+    monkeypatch.setattr(utils, "fsync_file", lambda p: events.append(("file", open(p).read(), target.exists())))
+    monkeypatch.setattr(utils, "fsync_dir", lambda p: events.append(("dir", str(p), target.exists())))
+    atomic_write(target, lambda tmp: open(tmp, "w").write("x"))
+    assert events == [("file", "x", False), ("dir", str(target.parent), True)]
+    assert target.stat().st_mode & 0o777 == 0o644
 
 
 # ----------------------------------------------------------------------------------- distributed

@@ -29,9 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lcvae.data.datasets import ClipDataset, SkyTimelapse, UCF101, VideoFolder, VideoManifest, collate
 from lcvae.models.lcvae import LCVAE
+from lcvae.utils import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -121,20 +120,6 @@ class CacheReport:
     items: int  # latents this process wrote now
     skipped_videos: int  # unreadable videos met by this process now
     complete: bool  # index.json lists every shard (rank 0 only)
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.parent / f".tmp-{path.name}.{uuid.uuid4().hex}"
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # safetensors creates its files 0600; a cache is shared data
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    _write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=1), encoding="utf-8"))
 
 
 def _shard_name(s: int) -> str:
@@ -249,9 +234,9 @@ def cache_latents(
         if index_path.is_file():
             _check_same_request(json.loads(index_path.read_text(encoding="utf-8")), header, root)
         else:
-            _write_json(index_path, header)
-        for stale in root.glob(".tmp-*"):
-            stale.unlink(missing_ok=True)  # a shard write killed before its rename
+            write_json(index_path, header, indent=1)
+        for stale in root.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)  # a write killed before its rename
     if barrier is not None:
         barrier()
     if rank != 0:
@@ -268,7 +253,7 @@ def cache_latents(
         tensors, meta = _encode_shard(vae, dataset, span, request, batch_size, device, num_workers, chunk)
         metadata = {"vae_fingerprint": fp, "first_item": str(span.start), "num_items": str(len(span)),
                     **{k: json.dumps(v) for k, v in meta.items()}}
-        _write_atomic(path, lambda p: save_file(tensors, str(p), metadata=metadata))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
         encoded.append(s)
         items += tensors["latent"].shape[0]
         skipped += len(meta["skipped"])
@@ -313,7 +298,7 @@ def finalize_cache(root: str | Path) -> bool:
     std = [max(q / max(count, 1) - m * m, 0.0) ** 0.5 for q, m in zip(sumsq, mean)]
     index.update(complete=True, shards=shards, num_items=sum(s["items"] for s in shards),
                  skipped_videos=len(skipped), skipped=skipped[:100], channel_mean=mean, channel_std=std)
-    _write_json(root / INDEX_NAME, index)
+    write_json(root / INDEX_NAME, index, indent=1)
     if skipped:
         logger.warning("%d videos could not be read and are not in the cache (first: %s: %s)",
                        len(skipped), skipped[0]["path"], skipped[0]["reason"])

@@ -38,11 +38,11 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 
 from lcvae.config import to_dict
+from lcvae.utils import fsync_dir, fsync_file
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "atomic_write_bytes",
     "resolve_checkpoint",
     "capture_rng_state",
     "restore_rng_state",
@@ -59,39 +59,10 @@ _TMP_PREFIX = ".tmp-"
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
-def _fsync_dir(path: Path) -> None:
-    # Directory fsync makes the rename itself durable; not supported on every platform/filesystem.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_synced(path: Path, produce: Callable[[Path], None]) -> None:
     """Let ``produce`` write ``path``, then fsync it (files are streamed, never held as bytes)."""
     produce(path)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{uuid.uuid4().hex}"
-    try:
-        _write_synced(tmp, lambda p: p.write_bytes(data))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    fsync_file(path)
 
 
 # ---------------------------------------------------------------------------------------- RNG state
@@ -262,7 +233,7 @@ def save_checkpoint(
         if config is not None:
             text = yaml.safe_dump(plain_config, sort_keys=False)
             _writer(tmp / "config.yaml", lambda p: p.write_text(text, encoding="utf-8"))
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():
             # Re-saving a step: move the old one aside first (os.replace cannot overwrite a non-empty dir).
             old = root / f"{_TMP_PREFIX}old-{final.name}.{uuid.uuid4().hex}"
@@ -274,7 +245,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     logger.info("saved checkpoint %s", final)
     if keep_last is not None:
         prune_checkpoints(root, keep_last)

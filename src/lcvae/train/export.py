@@ -31,14 +31,15 @@ from torch.utils.data import DataLoader
 from lcvae.data import collate
 from lcvae.models.io import CONFIG_NAME, from_pretrained, load_config, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
-from lcvae.train.checkpoint import atomic_write_bytes, load_checkpoint, resolve_checkpoint
+from lcvae.train.checkpoint import load_checkpoint, resolve_checkpoint
 from lcvae.train.ema import EMA
 from lcvae.train.vae_config import DataSection
 from lcvae.train.vae_data import build_eval_dataset
+from lcvae.utils import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["resolve_checkpoint", "export_checkpoint", "ChannelStats", "measure_latent_stats",
+__all__ = ["export_checkpoint", "ChannelStats", "measure_latent_stats",
            "write_latent_stats", "latent_stats", "stats_data_section"]
 
 
@@ -58,7 +59,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weights: Lite
     out = save_pretrained(model, out_dir)
     provenance = {"checkpoint": str(path.resolve()), "step": ckpt.step, "weights": weights,
                   "ema_updates": int(ckpt.state["ema"]["num_updates"]), "train_config": ckpt.config}
-    atomic_write_bytes(out / "export.json", json.dumps(provenance, indent=2).encode())
+    write_json(out / "export.json", provenance)
     logger.info("exported %s weights of %s (step %d) to %s", weights, path, ckpt.step, out)
     return out
 
@@ -123,7 +124,7 @@ def write_latent_stats(folder: str | Path, mean: list[float], std: list[float]) 
     if len(mean) != config.diffusion_channels or len(std) != config.diffusion_channels:
         raise ValueError(f"this model's diffusion latent has {config.diffusion_channels} channels; got {len(mean)} means and {len(std)} stds")
     raw["config"] = config.to_dict()
-    atomic_write_bytes(folder / CONFIG_NAME, json.dumps(raw, indent=2).encode())
+    write_json(folder / CONFIG_NAME, raw)
     return config
 
 
@@ -171,5 +172,5 @@ def stats_data_section(folder: str | Path, data: str | None, kind: str | None = 
         raise ValueError(f"--kind {kind} needs the data path")
     config = load_config(folder)
     if frames is None:
-        frames = config.frame_multiple + (1 if config.backbone.causal else 0)
+        frames = config.frame_rule.frames(1)
     return DataSection(kind=kind, root=data, num_frames=frames, short_side=size, crop=size, num_workers=workers)

@@ -38,7 +38,6 @@ from lcvae.config import apply_overrides, from_dict, to_dict
 from lcvae.data import to_uint8, write_video
 from lcvae.losses import LossConfig
 from lcvae.models.io import from_pretrained
-from lcvae.train.checkpoint import atomic_write_bytes
 from lcvae.train.export import export_checkpoint
 from lcvae.train.train_vae import TrainResult
 from lcvae.train.train_vae import main as train_main
@@ -46,6 +45,7 @@ from lcvae.train.vae_config import (DataSection, DiscSection, LogSection, ModelS
                                     PerceptualSection, TrainSection, TrainVAEConfig, check)
 from lcvae.train.vae_data import build_eval_dataset, eval_clips
 from lcvae.train.validation import evaluate_clips, load_metric_lpips
+from lcvae.utils import write_json, write_text
 from lcvae.wavelets import haar3d
 
 logger = logging.getLogger(__name__)
@@ -347,17 +347,17 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
     for i, item in enumerate(items):
         frames = _side_by_side([clips[i]] + [recons[name][i] for name in trained], cfg.video_upscale)
         write_video(out / "videos" / f"{item['path']}.mp4", frames, cfg.video_fps)
-    atomic_write_bytes(out / "loss_curves.json", json.dumps(curves).encode())
+    write_json(out / "loss_curves.json", curves, indent=None)
     _plot_curves(curves, out / "loss_curves.png")
-    atomic_write_bytes(out / "latent_energy.json", json.dumps(energy, indent=2).encode())
+    write_json(out / "latent_energy.json", energy)
     _plot_energy({name: e["subband_share"] for name, e in energy.items()}, out / "latent_energy.png")
 
     table = _table(rows, metric.name)
     seconds = time.perf_counter() - t_start
     results = {"rows": rows, "metric": metric.name, "clips": [item["path"] for item in items], "seconds": seconds,
                "config": to_dict(cfg)}
-    atomic_write_bytes(out / "results.json", json.dumps(results, indent=2).encode())
-    atomic_write_bytes(out / "table.md", (table + "\n").encode())
-    atomic_write_bytes(out / "README.txt", _readme(cfg, rows, table, results["clips"], metric.name, seconds).encode())
+    write_json(out / "results.json", results)
+    write_text(out / "table.md", table + "\n")
+    write_text(out / "README.txt", _readme(cfg, rows, table, results["clips"], metric.name, seconds))
     logger.info("quickstart done in %.0f s; outputs in %s", seconds, out)
     return QuickstartResult(out, table, rows, seconds)
