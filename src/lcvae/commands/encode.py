@@ -11,8 +11,8 @@ HELP = "video file -> latent file (safetensors)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("input", help="video file")
+    p.add_argument("output", help="latent file to write (.safetensors)")
     p.add_argument("--raw", action="store_true", help="store the backbone latent instead of the diffusion latent")
     add_model_args(p)
 
@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lcvae.inference import encode_file, load_model
 
+    if not args.output.endswith(".safetensors"):
+        raise ValueError(f"cannot write a latent to {args.output}: latent files are safetensors; "
+                         f"name it *.safetensors")
     model = load_model(args.model, args.device, args.random_weights)
     shape = encode_file(model, args.input, args.output, run_options(args), args.raw, args.start, args.frames, args.fit, args.trim)
     print(f"wrote {args.output}: {'raw' if args.raw else 'diffusion'} latent {shape}")
