@@ -24,12 +24,16 @@ from lcvae.train.checkpoint import (
 )
 from lcvae.train.distributed import (
     all_reduce_mean,
+    any_rank,
     barrier,
     cleanup_distributed,
+    gather_rng_states,
     get_rank,
     get_world_size,
     init_distributed,
     is_main,
+    mean_over_ranks,
+    min_over_ranks,
     seed_everything,
     setup_logging,
 )
@@ -266,6 +270,12 @@ def test_single_process_helpers(monkeypatch):
     assert get_rank() == 0 and get_world_size() == 1 and is_main()
     barrier()
     assert all_reduce_mean({"b": 3, "a": torch.tensor(2.5)}) == {"a": 2.5, "b": 3.0}
+    assert any_rank(True) and not any_rank(False) and min_over_ranks(4) == 4
+    t = torch.tensor([1.5, -2.0])
+    assert torch.equal(mean_over_ranks(t), t) and mean_over_ranks(t) is not t
+    torch.manual_seed(3)
+    (state,) = gather_rng_states()
+    assert torch.equal(state["torch"], torch.get_rng_state())
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     with pytest.raises(ValueError, match="launch with torchrun"):
@@ -309,6 +319,13 @@ def _gloo_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         result["mismatch"] = "not detected"
     except ValueError as err:
         result["mismatch"] = str(err)
+    result["any"] = [any_rank(rank == 1), any_rank(False)]
+    result["min"] = min_over_ranks(3 + 4 * rank)
+    result["tensor_mean"] = mean_over_ranks(torch.tensor([2.0 * rank, 6.0])).tolist()
+    torch.manual_seed(100 + rank)
+    states = gather_rng_states()
+    result["rng"] = [len(states), torch.equal(states[rank]["torch"], torch.get_rng_state()),
+                     torch.equal(states[0]["torch"], states[1]["torch"])]
     barrier()
     cleanup_distributed()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
@@ -328,3 +345,5 @@ def test_two_process_gloo_all_reduce_mean(tmp_path):
         assert res["rank"] == rank and res["world"] == 2
         assert res["mean"] == {"loss": 1.5, "acc": 5.0}
         assert "ranks passed different keys" in res["mismatch"]
+        assert res["any"] == [True, False] and res["min"] == 3 and res["tensor_mean"] == [1.0, 6.0]
+        assert res["rng"] == [2, True, False]  # every rank's own RNG state, in rank order

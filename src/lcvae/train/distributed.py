@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lcvae.train.checkpoint import capture_rng_state
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -31,6 +33,10 @@ __all__ = [
     "is_main",
     "barrier",
     "all_reduce_mean",
+    "mean_over_ranks",
+    "any_rank",
+    "min_over_ranks",
+    "gather_rng_states",
     "setup_logging",
     "seed_everything",
 ]
@@ -131,6 +137,43 @@ def all_reduce_mean(values: Mapping[str, float | torch.Tensor]) -> dict[str, flo
     dist.all_reduce(packed, op=dist.ReduceOp.SUM)
     packed /= get_world_size()
     return dict(zip(keys, packed.tolist()))
+
+
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """Mean of a tensor over ranks as a new tensor (``t`` is left alone), e.g. the gradient norms of
+    the adaptive GAN weight. Without a process group: a copy of ``t``."""
+    t = t.clone()
+    if not is_distributed():
+        return t
+    dist.all_reduce(t)
+    return t / get_world_size()
+
+
+def _reduce_scalar(value: float, op: "dist.ReduceOp") -> float:
+    t = torch.tensor([float(value)], device=_collective_device())
+    dist.all_reduce(t, op=op)
+    return t.item()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any rank (e.g. a non-finite loss somewhere)."""
+    return bool(_reduce_scalar(float(flag), dist.ReduceOp.MAX)) if is_distributed() else flag
+
+
+def min_over_ranks(value: int) -> int:
+    """The smallest ``value`` over ranks (e.g. the fewest good clips any rank got in a batch)."""
+    return int(_reduce_scalar(float(value), dist.ReduceOp.MIN)) if is_distributed() else value
+
+
+def gather_rng_states() -> list[dict]:
+    """Every rank's RNG state (``capture_rng_state``), in rank order, on every rank; collective
+    under torchrun, so all ranks must call it (a checkpoint stores the list, rank r restores entry r)."""
+    state = capture_rng_state()
+    if not is_distributed():
+        return [state]
+    states: list = [None] * get_world_size()
+    dist.all_gather_object(states, state)
+    return states
 
 
 class _RankFilter(logging.Filter):

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
@@ -40,11 +39,12 @@ from lcvae.models.denoisers import WanDenoiser, WanDenoiserConfig, denoiser_spec
 from lcvae.models.io import from_pretrained
 from lcvae.models.latte import Latte, LatteConfig
 from lcvae.sampling import decode_latents, sample_latents, write_grid, write_videos
-from lcvae.train.checkpoint import capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
-from lcvae.train.distributed import (all_reduce_mean, barrier, cleanup_distributed, init_distributed,
-                                     is_distributed, seed_everything, setup_logging)
+from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
+from lcvae.train.distributed import (all_reduce_mean, barrier, cleanup_distributed, gather_rng_states,
+                                     init_distributed, seed_everything, setup_logging)
 from lcvae.train.ema import EMA
 from lcvae.train.latte_config import DenoiserOptions, TrainLatteConfig
+from lcvae.utils import format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -83,23 +83,6 @@ class StepBatches(Sampler):
             for k in range(k, self.steps_per_epoch):
                 yield mine[k * self.batch_size:(k + 1) * self.batch_size].tolist()
                 step += 1
-
-
-def _gather_rng() -> list:
-    """Every rank's RNG state (rank order); collective under torchrun."""
-    state = capture_rng_state()
-    if not is_distributed():
-        return [state]
-    states = [None] * dist.get_world_size()
-    dist.all_gather_object(states, state)
-    return states
-
-
-def _format_seconds(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def main(cfg: TrainLatteConfig) -> Path:
@@ -181,7 +164,7 @@ def main(cfg: TrainLatteConfig) -> Path:
                 else contextlib.nullcontext())
 
     def save() -> Path:
-        rngs = _gather_rng()
+        rngs = gather_rng_states()
         path = ckpt_root / f"step_{step:09d}"
         if info.is_main:
             ema_weights = {k: ema.params[k] if k in ema.params else ema.buffers[k] for k in model.state_dict()}
@@ -240,8 +223,8 @@ def main(cfg: TrainLatteConfig) -> Path:
             overall = (step - run_start_step) / max(now - run_start, 1e-9)
             logger.info("step %d/%d | loss %.4f (mse %.4f, vb %.4f) | grad %.3f | %.2f steps/s, %.1f latents/s | "
                         "elapsed %s, ETA %s", step, cfg.max_steps, means["loss"], means["mse"], means["vb"],
-                        means["grad_norm"], rate, rate * cfg.batch_size, _format_seconds(now - run_start),
-                        _format_seconds((cfg.max_steps - step) / overall))
+                        means["grad_norm"], rate, rate * cfg.batch_size, format_duration(now - run_start),
+                        format_duration((cfg.max_steps - step) / overall))
             if writer is not None:
                 for key, value in means.items():
                     writer.add_scalar(f"train/{key}", value, step)

@@ -45,26 +45,24 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lcvae.compression import paper_mask
 from lcvae.config import to_dict
 from lcvae.data import SkipCounter
 from lcvae.losses import DiscriminatorLoss, GeneratorLoss
+from lcvae.masks import paper_mask
 from lcvae.models.discriminator import DISCRIMINATOR_PRESETS, PatchDiscriminator3D
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
-from lcvae.train.checkpoint import (capture_rng_state, latest_checkpoint, load_checkpoint, restore_rng_state,
-                                    save_checkpoint)
-from lcvae.train.distributed import (all_reduce_mean, barrier, cleanup_distributed, init_distributed,
-                                     seed_everything, setup_logging)
+from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
+from lcvae.train.distributed import (all_reduce_mean, any_rank, barrier, cleanup_distributed, gather_rng_states,
+                                     init_distributed, mean_over_ranks, min_over_ranks, seed_everything, setup_logging)
 from lcvae.train.ema import EMA
 from lcvae.train.vae_config import TrainVAEConfig, check, load_train_config
 from lcvae.train.vae_data import build_eval_dataset, build_train_dataset, eval_clips, make_train_loader
-from lcvae.train.vae_model import (TrainForward, enable_gradient_checkpointing, init_backbone_from, load_perceptual,
-                                   posterior_noise)
+from lcvae.train.vae_model import TrainForward, init_backbone_from, load_perceptual, posterior_noise
 from lcvae.train.validation import evaluate_clips, load_metric_lpips, preview_image, reconstruct
+from lcvae.utils import format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -110,49 +108,9 @@ def _ddp(module: nn.Module, device: torch.device, local_rank: int) -> Distribute
     return DistributedDataParallel(module, device_ids=ids, **no_sync)
 
 
-def _rank_mean(t: Tensor) -> Tensor:
-    t = t.clone()
-    dist.all_reduce(t)
-    return t / dist.get_world_size()
-
-
-def _any_rank(flag: bool, device: torch.device, world: int) -> bool:
-    if world == 1:
-        return flag
-    t = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def _min_over_ranks(value: int, device: torch.device, world: int) -> int:
-    if world == 1:
-        return value
-    t = torch.tensor([float(value)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())
-
-
-def _gather_rng(world: int) -> list:
-    state = capture_rng_state()
-    if world == 1:
-        return [state]
-    out: list = [None] * world
-    dist.all_gather_object(out, state)
-    return out
-
-
 def _append_jsonl(path: Path, row: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
-
-
-def _fmt_time(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def _progress_line(step: int, max_steps: int, kind: str, logs: dict, rate: float, eta: float, name: str | None,
@@ -160,14 +118,14 @@ def _progress_line(step: int, max_steps: int, kind: str, logs: dict, rate: float
     shown = [("total", "total"), ("mae", "mae"), ("perceptual", name), ("kl", "kl"), ("gan", "gan" if gan else None),
              ("adaptive_weight", "λ" if gan else None), ("d_hinge", "d")]
     parts = [f"{label} {logs[key]:.4g}" for key, label in shown if key in logs and label is not None]
-    return f"step {step}/{max_steps} [{kind}] " + " ".join(parts) + f" | {rate:.2f} step/s, ETA {_fmt_time(eta)}"
+    return f"step {step}/{max_steps} [{kind}] " + " ".join(parts) + f" | {rate:.2f} step/s, ETA {format_duration(eta)}"
 
 
 def _save(root: Path, step: int, cfg: TrainVAEConfig, model_cfg: LCVAEConfig, model: LCVAE, ema: EMA,
           disc: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, data: dict,
           counters: dict, rank: int, world: int) -> Path | None:
     """All ranks call this (it gathers their RNG states); rank 0 writes ``root/step_*`` atomically."""
-    rng = _gather_rng(world)
+    rng = gather_rng_states()
     path = None
     if rank == 0:
         state = {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng, "data": data,
@@ -207,7 +165,8 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
     if cfg.model.init_from is not None:
         init_backbone_from(model, cfg.model.init_from)
     if cfg.model.gradient_checkpointing:
-        logger.info("gradient checkpointing on %d blocks", enable_gradient_checkpointing(model))
+        model.gradient_checkpointing = True  # the backbone recomputes its blocks in backward
+        logger.info("gradient checkpointing on")
     model.to(device).train()
     disc_cfg = DISCRIMINATOR_PRESETS[cfg.disc.preset]
     if cfg.disc.dropout is not None:
@@ -256,7 +215,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
     fwd, disc_train = train_fwd, disc
     if world > 1:
         fwd, disc_train = _ddp(train_fwd, device, info.local_rank), _ddp(disc, device, info.local_rank)
-    grad_reduce = _rank_mean if world > 1 else None
+    grad_reduce = mean_over_ranks if world > 1 else None
     disc_g, disc_d = _grouped(disc, cfg.disc.bn_group), _grouped(disc_train, cfg.disc.bn_group)
 
     # -- data: items depend on (seed, epoch, index) only; the sampler resumes mid-epoch
@@ -265,7 +224,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                                num_workers=cfg.data.num_workers, skip=items_done // world)
     skips = SkipCounter()
     latent_shape = model_cfg.latent_shape(cfg.data.num_frames, cfg.data.crop, cfg.data.crop)
-    paper_indices = paper_mask(model_cfg.compression.latent_channels) if model_cfg.compression is not None else []
+    paper_indices = paper_mask(model_cfg.backbone.latent_channels) if model_cfg.compression is not None else []
     val_clips, eval_model, metric, writer = None, None, None, None
     if rank == 0 and cfg.log.val_every:
         val_clips = [item["video"] for item in eval_clips(build_eval_dataset(cfg.data), cfg.data.val_clips)]
@@ -291,7 +250,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
         loader.sampler.set_epoch(epoch)
         for batch in loader:
             items_done += world * t.batch_size
-            if _min_over_ranks(skips.update(batch), device, world) == 0:
+            if min_over_ranks(skips.update(batch)) == 0:
                 logger.warning("a process got a batch of unreadable clips only (%s); batch dropped", skips.summary())
                 continue
             x = batch["video"].to(device, non_blocking=True)
@@ -318,7 +277,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                                  encoder_coeffs=enc_flow if flows else None, decoder_coeffs=dec_flow if flows else None,
                                  grad_reduce=grad_reduce)
                 disc.requires_grad_(True)
-                bad = _any_rank(not bool(torch.isfinite(g.total)), device, world)
+                bad = any_rank(not bool(torch.isfinite(g.total)))
                 if not bad:
                     opt_g.zero_grad(set_to_none=True)
                     g.total.backward()
@@ -339,7 +298,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                         x_hat = train_fwd(x, noise)[0]
                 with autocast():
                     d = disc_loss(disc_d, x, x_hat.detach(), step=step)
-                bad = _any_rank(not bool(torch.isfinite(d.total)), device, world)
+                bad = any_rank(not bool(torch.isfinite(d.total)))
                 if not bad:
                     opt_d.zero_grad(set_to_none=True)
                     d.total.backward()
@@ -383,7 +342,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
 
             # -- logging, validation, checkpoints, time budget
             elapsed = time.perf_counter() - t0
-            if t.time_budget_s is not None and _any_rank(elapsed >= t.time_budget_s, device, world):
+            if t.time_budget_s is not None and any_rank(elapsed >= t.time_budget_s):
                 stopped_by = "time_budget"
             final = step >= t.max_steps or stopped_by != "max_steps"
             if step % cfg.log.every == 0 or final:
