@@ -45,3 +45,22 @@ def test_odd_sizes_come_back_at_their_size(textured):
 def test_bad_qp_is_rejected(textured):
     with pytest.raises(ValueError, match=r"qp must be in \[0, 51\]"):
         degrade_frames(textured, qp=60)
+
+
+def test_degrade_of_a_variable_rate_file_keeps_frames_and_duration(tmp_path, textured, capsys):
+    from _video_fixtures import duration_of, write_dropped_slot_avi
+
+    from lcvae.cli import main
+
+    # 10 frames in 40 slots of 10 ms: the AVI header claims 40 frames, the clip lasts 0.40 s.
+    src = write_dropped_slot_avi(tmp_path / "vfr.avi", textured, [0, 1, 2, 10, 11, 20, 21, 30, 37, 39])
+    out = tmp_path / "deg.mp4"
+    assert main(["degrade", str(src), str(out), "--qp", "20"]) == 0
+    assert probe(out).frames == 10
+    assert duration_of(out) == pytest.approx(0.40, abs=0.02)
+    assert psnr(textured, read_video(out).numpy()) > 30  # the stored frames, in order
+    assert main(["degrade", str(src), str(out), "--start", "2", "--frames", "5"]) == 0
+    assert "5 frames" in capsys.readouterr().out
+    assert psnr(textured[2:7], read_video(out).numpy()) > 28
+    assert main(["degrade", str(src), str(tmp_path / "x.webm")]) == 2
+    assert "extension '.webm'" in capsys.readouterr().err

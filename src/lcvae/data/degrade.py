@@ -1,4 +1,4 @@
-"""H.264 degradation for the data-quality experiment (SPEC §6, supplement D.3, Table 8).
+"""H.264 degradation for the data-quality experiment (supplement D.3, Table 8).
 
 A clip is re-encoded with libx264 at a constant quantisation parameter (``-qp 30`` in the
 reference), 4:2:0, preset "medium", and decoded back. Higher QP means coarser quantisation and
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .video import VideoReader, encode_to_bytes, write_video
+from .video import VideoReader, check_output_path, encode_to_bytes, write_video
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +38,17 @@ def degrade_frames(frames: torch.Tensor | np.ndarray, qp: int = DEFAULT_QP, fps:
 
 
 def degrade_video(in_path: str | os.PathLike, out_path: str | os.PathLike, qp: int = DEFAULT_QP,
-                  preset: str = "medium") -> Path:
+                  preset: str = "medium", start: int = 0, frames: int | None = None) -> Path:
     """Re-encode a video file with libx264 at constant ``qp`` (written atomically).
 
-    Keeps every decoded frame and the average frame rate (a variable-rate input comes out at
-    constant rate). Returns ``out_path``.
+    Keeps stored frames ``start .. start + frames - 1`` (all to the end by default) and writes them
+    at the source's average frame rate, so a variable-rate input keeps its duration (it comes out
+    at constant rate). Returns ``out_path``.
     """
+    check_output_path(out_path)
     with VideoReader(in_path) as r:
-        frames = r.read(seek=False)
+        clip = r.read(start, frames, seek=False)
         fps = r.info.fps
-    out = write_video(out_path, frames, fps, qp=qp, preset=preset)
-    logger.info("degraded %s -> %s (%d frames, qp %d)", in_path, out, frames.shape[0], qp)
+    out = write_video(out_path, clip, fps, qp=qp, preset=preset)
+    logger.info("degraded %s -> %s (%d frames from %d, qp %d)", in_path, out, clip.shape[0], start, qp)
     return out
