@@ -13,8 +13,9 @@ from lcvae.cli import main as cli_main
 from lcvae.data import center_crop, read_video, to_tensor, write_video
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE
-from lcvae.train.checkpoint import load_checkpoint
-from lcvae.train.export import ChannelStats, export_checkpoint, resolve_checkpoint
+from lcvae.train.checkpoint import load_checkpoint, resolve_checkpoint
+from lcvae.train.export import export_checkpoint
+from lcvae.train.latent_stats import ChannelStats
 from lcvae.train.train_vae import main
 from lcvae.train.vae_config import ModelSection, load_train_config, resolve_model_config
 
@@ -111,7 +112,7 @@ def test_latent_stats_refuses_folders_it_cannot_use(tmp_path, clips, capsys):
     official = tmp_path / "official"
     official.mkdir()
     (official / "config.json").write_text(json.dumps({"_class_name": "WFVAEModel"}))
-    from lcvae.train.export import write_latent_stats
+    from lcvae.train.latent_stats import write_latent_stats
 
     with pytest.raises(ValueError, match="not one of our folders"):
         write_latent_stats(official, [0.0], [1.0])

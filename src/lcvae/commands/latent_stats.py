@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lcvae.train.export import latent_stats, stats_data_section
+    from lcvae.train.latent_stats import latent_stats, stats_data_section
 
     data = stats_data_section(args.model, args.data, args.kind, args.frames, args.size, args.workers)
     out = latent_stats(args.model, data, max_clips=args.max_clips, batch_size=args.batch_size, device=args.device,
