@@ -196,6 +196,7 @@ def test_rules_and_bad_configs_are_reported():
     rule = vae.frame_rule
     assert (vae.causal, rule.frame_step, rule.pixel_step, vae.latent_channels) == (True, 32, 16, 4)
     assert vae.latent_shape(65, 32, 48) == (4, 2 + 16, 4, 6)
+    assert (vae.spatial_compression_ratio, vae.temporal_compression_ratio) == (8, 4)
     with pytest.raises(ValueError, match="1 \\+ 32k"):
         vae.encode(_video(17, 16))
     with pytest.raises(ValueError, match="diffusion latent"):

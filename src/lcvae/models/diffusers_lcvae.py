@@ -35,6 +35,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import Tensor
 
 from lcvae.compression import Coefficients
@@ -121,6 +122,17 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
         return self.lcvae.causal
 
     @property
+    def spatial_compression_ratio(self) -> int:
+        """Video pixels per latent pixel (8), as diffusers' video VAEs name it."""
+        return self.frame_rule.spatial_factor
+
+    @property
+    def temporal_compression_ratio(self) -> int:
+        """Video frames per backbone latent frame (4). The packed latent of a causal LC-VAE has C / C'
+        frames for the first video frame (2 with a 50 % mask), not 1: take shapes from :meth:`latent_shape`."""
+        return self.frame_rule.temporal_factor
+
+    @property
     def latent_channels(self) -> int:
         """C', the channel count of the diffusion latent (what a denoiser sees)."""
         return self.lcvae.config.diffusion_channels
@@ -189,6 +201,7 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
         cell = body.reshape(b, c, t // GROUP_FRAMES, GROUP_FRAMES, h // 2, 2, w // 2, 2).mean(dim=(3, 5, 7))
         return Coefficients(groups=cell.repeat(1, BANDS, 1, 1, 1), head=head)
 
+    @apply_forward_hook  # pipelines' CPU offload moves the model to the device on encode/decode, not only forward
     def encode(self, x: Tensor, return_dict: bool = True) -> AutoencoderKLOutput | tuple[DiagonalGaussianDistribution]:
         """Video (B, 3, T, H, W) in [-1, 1] -> posterior over the un-normalised diffusion latent (B, C', F, h, w)."""
         if self.use_slicing and x.shape[0] > 1:
@@ -211,6 +224,7 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
         overlap = max(1, self.tile_sample_overlap // s)
         return self.lcvae.backbone.decode(z_hat, self.decode_chunk, tile=tile // s, overlap=overlap)
 
+    @apply_forward_hook
     def decode(self, z: Tensor, return_dict: bool = True) -> DecoderOutput | tuple[Tensor]:
         """Un-normalised diffusion latent (B, C', F, h, w) -> video (B, 3, T, 8h, 8w), unclamped."""
         if self.use_slicing and z.shape[0] > 1:
