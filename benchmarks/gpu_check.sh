@@ -51,7 +51,7 @@ if ! "$PY" -c "import av" 2>/dev/null; then
     for f in $(grep -l -E "^import av|^from av|_video_fixtures" tests/test_*.py); do IGNORE+=(--ignore "$f"); done
 fi
 # shellcheck disable=SC2086
-run_stage tests 240 "$PY" -m pytest -q -x -m "not slow" -p no:cacheprovider "${IGNORE[@]}" $TESTS
+run_stage tests 240 "$PY" -m pytest -q -x -m "not slow" -p no:cacheprovider ${IGNORE[@]+"${IGNORE[@]}"} $TESTS
 run_stage gpu_bench 300 "$PY" benchmarks/gpu_bench.py --device cuda --repeats 5
 run_stage bench_compile 180 "$PY" benchmarks/bench_compile.py --device cuda --preset lcvae-tiny --frames 33 --size 128 --rounds 5
 
