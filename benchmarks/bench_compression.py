@@ -4,14 +4,9 @@ Prints JSON. For each latent shape (B, C, T', H', W') it times, interleaved roun
 busy shared machine slows every candidate alike:
 
 * ``clone``: the baseline, a copy of the latent;
-* ``forward_paper``: the training path synthesis(mask(analysis(z))) for the paper mask (a block mask:
-  one 8x8 temporal matmul);
-* ``forward_reference``: the same for the reference mask on the path the compressor picks (the base
-  temporal matmul plus low-rank subband corrections);
-* ``forward_reference_general``: the reference mask forced onto the general 32x32 path (the path it
-  took before the corrections existed);
-* ``analysis_mask_synthesis``, ``encode_latent``, ``decode_latent``: the explicit sequences;
-* custom masks (``--custom``): the chosen path and the general one for a few non-reference masks.
+* ``forward_paper``, ``forward_reference``: the training path (one 32x32 projection of every 8x2x2
+  cell) for the paper and the reference mask;
+* ``analysis_mask_synthesis``, ``encode_latent``, ``decode_latent``: the explicit sequences.
 
 Each candidate's per-run times are pooled over ``--rounds`` torch.utils.benchmark blocks; the report
 gives min and median (microseconds) and both ratios to clone. With ``--encoder`` it also reports
@@ -19,7 +14,7 @@ compression time over encoder time on the same input (:func:`compare_with_encode
 preset (its paper mask and the reference mask) and the paper's "Chn 8" model (``lcvae-chn8``: 16-channel
 latent, reference mask) at 32x256x256, a realistic training size.
 
-    .venv/bin/python benchmarks/bench_compression.py [--threads 2] [--rounds 15] [--encoder] [--custom]
+    .venv/bin/python benchmarks/bench_compression.py [--threads 2] [--rounds 15] [--encoder]
 """
 
 from __future__ import annotations
@@ -32,7 +27,8 @@ from typing import Callable
 import torch
 from torch.utils import benchmark
 
-from lcvae.compression import CompressionConfig, LatentCompressor, coefficient_index, multi_iwt_reference, multi_wt_reference, paper_mask
+from lcvae.compression import LatentCompressor, multi_iwt_reference, multi_wt_reference
+from lcvae.masks import CompressionConfig
 
 SHAPES = [(2, 16, 8, 32, 32), (2, 16, 32, 64, 64), (2, 8, 8, 32, 32), (2, 8, 32, 64, 64), (2, 32, 8, 32, 32), (2, 32, 32, 64, 64)]
 
@@ -63,25 +59,20 @@ def report(times: dict[str, dict[str, float]], **extra: object) -> dict:
     }
 
 
-def make_compressor(c: int, dtype: torch.dtype, path: str | None = None, **kw: object) -> LatentCompressor:
-    comp = LatentCompressor(CompressionConfig(latent_channels=c, **kw)).to(dtype)
-    if path is not None:
-        comp.path = path  # force a training path (benchmark only)
-    return comp
+def make_compressor(c: int, dtype: torch.dtype, mask: str) -> LatentCompressor:
+    return LatentCompressor(CompressionConfig(mask=mask), c, causal=False).to(dtype)
 
 
 def bench_shape(shape: tuple[int, ...], rounds: int, plain: bool, dtype: torch.dtype = torch.float32) -> dict:
     c = shape[1]
     z = torch.randn(*shape, dtype=dtype)
-    paper = make_compressor(c, dtype, mask="paper")
-    ref = make_compressor(c, dtype, mask="reference")
-    general = make_compressor(c, dtype, "general", mask="reference")
+    paper = make_compressor(c, dtype, "paper")
+    ref = make_compressor(c, dtype, "reference")
     packed = paper.encode_latent(z)
     fns = {
         "clone": lambda: z.clone(),
         "forward_paper": lambda: paper(z),
         "forward_reference": lambda: ref(z),
-        "forward_reference_general": lambda: general(z),
         "analysis_mask_synthesis": lambda: ref.synthesis(ref.mask(ref.analysis(z))),
         "encode_latent": lambda: paper.encode_latent(z),
         "decode_latent": lambda: paper.decode_latent(packed),
@@ -91,31 +82,7 @@ def bench_shape(shape: tuple[int, ...], rounds: int, plain: bool, dtype: torch.d
         fns["plain_wavelet_twin"] = lambda: multi_iwt_reference(multi_wt_reference(z) * keep)
     with torch.no_grad():
         times = interleaved(fns, rounds)
-    return report(times, shape=list(shape), dtype=str(dtype).replace("torch.", ""), reference_path=ref.path)
-
-
-def custom_masks(c: int) -> dict[str, list[int]]:
-    """A few masks the reference never uses: cheap corrections in every other channel, and a dense random one."""
-    every_other = set(paper_mask(c))
-    for ch in range(0, c, 2):
-        every_other |= {coefficient_index(c, 3, 0, ch)}  # LL of leaf LHH gained
-        every_other -= {coefficient_index(c, 0, 3, ch)}  # HH of leaf LLL lost
-    dense = torch.randperm(32 * c, generator=torch.Generator().manual_seed(0))[: 16 * c].sort().values.tolist()
-    return {"every_other_channel": sorted(every_other), "random_half": dense}
-
-
-def bench_custom(shape: tuple[int, ...], rounds: int, dtype: torch.dtype = torch.float32) -> list[dict]:
-    c = shape[1]
-    z = torch.randn(*shape, dtype=dtype)
-    out = []
-    for name, kept in custom_masks(c).items():
-        chosen = make_compressor(c, dtype, mask="custom", kept_indices=kept)
-        other = "general" if chosen.path == "corrected" else "corrected"
-        forced = make_compressor(c, dtype, other, mask="custom", kept_indices=kept)
-        with torch.no_grad():
-            times = interleaved({"clone": lambda: z.clone(), f"chosen_{chosen.path}": lambda: chosen(z), f"forced_{other}": lambda: forced(z)}, rounds)
-        out.append(report(times, mask=name, shape=list(shape), corrections=[vars(k) for k in chosen.corrections]))
-    return out
+    return report(times, shape=list(shape), dtype=str(dtype).replace("torch.", ""))
 
 
 def compare_with_encoder(
@@ -134,7 +101,6 @@ def compare_with_encoder(
     return {
         "video": list(video.shape),
         "latent": list(z.shape),
-        "path": compressor.path,
         "encoder_us": {k: round(v, 1) for k, v in enc.items()},
         "compression_us": {k: round(v, 1) for k, v in comp.items()},
         "compression_over_encoder_min": round(comp["min"] / enc["min"], 6),
@@ -155,7 +121,8 @@ def encoder_comparisons(rounds: int) -> list[dict]:
         video = torch.rand(*video_shape) * 2 - 1
         compressors = {model.compressor.config.mask: model.compressor}
         if model.compressor.config.mask != "reference":
-            compressors["reference"] = LatentCompressor(CompressionConfig(latent_channels=model.compressor.latent_channels, mask="reference"))
+            c = model.compressor.latent_channels
+            compressors["reference"] = LatentCompressor(CompressionConfig(mask="reference"), c, model.compressor.causal)
         for mask, comp in compressors.items():
             out.append({"preset": preset, "mask": mask, **compare_with_encoder(lambda v: model.encode(v).mode(), video, comp, rounds)})
     return out
@@ -167,7 +134,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="interleaved timing blocks per candidate")
     parser.add_argument("--shapes", type=int, nargs="*", help="indices into SHAPES (default: all)")
     parser.add_argument("--plain", action="store_true", help="also time the plain wavelet twin (slow)")
-    parser.add_argument("--custom", action="store_true", help="also time custom masks on the 16-channel shapes")
     parser.add_argument("--encoder", action="store_true", help="also compare with the tiny and lcvae-chn8 encoders")
     parser.add_argument("--encoder-rounds", type=int, default=3, help="timing blocks per encoder (lcvae-chn8: ~40 s each)")
     args = parser.parse_args()
@@ -176,8 +142,6 @@ def main() -> None:
     shapes = SHAPES if args.shapes is None else [SHAPES[i] for i in args.shapes]
     result = {"torch": torch.__version__, "threads": args.threads, "rounds": args.rounds}
     result["results"] = [bench_shape(s, args.rounds, args.plain) for s in shapes]
-    if args.custom:
-        result["custom"] = [r for s in shapes if s[1] == 16 for r in bench_custom(s, args.rounds)]
     if args.encoder:
         result["encoder"] = encoder_comparisons(args.encoder_rounds)
     print(json.dumps(result, indent=2))

@@ -8,25 +8,22 @@ import json
 import pytest
 import torch
 
-from lcvae.compression import (
+from lcvae.compression import Coefficients, LatentCompressor, multi_iwt_reference, multi_wt_reference
+from lcvae.masks import (
     LEAF_NAMES,
-    Coefficients,
     CompressionConfig,
-    LatentCompressor,
     block_mask,
     coefficient_index,
     leaf_block,
     load_mask_json,
-    multi_iwt_reference,
-    multi_wt_reference,
     paper_mask,
     reference_mask,
     split_index,
 )
 
 
-def make(c: int = 4, **kw) -> LatentCompressor:
-    return LatentCompressor(CompressionConfig(latent_channels=c, **kw))
+def make(c: int = 4, causal: bool = False, **kw) -> LatentCompressor:
+    return LatentCompressor(CompressionConfig(**kw), c, causal)
 
 
 @pytest.fixture
@@ -97,7 +94,7 @@ def test_latent_constant_in_time_has_only_lll_energy(gen):
 
 # ---------------------------------------------------------------- plain twins and exactness
 
-# Masks that keep only some spatial subbands of a leaf, in most channels: the general (32x32) training path.
+# Masks that keep only some spatial subbands of a leaf, in most channels.
 LL_ONLY = [coefficient_index(8, j, 0, c) for j in range(8) for c in range(8)]
 LOW_LEAVES_LL_LH = sorted(coefficient_index(8, j, sp, c) for j in range(4) for sp in (0, 1) for c in range(8))
 CONFIGS = [
@@ -112,10 +109,9 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("kw", CONFIGS, ids=lambda kw: f"{kw['mask']}-{'causal' if kw.get('causal') else 'nc'}")
-def test_fast_paths_equal_wavelet_composition(gen, kw):
+def test_transform_and_training_path_equal_wavelet_composition(gen, kw):
     comp = make(8, **kw)
     causal = kw.get("causal", False)
-    assert comp.temporal_only == (kw["mask"] in ("paper", "keep25", "keep75"))
     z = torch.randn(2, 8, 16 + causal, 4, 6, generator=gen, dtype=torch.float64)
     body = z[:, :, 1:] if causal else z
     plain = multi_wt_reference(body)
@@ -129,37 +125,18 @@ def test_fast_paths_equal_wavelet_composition(gen, kw):
     torch.testing.assert_close(comp(z), expected, rtol=0, atol=1e-13)
 
 
-def test_all_training_paths_are_exercised():
-    assert make(16, mask="paper").temporal_only and make(16, mask="keep75").path == "temporal"
-    assert make(16, mask="reference").path == "corrected"
-    assert make(8, mask="custom", kept_indices=LL_ONLY).path == "general"
-
-
-# ---------------------------------------------------------------- training paths: base + corrections
-
-
 def plain_training_path(comp: LatentCompressor, z: torch.Tensor) -> torch.Tensor:
     """synthesis(mask(analysis(z))) as the literal composition of the wavelet functions."""
-    causal = comp.config.causal
-    body = z[:, :, 1:] if causal else z
+    body = z[:, :, 1:] if comp.causal else z
     out = multi_iwt_reference(multi_wt_reference(body) * comp.keep.to(z.dtype).view(1, -1, 1, 1, 1))
-    return torch.cat((z[:, :, :1], out), dim=2) if causal else out
-
-
-def leaf_sets(c: int, kept: list[int]) -> dict[tuple[int, int], frozenset[int]]:
-    """(channel, spatial subband) -> the leaves kept there, from the index formula alone."""
-    sets: dict[tuple[int, int], set[int]] = {(ch, s): set() for ch in range(c) for s in range(4)}
-    for i in kept:
-        j, s, ch = split_index(c, i)
-        sets[ch, s].add(j)
-    return {key: frozenset(v) for key, v in sets.items()}
+    return torch.cat((z[:, :, :1], out), dim=2) if comp.causal else out
 
 
 def from_leaf_sets(c: int, sets: dict[tuple[int, int], set[int]]) -> list[int]:
     return sorted(coefficient_index(c, j, s, ch) for (ch, s), leaves in sets.items() for j in leaves)
 
 
-def pathological_mask(c: int, kind: str, seed: int) -> list[int]:
+def irregular_mask(c: int, kind: str, seed: int) -> list[int]:
     """Custom masks the reference never uses; each a multiple of 32 coefficients."""
     rng = torch.Generator().manual_seed(seed)
     if kind == "uniform":  # any 32k coefficients
@@ -170,87 +147,41 @@ def pathological_mask(c: int, kind: str, seed: int) -> list[int]:
         m = int(torch.randint(1, 4, (1,), generator=rng))
         out = kept[torch.randperm(len(kept), generator=rng)[m:]].tolist() + dropped[torch.randperm(len(dropped), generator=rng)[:m]].tolist()
         return sorted(out)
-    if kind == "four_sets":  # every channel keeps four different leaf sets in its four subbands (3 corrections each)
+    if kind == "four_sets":  # every channel keeps four different leaf sets in its four subbands
         sets = {}
         for ch in range(c):
             order = torch.randperm(8, generator=rng).tolist()
-            sizes = [1, 3, 5, 7]  # 16 leaves per channel, all four sets differ
-            for s, n in zip(torch.randperm(4, generator=rng).tolist(), sizes):
+            for s, n in zip(torch.randperm(4, generator=rng).tolist(), [1, 3, 5, 7]):  # 16 leaves per channel
                 sets[ch, s] = set(order[:n])
-        return from_leaf_sets(c, sets)
-    if kind == "every_other":  # paper mask, plus LL of leaf 3 and minus HH of leaf 0 in alternate channels
-        sets = {(ch, s): {0, 1, 2, 4} for ch in range(c) for s in range(4)}
-        for ch in range(0, c, 2):
-            sets[ch, 0] = {0, 1, 2, 3, 4}
-            sets[ch, 3] = {1, 2, 4}
         return from_leaf_sets(c, sets)
     raise ValueError(kind)
 
 
-REFERENCE_CORRECTIONS = {  # (subband, first channel, stop channel, changed leaves) from the SPEC counts
-    8: [(0, 0, 2, 3), (3, 6, 8, 3)],  # LL of channels 0-1 gains {3, 5, 6}; HH of 6-7 keeps only leaf 0 (loses {1, 2, 4})
-    16: [(0, 0, 4, 3), (3, 12, 16, 3)],  # the same with 4 channels each
-    32: [(0, 0, 4, 4), (3, 28, 32, 4)],  # LL gains {3, 5, 6, 7}; HH loses {0, 1, 2, 4}
-}
-
-
-@pytest.mark.parametrize("c", [8, 16, 32])
-def test_reference_masks_take_the_corrected_path(c):
-    comp = make(c, mask="reference")
-    assert comp.path == "corrected"
-    assert [(k.subband, k.first, k.stop, k.rank) for k in comp.corrections] == REFERENCE_CORRECTIONS[c]
-    sets = leaf_sets(c, reference_mask(c))
-    gained = {3, 5, 6, 7} if c == 32 else {3, 5, 6}
-    for subband, first, stop, rank in REFERENCE_CORRECTIONS[c]:
-        for ch in range(first, stop):
-            assert len(sets[ch, subband] ^ sets[ch, 1]) == rank  # subband 1 (LH) holds the base set here
-            assert sets[ch, subband] - sets[ch, 1] == (gained if subband == 0 else set())
-
-
-@pytest.mark.parametrize(
-    "c,kind,seed,path",
-    [
-        (16, "every_other", 0, "corrected"),  # 16 cheap corrections (rank 1): still far below the 32x32 path
-        (16, "uniform", 0, "general"),  # corrections everywhere: the 32x32 path is cheaper
-        (16, "four_sets", 0, "general"),
-        (16, "paper_swaps", 1, "corrected"),  # at most 3 channels x 2 subbands corrected
-    ],
-)
-def test_path_choice_follows_the_cost_of_the_corrections(c, kind, seed, path):
-    assert make(c, mask="custom", kept_indices=pathological_mask(c, kind, seed)).path == path
-
-
 @pytest.mark.parametrize("c", [8, 16, 32])
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_corrected_path_equals_plain_twin_for_reference_masks(gen, c, dtype, atol):
+def test_training_path_equals_plain_twin_for_reference_masks(gen, c, dtype, atol):
     comp = make(c, mask="reference").to(dtype)
-    for shape in [(2, c, 16, 4, 6), (1, c, 8, 6, 16)]:  # width blocks of 2 and of 16 columns, 1 and 2 groups
+    for shape in [(2, c, 16, 4, 6), (1, c, 8, 6, 16)]:
         z = torch.randn(*shape, generator=gen, dtype=torch.float64)
         torch.testing.assert_close(comp(z.to(dtype)).double(), plain_training_path(comp, z), rtol=0, atol=atol)
 
 
-CUSTOM = [(c, kind, seed) for c, kind in [(1, "uniform"), (3, "uniform"), (4, "paper_swaps"), (8, "four_sets"), (8, "every_other")] for seed in (0, 1, 2)]
+CUSTOM = [(c, kind, seed) for c, kind in [(1, "uniform"), (3, "uniform"), (4, "paper_swaps"), (8, "four_sets")] for seed in (0, 1, 2)]
 
 
 @pytest.mark.parametrize("c,kind,seed", CUSTOM, ids=[f"{c}-{k}-{s}" for c, k, s in CUSTOM])
-def test_every_training_path_equals_plain_twin_for_custom_masks(gen, c, kind, seed):
-    """Whatever path the cost model picks, the corrected and the general path both equal the plain
-    twin for any mask, causal or not; forced here so the corrected path also sees masks it declines."""
-    kept = pathological_mask(c, kind, seed)
+def test_training_path_equals_plain_twin_for_custom_masks(gen, c, kind, seed):
+    kept = irregular_mask(c, kind, seed)
     causal = seed == 2
     z = torch.randn(2, c, 16 + causal, 4, 12, generator=gen, dtype=torch.float64)
     for dtype, atol in [(torch.float64, 1e-12), (torch.float32, 1e-5)]:
         comp = make(c, mask="custom", kept_indices=kept, causal=causal).to(dtype)
-        expected = plain_training_path(comp, z)
-        for path in ("corrected", "general"):
-            comp.path = path
-            torch.testing.assert_close(comp(z.to(dtype)).double(), expected, rtol=0, atol=atol)
+        torch.testing.assert_close(comp(z.to(dtype)).double(), plain_training_path(comp, z), rtol=0, atol=atol)
 
 
-def test_corrected_path_gradients():
+def test_training_path_gradients():
     comp = make(8, mask="reference").double()
     x = torch.randn(1, 8, 8, 2, 4, dtype=torch.float64, requires_grad=True)
-    assert comp.path == "corrected"
     assert torch.autograd.gradcheck(comp, (x,), fast_mode=True)
     weights = torch.randn(1, 8, 8, 2, 4, dtype=torch.float64)
     (grad,) = torch.autograd.grad((comp(x) * weights).sum(), x)
@@ -292,7 +223,6 @@ def test_named_block_masks():
     assert paper_mask(c) == block_mask(c, [0, 1, 2, 4])
     assert make(c, mask="paper").kept_per_block == [16, 16, 16, 0, 16, 0, 0, 0]
     assert make(c, mask="keep25").kept_per_block == [16, 16, 0, 0, 0, 0, 0, 0]
-    assert make(c, mask="keep50").kept_per_block == [16, 16, 16, 0, 16, 0, 0, 0]
     assert make(c, mask="keep75").kept_per_block == [16] * 6 + [0, 0]
     assert [make(c, mask=m).kept_fraction for m in ("keep25", "paper", "keep75")] == [0.25, 0.5, 0.75]
     with pytest.raises(ValueError, match="leaf blocks are 0..7"):
@@ -351,14 +281,27 @@ def test_mask_json_import(tmp_path):
 
 
 def test_config_round_trip_and_strict_keys():
-    cfg = CompressionConfig(latent_channels=4, mask="custom", kept_indices=paper_mask(4), causal=True)
+    cfg = CompressionConfig(mask="custom", kept_indices=paper_mask(4))
     assert CompressionConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict() == {"mask": "custom", "kept_indices": paper_mask(4), "adaptive": False}
     with pytest.raises(ValueError, match="did you mean 'kept_indices'"):
-        CompressionConfig.from_dict({"latent_channels": 4, "kept_indice": [1]})
+        CompressionConfig.from_dict({"kept_indice": [1]})
     with pytest.raises(ValueError, match="did you mean 'paper'"):
-        CompressionConfig(latent_channels=4, mask="papr")
+        CompressionConfig(mask="papr")
     with pytest.raises(ValueError, match="required with mask='custom'"):
-        CompressionConfig(latent_channels=4, mask="custom")
+        CompressionConfig(mask="custom")
+    with pytest.raises(ValueError, match="must lie in \\[0, 128\\) for 4 latent channels"):
+        CompressionConfig(mask="custom", kept_indices=[*range(31), 200]).resolved_indices(4)
+
+
+def test_keep50_is_rejected_when_built_and_read_as_paper_from_saved_configs(caplog):
+    with pytest.raises(ValueError, match="'keep50' was removed.*use mask='paper'"):
+        CompressionConfig(mask="keep50")
+    with caplog.at_level("INFO", logger="lcvae.masks"):
+        cfg = CompressionConfig.from_dict({"mask": "keep50", "adaptive": True})
+    assert cfg == CompressionConfig(mask="paper", adaptive=True)
+    assert "'keep50' is read as 'paper'" in caplog.text
+    assert cfg.resolved_indices(4) == block_mask(4, [0, 1, 2, 4])
 
 
 # ---------------------------------------------------------------- packing

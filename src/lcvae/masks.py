@@ -9,7 +9,6 @@ config (``CompressionConfig``), never in a file read at run time.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 from dataclasses import dataclass
@@ -18,13 +17,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lcvae.utils import suggest
+
 logger = logging.getLogger(__name__)
 
 GROUP_FRAMES = 8
 BANDS = 32  # coefficient channels per latent channel (8 leaves x 4 spatial subbands)
 LEAF_NAMES = ("LLL", "LLH", "LHL", "LHH", "HLL", "HLH", "HHL", "HHH")
-MASKS = ("paper", "keep25", "keep50", "keep75", "reference", "custom")
-_MASK_BLOCKS = {"paper": (0, 1, 2, 4), "keep25": (0, 1), "keep50": (0, 1, 2, 4), "keep75": (0, 1, 2, 3, 4, 5)}
+MASKS = ("paper", "keep25", "keep75", "reference", "custom")
+_MASK_BLOCKS = {"paper": (0, 1, 2, 4), "keep25": (0, 1), "keep75": (0, 1, 2, 3, 4, 5)}
 _REFERENCE_COUNTS = {
     8: (32, 30, 30, 2, 30, 2, 2, 0),
     16: (64, 60, 60, 4, 60, 4, 4, 0),
@@ -51,7 +52,7 @@ def split_index(latent_channels: int, index: int) -> tuple[int, int, int]:
     return block, subband, channel
 
 
-def _walsh_signs(bits: int) -> Tensor:
+def walsh_signs(bits: int) -> Tensor:
     """Unnormalised (+-1) Kronecker power of [[1, 1], [1, -1]]: entry (r, k) = (-1)^popcount(r & k).
 
     Row bits are bands and column bits positions in the same order, so for bits = 5 the rows are
@@ -134,7 +135,8 @@ def load_mask_json(path: str | Path, latent_channels: int) -> list[int]:
         raise ValueError(f"{path}: {err}") from None
 
 
-def _packed_channels(kept: int) -> int:
+def packed_channels(kept: int) -> int:
+    """C' = K / 32 for K kept coefficient channels; an error when K is not a multiple of 32."""
     if kept % BANDS:
         raise ValueError(
             f"packing needs a kept count that is a multiple of {BANDS}, got {kept} (e.g. an odd latent "
@@ -148,59 +150,53 @@ def _packed_channels(kept: int) -> int:
 
 @dataclass
 class CompressionConfig:
-    """Latent compression settings; everything a LatentCompressor needs, JSON/YAML-serialisable.
+    """Latent compression settings, JSON/YAML-serialisable: what to keep, not what the latent is.
 
-    latent_channels: C of the VAE latent. mask: a named mask or "custom" (then kept_indices).
-    adaptive: keep the top-K coefficient channels by batch energy instead of a fixed set (K from
-    the mask). causal: T' = 1 + 8G, the first latent frame passes uncompressed.
-    Normalisation statistics of the packed latent belong to the model (``LCVAEConfig``), not here.
+    mask: a named mask or "custom" (then kept_indices). adaptive: keep the top-K coefficient
+    channels by batch energy instead of a fixed set (K from the mask). The latent width C and
+    causality belong to the backbone; the compressor takes them from there
+    (``LatentCompressor(config, latent_channels, causal)``). Normalisation statistics of the packed
+    latent belong to the model (``LCVAEConfig``), not here.
     """
 
-    latent_channels: int
     mask: str = "paper"
     kept_indices: list[int] | None = None
     adaptive: bool = False
-    causal: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.latent_channels, int) or self.latent_channels < 1:
-            raise ValueError(f"latent_channels must be a positive integer, got {self.latent_channels!r}")
+        if self.mask == "keep50":
+            raise ValueError("mask 'keep50' was removed: it kept the same blocks as 'paper'; use mask='paper'")
         if self.mask not in MASKS:
-            hint = difflib.get_close_matches(str(self.mask), MASKS, n=1)
-            raise ValueError(
-                f"unknown mask {self.mask!r}; choose one of {MASKS}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            )
+            raise ValueError(f"unknown mask {self.mask!r}{suggest(str(self.mask), MASKS, listing='choose one of')}")
         if (self.mask == "custom") != (self.kept_indices is not None):
             raise ValueError("kept_indices is required with mask='custom' and only allowed with it")
-        self.resolved_indices()  # validates
 
-    def resolved_indices(self) -> list[int]:
-        """The sorted kept coefficient channels this config means."""
-        c = self.latent_channels
+    def resolved_indices(self, latent_channels: int) -> list[int]:
+        """The sorted kept coefficient channels this config means for a C-channel latent (validated)."""
+        if not isinstance(latent_channels, int) or latent_channels < 1:
+            raise ValueError(f"latent_channels must be a positive integer, got {latent_channels!r}")
         if self.mask == "custom":
-            return validate_indices(list(self.kept_indices), c)
+            return validate_indices(list(self.kept_indices), latent_channels)
         if self.mask == "reference":
-            return reference_mask(c)
+            return reference_mask(latent_channels)
         # Named block masks of an odd C keep 16C (or 8C) channels: fine for training, unpackable.
-        return block_mask(c, _MASK_BLOCKS[self.mask])
+        return block_mask(latent_channels, _MASK_BLOCKS[self.mask])
 
-    @property
-    def packed_channels(self) -> int:
+    def packed_channels(self, latent_channels: int) -> int:
         """C', the channel count diffusion sees (K / 32); an error when K does not pack."""
-        return _packed_channels(len(self.resolved_indices()))
+        return packed_channels(len(self.resolved_indices(latent_channels)))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "CompressionConfig":
+        """Read a saved config. The removed 'keep50' (identical to 'paper') is read as 'paper'."""
         names = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in names:
-                hint = difflib.get_close_matches(key, names, n=1)
-                raise ValueError(
-                    f"unknown compression config key {key!r}"
-                    + (f"; did you mean {hint[0]!r}?" if hint else f"; valid keys: {names}")
-                )
+                raise ValueError(f"unknown compression config key {key!r}{suggest(key, names)}")
+        if data.get("mask") == "keep50":
+            logger.info("compression mask 'keep50' is read as 'paper' (they keep the same coefficients)")
+            data = {**data, "mask": "paper"}
         return cls(**data)
