@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from lcvae.compression import CompressionConfig
+from lcvae.masks import CompressionConfig
 from lcvae.losses import GeneratorLoss, LossConfig
 from lcvae.models.diffusers_vae import DiffusersVAE, DiffusersVAEConfig, lcvae_from_diffusers_folder
 from lcvae.models.io import from_pretrained, save_pretrained
@@ -75,7 +75,7 @@ def test_reconstruction_equals_the_diffusers_models_own_encode_decode(model_clas
 
 
 def test_the_documented_hunyuan_example_trains_with_compression_on():
-    model = hunyuan(CompressionConfig(latent_channels=4, mask="paper", causal=True))
+    model = hunyuan(CompressionConfig(mask="paper"))
     model.train()
     x = video(33, seed=3)
     out = model(x, generator=torch.Generator().manual_seed(0))

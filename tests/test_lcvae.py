@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lcvae.compression import CompressionConfig
+from lcvae.masks import CompressionConfig
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import PRESETS, get_preset
 
@@ -57,7 +57,7 @@ def test_diffusion_latent_has_the_size_of_a_half_width_wfvae_latent():
     assert shape == (4, 8, 32, 32)
     assert LCVAE(get_preset("lcvae-tiny")).diffusion_shape(65, 64, 64) == (4, 2 + 16, 8, 8)
     keep25 = LCVAEConfig(backbone=get_preset("lcvae-tiny").backbone,
-                         compression=CompressionConfig(latent_channels=8, mask="keep25", causal=True))
+                         compression=CompressionConfig(mask="keep25"))
     assert keep25.diffusion_shape(33, 64, 64) == (2, 4 + 8, 8, 8)  # the image frame fills C / C' = 4 frames
     with torch.device("meta"):  # building on the meta device (for sizes) must work with compression too
         assert LCVAE(keep25).compressor.packed_channels == 2
@@ -113,8 +113,20 @@ def test_config_round_trip_and_strictness():
         LCVAEConfig.from_dict({"backbone": {"latent_channel": 4}})
     with pytest.raises(ValueError, match="did you mean 'lcvae-chn8'"):
         get_preset("lcvae-chn-8")
-    with pytest.raises(ValueError, match="must equal the backbone"):
-        LCVAEConfig(backbone=get_preset("wfvae-tiny").backbone, compression=CompressionConfig(latent_channels=8))
+
+
+def test_saved_configs_with_latent_width_and_causality_in_compression_still_load():
+    cfg = get_preset("lcvae-tiny")  # 8 latent channels, causal
+    old = cfg.to_dict()
+    assert old["compression"] == {"mask": "paper", "kept_indices": None, "adaptive": False}
+    old["compression"] = {**old["compression"], "latent_channels": 8, "causal": True}
+    assert LCVAEConfig.from_dict(old) == cfg
+    for key, wrong in (("latent_channels", 4), ("causal", False)):
+        bad = {**old, "compression": {**old["compression"], key: wrong}}
+        with pytest.raises(ValueError, match=f"compression.{key} is {wrong!r} but the backbone's {key} is"):
+            LCVAEConfig.from_dict(bad)
+    keep50 = {**old, "compression": {**old["compression"], "mask": "keep50"}}
+    assert LCVAEConfig.from_dict(keep50).compression.mask == "paper"
 
 
 def test_paper_presets_use_the_documented_masks():

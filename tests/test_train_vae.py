@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from lcvae.cli import main as cli_main
-from lcvae.compression import paper_mask
 from lcvae.data import VideoFolder, write_video
 from lcvae.data.datasets import EpochSampler
 from lcvae.losses import GeneratorLoss, l1_loss, perceptual_loss
+from lcvae.masks import paper_mask
 from lcvae.models.discriminator import DISCRIMINATOR_PRESETS, PatchDiscriminator3D
 from lcvae.models.io import from_pretrained
 from lcvae.models.lcvae import LCVAE
@@ -26,8 +26,7 @@ from lcvae.train import train_vae
 from lcvae.train.checkpoint import load_checkpoint
 from lcvae.train.export import export_checkpoint
 from lcvae.train.train_vae import TrainingDiverged, main
-from lcvae.train.vae_model import (TrainForward, enable_gradient_checkpointing, init_backbone_from, load_perceptual,
-                                   posterior_noise)
+from lcvae.train.vae_model import TrainForward, init_backbone_from, load_perceptual, posterior_noise
 from lcvae.train.vae_config import ModelSection, check, load_train_config, resolve_model_config
 
 SMALL = "{base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}"
@@ -312,7 +311,7 @@ def test_init_from_pretrained_wfvae_copies_matching_latent_channels(tmp_path):
         init_backbone_from(wide, folder)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
     cfg = resolve_model_config(ModelSection(preset="lcvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8}))
     torch.manual_seed(0)
     plain = LCVAE(cfg)
@@ -320,13 +319,24 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     ckpt.load_state_dict(plain.state_dict())
     from lcvae.models.layers import Attention, ResBlock2D, ResBlock3D
 
+    import lcvae.models.wfvae as wfvae
+
     blocks = sum(isinstance(m, (ResBlock2D, ResBlock3D, Attention)) for m in plain.modules())
-    assert blocks >= 20 and enable_gradient_checkpointing(ckpt) == blocks
-    assert list(ckpt.state_dict()) == list(plain.state_dict())
+    recomputed = []
+
+    def counting_checkpoint(block, *args, **kwargs):
+        recomputed.append(block)
+        return torch.utils.checkpoint.checkpoint(block, *args, **kwargs)
+
+    monkeypatch.setattr(wfvae, "checkpoint", counting_checkpoint)
+    assert not ckpt.gradient_checkpointing
+    ckpt.gradient_checkpointing = True
+    assert ckpt.gradient_checkpointing and list(ckpt.state_dict()) == list(plain.state_dict())
     x = torch.rand(1, 3, 33, 32, 32) * 2 - 1
     noise = torch.randn(1, *cfg.latent_shape(33, 32, 32))
     for m in (plain, ckpt):
         TrainForward(m)(x, noise)[0].square().mean().backward()
+    assert blocks >= 20 and len(recomputed) == blocks  # every residual and attention block, once per forward
     for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters()):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7, msg=name)
     with torch.no_grad():
@@ -357,9 +367,9 @@ def test_compression_modes_resolve_to_model_configs():
     none = resolve_model_config(ModelSection(preset="lcvae-tiny", compression="none", backbone=tiny_bb))
     assert none.compression is None and none.diffusion_channels == 8
     fixed = resolve_model_config(ModelSection(preset="wfvae-tiny", compression="fixed", mask="keep25", latent_channels=16))
-    assert fixed.compression.mask == "keep25" and fixed.compression.latent_channels == 16 and fixed.diffusion_channels == 4
+    assert fixed.compression.mask == "keep25" and fixed.backbone.latent_channels == 16 and fixed.diffusion_channels == 4
     adaptive = resolve_model_config(ModelSection(preset="lcvae-chn8", compression="adaptive"))
-    assert adaptive.compression.adaptive and adaptive.compression.mask == "reference" and not adaptive.compression.causal
+    assert adaptive.compression.adaptive and adaptive.compression.mask == "reference" and not adaptive.backbone.causal
     with pytest.raises(ValueError, match="compression is 'none'"):
         resolve_model_config(ModelSection(preset="lcvae-tiny", compression="none", mask="paper"))
 

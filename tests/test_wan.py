@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-from lcvae.compression import CompressionConfig
+from lcvae.masks import CompressionConfig
 from lcvae.models.io import from_pretrained, load_config, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import get_preset
@@ -198,7 +198,7 @@ def test_widened_model_with_zero_new_decoder_inputs_reconstructs_like_the_origin
 def test_widening_through_from_pretrained_with_a_compressed_config(wan_folder):
     folder, vae = wan_folder
     cfg = lcvae_config_from_diffusers(json.loads((folder / "config.json").read_text()), 8, "paper")
-    assert cfg.compression == CompressionConfig(latent_channels=8, mask="paper", causal=True)
+    assert cfg.compression == CompressionConfig(mask="paper")
     assert cfg.latent_mean is None and cfg.diffusion_channels == 4
     model = from_pretrained(folder, config=cfg)
     bb = model.backbone.vae
@@ -248,7 +248,7 @@ def test_compression_round_trip_and_packing_shapes_on_the_wan_latent():
         assert torch.allclose(model.compress(z_hat)[0], z_hat, atol=1e-5)  # the mask is a projection
         assert coeffs.groups.shape == (1, 256, 1, 2, 2)
         kept = torch.zeros(256, dtype=torch.bool)
-        kept[model.config.compression.resolved_indices()] = True
+        kept[model.config.compression.resolved_indices(8)] = True
         assert kept.sum() == 128 and coeffs.groups[:, ~kept].abs().max() == 0
         torch.testing.assert_close(coeffs.groups[:, kept], comp.analysis(z).groups[:, kept])
         packed = model.diffusion_latent(x)

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lcvae.models.autoencoder import WFVAE, check_frames
+from lcvae.models.autoencoder import WFVAE
+from lcvae.models.vae import FrameRule
 from lcvae.models.layers import upsample_time_linear
 from lcvae.models.wfvae import WFVAEConfig
 
@@ -91,7 +92,7 @@ def test_noncausal_shapes():
 )
 def test_frame_rule_errors_name_rule_and_nearest_counts(frames, causal, nearest):
     with pytest.raises(ValueError, match=nearest):
-        check_frames(frames, causal)
+        FrameRule(causal).check_frames(frames)
     model = WFVAE(WFVAEConfig(**{**TINY.to_dict(), "causal": causal}))
     with pytest.raises(ValueError, match="frames"):
         model.encode(torch.zeros(1, 3, frames, 16, 16))

@@ -22,7 +22,6 @@ from torch import Tensor
 
 from lcvae.data.transforms import crop_to_multiple, resize_to_multiple
 from lcvae.data.video import probe, read_video, to_tensor, to_uint8, write_video
-from lcvae.models.autoencoder import check_frames
 from lcvae.models.backbone import backbone_type, build_backbone
 from lcvae.models.io import from_pretrained, load_config
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
@@ -69,13 +68,6 @@ def autocast(opts: RunOptions):
     return contextlib.nullcontext()
 
 
-def valid_frames(n: int, causal: bool, multiple: int) -> int:
-    """Largest frame count <= n that the model accepts (0 if none)."""
-    if causal:
-        return 0 if n < 1 else 1 + (n - 1) // multiple * multiple
-    return n // multiple * multiple
-
-
 def load_video(path: str | Path, model: LCVAE, start: int = 0, frames: int | None = None,
                fit: str = "error", trim: bool = False) -> tuple[Tensor, float]:
     """Read a clip as (1, 3, T, H, W) in [-1, 1], checked against the model's frame and size rules.
@@ -84,14 +76,15 @@ def load_video(path: str | Path, model: LCVAE, start: int = 0, frames: int | Non
     the frame count down to the largest valid one. Nothing is changed unless asked.
     """
     info = probe(path)
+    rule = model.frame_rule
     count = frames if frames is not None else info.frames - start
     if trim:
-        count = valid_frames(count, model.causal, model.config.frame_multiple)
-        if count == 0:
-            raise ValueError(f"{path}: too few frames for this model")
-    check_frames(count, model.causal, model.config.frame_multiple)
+        count = rule.nearest_valid(count)[0]
+        if count is None:
+            raise ValueError(f"{path}: too few frames for this model ({rule.describe()})")
+    rule.check_frames(count)
     video = to_tensor(read_video(path, start=start, num_frames=count))
-    multiple = model.config.size_multiple
+    multiple = rule.pixel_step
     if fit == "crop":
         video = crop_to_multiple(video, multiple)
     elif fit == "resize":
@@ -154,9 +147,8 @@ def model_info(source: str, frames: int | None = None, height: int = 256, width:
     with torch.device("meta"):
         backbone = build_backbone(cfg.backbone)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    rule_multiple = cfg.frame_multiple
-    rule = f"1 + {rule_multiple}k frames" if cfg.backbone.causal else f"{rule_multiple}k frames"
-    frames = frames or (1 + rule_multiple if cfg.backbone.causal else rule_multiple)
+    rule = cfg.frame_rule
+    frames = frames or rule.frames(1)
     info = {
         "source": source,
         "backbone": backbone_type(cfg.backbone),
@@ -164,13 +156,13 @@ def model_info(source: str, frames: int | None = None, height: int = 256, width:
         "encoder_params_m": round(count(backbone.encoder) / 1e6, 2),
         "decoder_params_m": round(count(backbone.decoder) / 1e6, 2),
         "causal": cfg.backbone.causal,
-        "frame_rule": rule,
+        "frame_rule": rule.describe(),
         "latent_channels": cfg.backbone.latent_channels,
         "diffusion_channels": cfg.diffusion_channels,
         "compression": None if cfg.compression is None else {
             "mask": cfg.compression.mask,
-            "kept": len(cfg.compression.resolved_indices()),
-            "of": 32 * cfg.compression.latent_channels,
+            "kept": len(cfg.compression.resolved_indices(cfg.backbone.latent_channels)),
+            "of": 32 * cfg.backbone.latent_channels,
             "adaptive": cfg.compression.adaptive,
         },
         "normalised": cfg.latent_mean is not None,

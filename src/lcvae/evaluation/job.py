@@ -22,10 +22,7 @@ logger = logging.getLogger(__name__)
 def default_frames(config: LCVAEConfig, at_least: int = 16) -> int:
     """The shortest clip of at least ``at_least`` frames the model accepts (e.g. 32 or 33 with
     compression, 16 or 17 without)."""
-    m = config.frame_multiple
-    if config.backbone.causal:
-        return 1 + -(-(at_least - 1) // m) * m
-    return -(-at_least // m) * m
+    return config.frame_rule.at_least(at_least)
 
 
 def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: EvalOptions, *,
@@ -51,7 +48,7 @@ def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: Eva
         frames = frames or default_frames(vae.config)
         dataset = open_dataset(data, data_format, frames=frames, size=size, frame_stride=frame_stride,
                                start_frame=start_frame, split_file=split_file,
-                               multiple=vae.config.size_multiple if size is None else None)
+                               multiple=vae.frame_rule.pixel_step if size is None else None)
         check_model_and_data(vae, dataset)  # before loading the metric networks
         if options.samples and options.sample_dir is None:
             options = dataclasses.replace(options, sample_dir=str(Path(out_dir) / "samples"))

@@ -41,7 +41,6 @@ from lcvae.data.video import to_tensor, to_uint8
 from lcvae.evaluation.report import summarise, write_sample
 from lcvae.evaluation.setup import MetricNetworks, load_networks
 from lcvae.metrics import FeatureStats, fvd_from_features, psnr, reference_fvd_mean_over_batches, ssim
-from lcvae.models.autoencoder import check_frames, check_size
 from lcvae.models.lcvae import LCVAE
 from lcvae.perceptual import lpips_video
 from lcvae.perceptual.i3d import MIN_FRAMES
@@ -160,10 +159,10 @@ def check_model_and_data(model: LCVAE, dataset: ClipDataset) -> None:
     """Refuse before the first clip when the clip length or crop breaks the model's rules."""
     if model.training:
         raise ValueError("the model is in training mode; call model.eval() before evaluating")
-    check_frames(dataset.num_frames, model.causal, model.config.frame_multiple)
+    model.frame_rule.check_frames(dataset.num_frames)
     crop = dataset.transform.crop
     if crop is not None:
-        check_size(crop, crop, model.config.size_multiple)
+        model.frame_rule.check_size(crop, crop)
 
 
 def _check_options(dataset: ClipDataset, options: EvalOptions) -> None:

@@ -1,4 +1,4 @@
-"""The WF-VAE backbone as a video autoencoder: posterior, frame rules, whole and chunked inference."""
+"""The WF-VAE backbone as a video autoencoder: whole, chunked and tiled inference."""
 
 from __future__ import annotations
 
@@ -9,56 +9,8 @@ from torch import Tensor, nn
 
 from lcvae.models.stream import StreamCache
 from lcvae.models.tiling import tiled_apply
-from lcvae.models.backbone import DecoderOutput, EncoderOutput
+from lcvae.models.vae import DecoderOutput, DiagonalGaussian, EncoderOutput, FrameRule
 from lcvae.models.wfvae import Decoder, Encoder, WFVAEConfig
-
-
-class DiagonalGaussian:
-    """Posterior N(mean, exp(logvar)) from encoder moments (B, 2C, ...); log-variance clamped to [-30, 20]."""
-
-    def __init__(self, moments: Tensor) -> None:
-        self.mean, logvar = moments.chunk(2, dim=1)
-        self.logvar = logvar.clamp(-30.0, 20.0)
-        self.std = torch.exp(0.5 * self.logvar)
-
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
-        return self.mean + self.std * noise
-
-    def mode(self) -> Tensor:
-        return self.mean
-
-    def kl(self) -> Tensor:
-        """KL to N(0, I), summed over all latent elements: (B,)."""
-        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).flatten(1).sum(1)
-
-
-def _nearest(n: int, valid) -> str:
-    lo = n
-    while lo > 0 and not valid(lo):
-        lo -= 1
-    hi = n
-    while not valid(hi):
-        hi += 1
-    return f"use {lo} or {hi}" if lo > 0 and lo != hi else f"use {hi}"
-
-
-def check_frames(t: int, causal: bool, multiple: int = 4) -> None:
-    """Frame rule: causal 1 + multiple*k, non-causal multiple*k (k >= 1). Raises ValueError otherwise."""
-    if causal:
-        ok = lambda n: n >= 1 and (n - 1) % multiple == 0  # noqa: E731
-        rule = f"1 + {multiple}k frames (causal: the first frame is encoded alone)"
-    else:
-        ok = lambda n: n >= multiple and n % multiple == 0  # noqa: E731
-        rule = f"a multiple of {multiple} frames (non-causal)"
-    if not ok(t):
-        raise ValueError(f"this model needs {rule}, got {t}; {_nearest(t, ok)}")
-
-
-def check_size(h: int, w: int, multiple: int) -> None:
-    if h % multiple or w % multiple or h == 0 or w == 0:
-        fix = lambda n: max(multiple, round(n / multiple) * multiple)  # noqa: E731
-        raise ValueError(f"height and width must be multiples of {multiple}, got {h}x{w}; resize or crop to {fix(h)}x{fix(w)}")
 
 
 def _stream_chunks(x: Tensor, chunk: int) -> Iterator[tuple[Tensor, StreamCache]]:
@@ -84,17 +36,18 @@ class WFVAE(nn.Module):
     def latent_channels(self) -> int:
         return self.config.latent_channels
 
-    def latent_frames(self, t: int) -> int:
-        return (t - 1) // 4 + 1 if self.config.causal else t // 4
+    @property
+    def frame_rule(self) -> FrameRule:
+        return self.config.frame_rule
 
-    def video_frames(self, t_latent: int) -> int:
-        return 4 * (t_latent - 1) + 1 if self.config.causal else 4 * t_latent
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Recompute residual and attention blocks in backward instead of storing their activations."""
+        return self.encoder.gradient_checkpointing
 
-    def check_input(self, x: Tensor, frame_multiple: int = 4, size_multiple: int = 8) -> None:
-        if x.dim() != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected a video (B, 3, T, H, W), got shape {tuple(x.shape)}")
-        check_frames(x.shape[2], self.config.causal, frame_multiple)
-        check_size(x.shape[3], x.shape[4], size_multiple)
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, on: bool) -> None:
+        self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = bool(on)
 
     @property
     def last_layer(self) -> Tensor:
@@ -104,7 +57,11 @@ class WFVAE(nn.Module):
     # -- inference ----------------------------------------------------------------------------
     def encode_moments(self, x: Tensor, chunk: int | None = None) -> EncoderOutput:
         """Encoder output for (B, 3, T, H, W) in [-1, 1]; ``chunk`` streams ``chunk`` frames at a time."""
-        self.check_input(x)
+        self.frame_rule.check(x)
+        return self._encode_moments(x, chunk)
+
+    def _encode_moments(self, x: Tensor, chunk: int | None) -> EncoderOutput:
+        """``encode_moments`` without the input check."""
         if chunk is None:
             return self.encoder(x)
         outs = list(self.iter_encode(x, chunk))
@@ -112,12 +69,12 @@ class WFVAE(nn.Module):
 
     def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> DiagonalGaussian:
         """Posterior of (B, 3, T, H, W) in [-1, 1]. ``tile``: encode ``tile``-pixel tiles overlapping by
-        ``overlap`` pixels (default a quarter tile; see tiling.py)."""
+        ``overlap`` pixels (default ``frame_rule.default_overlap``; see tiling.py)."""
+        self.frame_rule.check(x)
         if tile is None:
-            return DiagonalGaussian(self.encode_moments(x, chunk).moments)
-        self.check_input(x)
-        overlap = tile // 4 // 8 * 8 if overlap is None else overlap
-        moments = tiled_apply(lambda t: self.encode_moments(t, chunk).moments, x, tile, overlap, 1 / 8, align=8)
+            return DiagonalGaussian(self._encode_moments(x, chunk).moments)
+        overlap = self.frame_rule.default_overlap(tile) if overlap is None else overlap
+        moments = tiled_apply(lambda t: self._encode_moments(t, chunk).moments, x, tile, overlap, 1 / 8, align=8)
         return DiagonalGaussian(moments)
 
     def iter_encode(self, x: Tensor, chunk: int) -> Iterator[EncoderOutput]:
@@ -134,7 +91,7 @@ class WFVAE(nn.Module):
         if z.dim() != 5 or z.shape[1] != self.latent_channels:
             raise ValueError(f"expected a latent (B, {self.latent_channels}, T', h, w), got shape {tuple(z.shape)}")
         if tile is not None:
-            overlap = max(1, tile // 4) if overlap is None else overlap
+            overlap = self.frame_rule.default_overlap(tile, latent=True) if overlap is None else overlap
             return tiled_apply(lambda t: self.decode(t, chunk), z, tile, overlap, 8)
         if chunk is None:
             return self.decoder(z).sample

@@ -3,16 +3,19 @@
 The compressor works on any latent (B, C, T', H', W'), so any VAE that meets this protocol can be
 trained, evaluated, analysed and cached through the same code:
 
-* ``config`` with ``latent_channels`` and ``causal`` (causal: 1 + 4k frames, the first latent frame
-  is the image frame; non-causal: 4k frames), ``to_dict()`` / ``from_dict()``;
+* ``config`` with ``latent_channels``, ``causal`` and ``frame_rule`` (a :class:`lcvae.models.vae.FrameRule`:
+  causal 1 + 4k frames, the first latent frame is the image frame; non-causal 4k frames),
+  ``to_dict()`` / ``from_dict()``;
 * ``encode_moments(x, chunk=None) -> EncoderOutput`` (posterior mean and log-variance stacked on the
   channel axis; energy-flow coefficients when the backbone has them, else ``None``);
 * ``decode_output(z, chunk=None) -> DecoderOutput``;
-* ``encode(x, chunk=None, tile=None) -> DiagonalGaussian`` and ``decode(z, chunk=None, tile=None)``;
+* ``encode(x, chunk=None, tile=None, overlap=None) -> DiagonalGaussian`` and
+  ``decode(z, chunk=None, tile=None, overlap=None)`` (default overlap ``frame_rule.default_overlap``);
 * ``last_layer``: the weight of the final decoder layer, for the adaptive GAN weight.
 
-Compression factors are 4 (time) x 8 x 8 for every registered backbone. A backbone is registered
-with :func:`register_backbone` under the ``type`` name its config dict carries.
+The output types and the posterior live in :mod:`lcvae.models.vae`. Compression factors are 4 (time)
+x 8 x 8 for every registered backbone. A backbone is registered with :func:`register_backbone` under
+the ``type`` name its config dict carries.
 """
 
 from __future__ import annotations
@@ -24,26 +27,16 @@ from typing import Any, Protocol
 
 from torch import Tensor, nn
 
+from lcvae.models.vae import DecoderOutput, DiagonalGaussian, EncoderOutput, FrameRule
 from lcvae.utils import suggest
-
-
-@dataclass
-class EncoderOutput:
-    moments: Tensor  # (B, 2C, T', H/8, W/8): mean then log-variance
-    w2: Tensor | None = None  # WF-VAE level-2 energy-flow coefficients (B, 12, T2, H/4, W/4)
-    w3: Tensor | None = None  # WF-VAE level-3 energy-flow coefficients (B, 24, T', H/8, W/8)
-
-
-@dataclass
-class DecoderOutput:
-    sample: Tensor  # (B, 3, T, H, W)
-    w2: Tensor | None = None
-    w3: Tensor | None = None
 
 
 class BackboneConfig(Protocol):
     latent_channels: int
     causal: bool
+
+    @property
+    def frame_rule(self) -> FrameRule: ...
 
     def to_dict(self) -> dict: ...
 
@@ -53,8 +46,10 @@ class Backbone(Protocol):
 
     def encode_moments(self, x: Tensor, chunk: int | None = None) -> EncoderOutput: ...
     def decode_output(self, z: Tensor, chunk: int | None = None) -> DecoderOutput: ...
-    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None): ...
-    def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None) -> Tensor: ...
+    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None,
+               overlap: int | None = None) -> DiagonalGaussian: ...
+    def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None,
+               overlap: int | None = None) -> Tensor: ...
 
     @property
     def last_layer(self) -> Tensor: ...

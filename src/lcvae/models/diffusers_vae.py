@@ -6,7 +6,7 @@ the posterior mean and log-variance stacked on the channel axis, ``decode(z).sam
 meets the backbone protocol of ``lcvae.models.backbone`` through this adapter. Plugging one in is
 a config, not code::
 
-    from lcvae.compression import CompressionConfig
+    from lcvae.masks import CompressionConfig
     from lcvae.models.diffusers_vae import DiffusersVAEConfig
     from lcvae.models.lcvae import LCVAE, LCVAEConfig
 
@@ -16,7 +16,7 @@ a config, not code::
         latent_channels=32,
         attributes={"use_framewise_encoding": False, "use_framewise_decoding": False},
     )
-    model = LCVAE(LCVAEConfig(backbone, CompressionConfig(latent_channels=32, causal=True)))
+    model = LCVAE(LCVAEConfig(backbone, CompressionConfig(mask="paper")))
 
 What the adapter checks, because diffusers models do not: the frame rule (causal 1 + 4k frames,
 else 4k; Wan, for one, silently drops frames that do not fit), the frame size (multiples of 8), and
@@ -49,11 +49,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lcvae.compression import CompressionConfig
-from lcvae.models.autoencoder import DiagonalGaussian, check_frames, check_size
-from lcvae.models.backbone import DecoderOutput, EncoderOutput
+from lcvae.masks import CompressionConfig
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.tiling import tiled_apply
+from lcvae.models.vae import DecoderOutput, DiagonalGaussian, EncoderOutput, FrameRule
 from lcvae.utils import strict_from_dict, suggest
 
 __all__ = ["DiffusersVAEConfig", "DiffusersBackbone", "DiffusersVAE", "diffusers_class", "read_diffusers_folder",
@@ -111,6 +110,11 @@ class DiffusersVAEConfig:
                     f"model_config[{key!r}] = {width} but latent_channels = {self.latent_channels}; set both to the same width"
                 )
 
+    @property
+    def frame_rule(self) -> FrameRule:
+        """4 x 8 x 8 compression (checked on every call); causal: 1 + 4k frames, else 4k."""
+        return FrameRule(causal=self.causal)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -159,17 +163,9 @@ class DiffusersBackbone(nn.Module):
     def decoder(self) -> nn.Module:
         return self.vae.decoder
 
-    def latent_frames(self, t: int) -> int:
-        return (t - 1) // 4 + 1 if self.config.causal else t // 4
-
-    def video_frames(self, t_latent: int) -> int:
-        return 4 * (t_latent - 1) + 1 if self.config.causal else 4 * t_latent
-
-    def check_input(self, x: Tensor) -> None:
-        if x.dim() != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected a video (B, 3, T, H, W), got shape {tuple(x.shape)}")
-        check_frames(x.shape[2], self.config.causal, 4)
-        check_size(x.shape[3], x.shape[4], 8)
+    @property
+    def frame_rule(self) -> FrameRule:
+        return self.config.frame_rule
 
     def _check_latent(self, z: Tensor) -> None:
         if z.dim() != 5 or z.shape[1] != self.latent_channels:
@@ -205,11 +201,16 @@ class DiffusersBackbone(nn.Module):
     # -- protocol -------------------------------------------------------------------------------
     def encode_moments(self, x: Tensor, chunk: int | None = None) -> EncoderOutput:
         """Posterior moments of a video (B, 3, T, H, W) in [-1, 1]; no energy-flow terms."""
-        self.check_input(x)
+        self.frame_rule.check(x)
+        return self._encode_moments(x, chunk)
+
+    def _encode_moments(self, x: Tensor, chunk: int | None) -> EncoderOutput:
+        """``encode_moments`` without the input check; the output shape is still verified."""
         self._check_chunk(chunk, encoder=True)
         moments = self._moments(x)
         b, _, t, h, w = x.shape
-        want = (b, 2 * self.latent_channels, self.latent_frames(t), h // 8, w // 8)
+        rule = self.frame_rule
+        want = (b, 2 * self.latent_channels, rule.latent_frames(t), h // rule.spatial_factor, w // rule.spatial_factor)
         if tuple(moments.shape) != want:
             raise ValueError(
                 f"the diffusers encoder gave moments {tuple(moments.shape)} for a video {tuple(x.shape)}, expected "
@@ -224,7 +225,8 @@ class DiffusersBackbone(nn.Module):
         self._check_chunk(chunk, encoder=False)
         video = self._decode(z)
         b, _, t, h, w = z.shape
-        want = (b, 3, self.video_frames(t), 8 * h, 8 * w)
+        s = self.frame_rule.spatial_factor
+        want = (b, 3, self.frame_rule.video_frames(t), s * h, s * w)
         if tuple(video.shape) != want:
             raise ValueError(
                 f"the diffusers decoder gave {tuple(video.shape)} for a latent {tuple(z.shape)}, expected {want}; "
@@ -233,18 +235,23 @@ class DiffusersBackbone(nn.Module):
             )
         return DecoderOutput(video)
 
-    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int = 64) -> DiagonalGaussian:
-        """Posterior of (B, 3, T, H, W) in [-1, 1]; ``tile``: ``tile``-pixel tiles (see tiling.py)."""
+    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None,
+               overlap: int | None = None) -> DiagonalGaussian:
+        """Posterior of (B, 3, T, H, W) in [-1, 1]; ``tile``: ``tile``-pixel tiles overlapping by
+        ``overlap`` (default ``frame_rule.default_overlap``; see tiling.py)."""
+        self.frame_rule.check(x)
         if tile is None:
-            return DiagonalGaussian(self.encode_moments(x, chunk).moments)
-        self.check_input(x)
-        moments = tiled_apply(lambda t: self.encode_moments(t, chunk).moments, x, tile, overlap, 1 / 8, align=8)
+            return DiagonalGaussian(self._encode_moments(x, chunk).moments)
+        overlap = self.frame_rule.default_overlap(tile) if overlap is None else overlap
+        moments = tiled_apply(lambda t: self._encode_moments(t, chunk).moments, x, tile, overlap, 1 / 8, align=8)
         return DiagonalGaussian(moments)
 
-    def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int = 8) -> Tensor:
-        """(B, C, T', h, w) latent -> (B, 3, T, 8h, 8w) video; ``tile`` in latent pixels."""
+    def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> Tensor:
+        """(B, C, T', h, w) latent -> (B, 3, T, 8h, 8w) video; ``tile`` and ``overlap`` in latent pixels
+        (default overlap a quarter tile)."""
         self._check_latent(z)
         if tile is not None:
+            overlap = self.frame_rule.default_overlap(tile, latent=True) if overlap is None else overlap
             return tiled_apply(lambda t: self.decode(t, chunk), z, tile, overlap, 8)
         return self.decode_output(z, chunk).sample
 

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lcvae.compression import Coefficients, CompressionConfig, LatentCompressor
-from lcvae.models.autoencoder import DiagonalGaussian, check_frames, check_size
+from lcvae.compression import Coefficients, LatentCompressor
+from lcvae.masks import GROUP_FRAMES, CompressionConfig
 from lcvae.models.backbone import backbone_config_from_dict, backbone_config_to_dict, build_backbone
+from lcvae.models.vae import DiagonalGaussian, FrameRule
 from lcvae.models.wfvae import WFVAEConfig
 from lcvae.utils import suggest
 
@@ -35,13 +36,6 @@ class LCVAEConfig:
     latent_std: list[float] | None = None
 
     def __post_init__(self) -> None:
-        if self.compression is not None and self.compression.latent_channels != self.backbone.latent_channels:
-            raise ValueError(
-                f"compression.latent_channels ({self.compression.latent_channels}) must equal the backbone's "
-                f"latent_channels ({self.backbone.latent_channels})"
-            )
-        if self.compression is not None and self.compression.causal != self.backbone.causal:
-            raise ValueError("compression.causal must match backbone.causal (the first latent frame rule)")
         if (self.latent_mean is None) != (self.latent_std is None):
             raise ValueError("set both latent_mean and latent_std, or neither")
 
@@ -59,10 +53,11 @@ class LCVAEConfig:
         for key in d:
             if key not in known:
                 raise ValueError(f"unknown LCVAEConfig key {key!r}{suggest(key, known)}")
+        backbone = backbone_config_from_dict(d.get("backbone", {}))
         comp = d.get("compression")
         return cls(
-            backbone=backbone_config_from_dict(d.get("backbone", {})),
-            compression=None if comp is None else CompressionConfig.from_dict(comp),
+            backbone=backbone,
+            compression=None if comp is None else _compression_from_dict(comp, backbone),
             latent_mean=d.get("latent_mean"),
             latent_std=d.get("latent_std"),
         )
@@ -71,24 +66,18 @@ class LCVAEConfig:
     def diffusion_channels(self) -> int:
         if self.compression is None:
             return self.backbone.latent_channels
-        return self.compression.packed_channels
+        return self.compression.packed_channels(self.backbone.latent_channels)
 
     @property
-    def frame_multiple(self) -> int:
-        """Video frames per latent group: 4 (backbone) or 32 (8 latent frames per Multi-WT group)."""
-        return 4 if self.compression is None else 32
-
-    @property
-    def size_multiple(self) -> int:
-        """Frame height/width multiple: 8, or 16 with compression (the latent must halve once more)."""
-        return 8 if self.compression is None else 16
+    def frame_rule(self) -> FrameRule:
+        """The backbone's rule; with compression latents also come in groups of 8 frames and 2 x 2
+        pixels (1 + 32k or 32k frames, 16-pixel multiples)."""
+        rule = self.backbone.frame_rule
+        return rule if self.compression is None else rule.grouped(GROUP_FRAMES, 2)
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C, T', h, w) of the backbone latent for a video of the given size (checked)."""
-        check_frames(frames, self.backbone.causal, self.frame_multiple)
-        check_size(height, width, self.size_multiple)
-        t = (frames - 1) // 4 + 1 if self.backbone.causal else frames // 4
-        return (self.backbone.latent_channels, t, height // 8, width // 8)
+        return (self.backbone.latent_channels, *self.frame_rule.latent_shape(frames, height, width))
 
     def diffusion_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C', F, h, w) of the diffusion latent; causal compression spreads the image frame's C channels
@@ -97,6 +86,19 @@ class LCVAEConfig:
         if self.compression is not None and self.backbone.causal:
             t += c // self.diffusion_channels - 1
         return (self.diffusion_channels, t, h, w)
+
+
+def _compression_from_dict(d: dict, backbone: Any) -> CompressionConfig:
+    """Read a saved compression dict. Files written before the compressor took the latent width and
+    causality from the backbone repeat them here: accepted when they agree with the backbone, dropped."""
+    d = dict(d)
+    for key in ("latent_channels", "causal"):
+        if key in d:
+            saved, own = d.pop(key), getattr(backbone, key)
+            if saved != own:
+                raise ValueError(f"compression.{key} is {saved!r} but the backbone's {key} is {own!r}; the compressor "
+                                 f"takes it from the backbone, so drop compression.{key} or fix the backbone")
+    return CompressionConfig.from_dict(d)
 
 
 @dataclass
@@ -117,7 +119,8 @@ class LCVAE(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = build_backbone(config.backbone)
-        self.compressor = LatentCompressor(config.compression) if config.compression is not None else None
+        bb = config.backbone
+        self.compressor = None if config.compression is None else LatentCompressor(config.compression, bb.latent_channels, bb.causal)
         mean = torch.tensor(config.latent_mean or [0.0] * config.diffusion_channels).view(1, -1, 1, 1, 1)
         std = torch.tensor(config.latent_std or [1.0] * config.diffusion_channels).view(1, -1, 1, 1, 1)
         if mean.shape[1] != config.diffusion_channels or std.shape[1] != config.diffusion_channels:
@@ -130,11 +133,20 @@ class LCVAE(nn.Module):
     def causal(self) -> bool:
         return self.config.backbone.causal
 
-    def check_input(self, x: Tensor) -> None:
-        if x.dim() != 5 or x.shape[1] != 3:
-            raise ValueError(f"expected a video (B, 3, T, H, W), got shape {tuple(x.shape)}")
-        check_frames(x.shape[2], self.causal, self.config.frame_multiple)
-        check_size(x.shape[3], x.shape[4], self.config.size_multiple)
+    @property
+    def frame_rule(self) -> FrameRule:
+        return self.config.frame_rule
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        return bool(getattr(self.backbone, "gradient_checkpointing", False))
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, on: bool) -> None:
+        """Recompute backbone blocks in backward instead of storing activations (training only)."""
+        if not hasattr(self.backbone, "gradient_checkpointing"):
+            raise ValueError(f"{type(self.backbone).__name__} has no gradient checkpointing; use a WF-VAE backbone")
+        self.backbone.gradient_checkpointing = on
 
     def diffusion_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C', F, h, w) of the diffusion latent for a video of the given size (checked)."""
@@ -159,13 +171,19 @@ class LCVAE(nn.Module):
 
     def forward(
         self, x: Tensor, sample_posterior: bool = True, generator: torch.Generator | None = None,
-        return_coefficients: bool = False,
+        return_coefficients: bool = False, noise: Tensor | None = None,
     ) -> LCVAEOutput:
-        """The training path. ``coefficients`` is filled only when ``return_coefficients`` is set."""
-        self.check_input(x)
+        """The training path. ``coefficients`` is filled only when ``return_coefficients`` is set.
+
+        ``noise`` (B, C, T', h, w), standard normal: the posterior sample is mean + std * noise
+        (instead of noise drawn from ``generator``); only with ``sample_posterior``.
+        """
+        if noise is not None and not sample_posterior:
+            raise ValueError("noise is for the posterior sample; leave it unset with sample_posterior=False")
+        self.frame_rule.check(x)
         enc = self.backbone.encode_moments(x)
         posterior = DiagonalGaussian(enc.moments)
-        z = posterior.sample(generator) if sample_posterior else posterior.mode()
+        z = posterior.sample(generator, noise) if sample_posterior else posterior.mode()
         z_hat, coeffs = self.compress(z, return_coefficients)
         dec = self.backbone.decode_output(z_hat)
         return LCVAEOutput(dec.sample, posterior, z, coeffs, z_hat, (enc.w2, enc.w3), (dec.w2, dec.w3))
@@ -173,7 +191,7 @@ class LCVAE(nn.Module):
     # -- inference ----------------------------------------------------------------------------
     def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> DiagonalGaussian:
         """Posterior; ``chunk`` streams frames (causal models), ``tile``/``overlap`` (pixels) cut frames into tiles."""
-        self.check_input(x)
+        self.frame_rule.check(x)
         if tile is None:
             return self.backbone.encode(x, chunk)
         return self.backbone.encode(x, chunk, tile=tile, overlap=overlap)
@@ -189,8 +207,9 @@ class LCVAE(nn.Module):
         z_hat, _ = self.compress(self.encode(x, chunk, tile, overlap).mode())
         if tile is None:
             return self.backbone.decode(z_hat, decode_chunk)
-        overlap = tile // 4 if overlap is None else overlap
-        return self.backbone.decode(z_hat, decode_chunk, tile=tile // 8, overlap=max(1, overlap // 8))
+        s = self.frame_rule.spatial_factor
+        overlap = self.frame_rule.default_overlap(tile) if overlap is None else overlap
+        return self.backbone.decode(z_hat, decode_chunk, tile=tile // s, overlap=max(1, overlap // s))
 
     def diffusion_latent(self, x: Tensor, sample: bool = False, chunk: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Video -> normalised diffusion latent (B, C', F, h, w): the packed kept coefficients."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lcvae.compression import CompressionConfig
+from lcvae.masks import CompressionConfig
 from lcvae.models.lcvae import LCVAEConfig
 from lcvae.models.wan import WAN21_LATENTS_MEAN, WAN21_LATENTS_STD, WanVAEConfig
 from lcvae.models.wfvae import WFVAEConfig
@@ -27,7 +27,7 @@ _WAN_TINY = WanVAEConfig(latent_channels=4, base_dim=8, dim_mult=(1, 2, 2, 2), n
 
 def _lcvae(backbone: WFVAEConfig, channels: int, mask: str, causal: bool) -> LCVAEConfig:
     bb = replace(backbone, latent_channels=channels, causal=causal)
-    return LCVAEConfig(backbone=bb, compression=CompressionConfig(latent_channels=channels, mask=mask, causal=causal))
+    return LCVAEConfig(backbone=bb, compression=CompressionConfig(mask=mask))
 
 
 PRESETS: dict[str, LCVAEConfig] = {
@@ -40,10 +40,10 @@ PRESETS: dict[str, LCVAEConfig] = {
     # Wan 2.1 VAE (supplement E.2); weights from a local diffusers folder (lcvae.models.wan)
     "wan21": LCVAEConfig(backbone=WanVAEConfig(), latent_mean=WAN21_LATENTS_MEAN, latent_std=WAN21_LATENTS_STD),
     "lcvae-wan21": LCVAEConfig(backbone=WanVAEConfig(latent_channels=32),
-                               compression=CompressionConfig(latent_channels=32, mask="paper", causal=True)),
+                               compression=CompressionConfig(mask="paper")),
     "wan-tiny": LCVAEConfig(backbone=_WAN_TINY),
     "lcvae-wan-tiny": LCVAEConfig(backbone=replace(_WAN_TINY, latent_channels=8),
-                                  compression=CompressionConfig(latent_channels=8, mask="paper", causal=True)),
+                                  compression=CompressionConfig(mask="paper")),
 }
 for _chn, _c in ((4, 8), (8, 16), (16, 32)):
     PRESETS[f"lcvae-chn{_chn}"] = _lcvae(_LC_BACKBONE, _c, "reference", causal=False)

@@ -42,9 +42,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lcvae.compression import CompressionConfig
+from lcvae.masks import CompressionConfig
 from lcvae.models.diffusers_vae import DiffusersBackbone, diffusers_class, diffusers_folder_state, read_diffusers_folder
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
+from lcvae.models.vae import FrameRule
 from lcvae.utils import strict_from_dict, suggest
 
 logger = logging.getLogger(__name__)
@@ -76,14 +77,11 @@ class WanVAEConfig:
     temporal_downsample: tuple[bool, ...] = (False, True, True)
     dropout: float = 0.0
 
-    temporal_factor = 4
-    spatial_factor = 8
-
     def __post_init__(self) -> None:
         for name in ("dim_mult", "attn_scales", "temporal_downsample"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         stages = len(self.dim_mult) - 1
-        if 2**stages != self.spatial_factor:
+        if 2**stages != self.frame_rule.spatial_factor:
             raise ValueError(f"dim_mult needs 4 entries (3 downsampling stages, 8x in space), got {list(self.dim_mult)}")
         if len(self.temporal_downsample) != stages or sum(self.temporal_downsample) != 2:
             raise ValueError(
@@ -97,6 +95,11 @@ class WanVAEConfig:
     def causal(self) -> bool:
         """Wan is causal by construction (its convs pad only the past)."""
         return True
+
+    @property
+    def frame_rule(self) -> FrameRule:
+        """4 x 8 x 8, causal: 1 + 4k frames."""
+        return FrameRule(causal=True)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -236,7 +239,7 @@ def lcvae_config_from_diffusers(raw: dict, latent_channels: int | None = None,
         backbone = replace(backbone, latent_channels=latent_channels)
     width = backbone.latent_channels
     if isinstance(compression, str):
-        compression = CompressionConfig(latent_channels=width, mask=compression, causal=True)
+        compression = CompressionConfig(mask=compression)
     mean, std = raw.get("latents_mean"), raw.get("latents_std")
     if mean is not None and std is not None and (len(mean) != native or len(std) != native):
         # diffusers writes its 16-channel defaults into any folder that does not set them

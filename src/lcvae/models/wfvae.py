@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from lcvae.models.layers import (
     Attention,
@@ -34,8 +35,8 @@ from lcvae.models.layers import (
     Upsample2D,
     Upsample3D,
 )
-from lcvae.models.backbone import DecoderOutput, EncoderOutput
 from lcvae.models.stream import StreamCache
+from lcvae.models.vae import DecoderOutput, EncoderOutput, FrameRule
 from lcvae.wavelets import haar2d, haar3d, ihaar2d, ihaar3d
 from lcvae.utils import strict_from_dict
 
@@ -54,8 +55,10 @@ class WFVAEConfig:
     causal: bool = True
     dropout: float = 0.0
 
-    temporal_factor = 4
-    spatial_factor = 8
+    @property
+    def frame_rule(self) -> FrameRule:
+        """4 x 8 x 8 compression; causal: 1 + 4k frames, else 4k."""
+        return FrameRule(causal=self.causal)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,9 +83,18 @@ def _ihaar3d(owner: nn.Module, c: Tensor, causal: bool, cache: StreamCache | Non
     return ihaar3d(c, causal=False)  # only the stream's first frame is a duplicate to drop
 
 
-def _run(blocks: nn.Sequential, x: Tensor, cache: StreamCache | None) -> Tensor:
+_CHECKPOINTED = (ResBlock2D, ResBlock3D, Attention)  # the blocks whose activations dominate memory
+
+
+def _run(owner: nn.Module, blocks: nn.Sequential, x: Tensor, cache: StreamCache | None) -> Tensor:
+    """Run ``blocks`` in order. With ``owner.gradient_checkpointing`` set, training recomputes each
+    residual and attention block in backward instead of storing its activations (never when streaming)."""
+    recompute = owner.gradient_checkpointing and cache is None and owner.training and torch.is_grad_enabled()
     for block in blocks:
-        x = block(x, cache)
+        if recompute and isinstance(block, _CHECKPOINTED):
+            x = checkpoint(block, x, use_reentrant=False)
+        else:
+            x = block(x, cache)
     return x
 
 
@@ -91,6 +103,7 @@ class Encoder(nn.Module):
         super().__init__()
         b, e, n, causal = cfg.base_channels, cfg.encoder_energy_flow, cfg.norm, cfg.causal
         self.causal = causal
+        self.gradient_checkpointing = False  # see _run
         self.down1 = nn.Sequential(
             Conv2d(24, b, 3, padding=1),
             *[ResBlock2D(b, b, n, cfg.dropout) for _ in range(cfg.encoder_num_resblocks)],
@@ -114,15 +127,15 @@ class Encoder(nn.Module):
         coeffs = _haar3d(self, x, self.causal, cache, "in")  # (B, 24, T2, H/2, W/2)
         w2 = haar2d(coeffs[:, :3])  # (B, 12, T2, H/4, W/4) from the LLL band
         w3 = _haar3d(self, w2[:, :3], self.causal, cache, "l2")  # (B, 24, T', H/8, W/8)
-        h = _run(self.down1, coeffs, cache)
+        h = _run(self, self.down1, coeffs, cache)
         l1 = self.connect_l1(w2)
         if cache is not None:
             h, l1 = cache.align(self, h, l1, "merge-l1")
-        h = _run(self.down2, torch.cat([h, l1], dim=1), cache)
+        h = _run(self, self.down2, torch.cat([h, l1], dim=1), cache)
         l2 = self.connect_l2(w3)
         if cache is not None:
             h, l2 = cache.align(self, h, l2, "merge-l2")
-        h = _run(self.mid, torch.cat([h, l2], dim=1), cache)
+        h = _run(self, self.mid, torch.cat([h, l2], dim=1), cache)
         h = self.conv_out(F.silu(self.norm_out(h)), cache)
         return EncoderOutput(h, w2, w3)
 
@@ -132,6 +145,7 @@ class Decoder(nn.Module):
         super().__init__()
         b, e, n, causal, d = cfg.base_channels, cfg.decoder_energy_flow, cfg.norm, cfg.causal, cfg.dropout
         self.causal, self.flow = causal, e
+        self.gradient_checkpointing = False  # see _run
         self.conv_in = CausalConv3d(cfg.latent_channels, 4 * b, 3, spatial_padding=1, causal=causal)
         mid = [ResBlock3D(4 * b, 4 * b, n, d, causal), ResBlock3D(4 * b, 4 * b + e, n, d, causal)]
         if cfg.attention:
@@ -154,17 +168,17 @@ class Decoder(nn.Module):
         self.conv_out = Conv2d(b, 24, 3, padding=1)
 
     def forward(self, z: Tensor, cache: StreamCache | None = None) -> DecoderOutput:
-        h = _run(self.mid, self.conv_in(z, cache), cache)  # (B, 4B + E, T', H/8, W/8)
-        w3 = _run(self.connect_l2, h[:, -self.flow :], cache)  # (B, 24, T', H/8, W/8)
+        h = _run(self, self.mid, self.conv_in(z, cache), cache)  # (B, 4B + E, T', H/8, W/8)
+        w3 = _run(self, self.connect_l2, h[:, -self.flow :], cache)  # (B, 24, T', H/8, W/8)
         l2 = _ihaar3d(self, w3, self.causal, cache, "l2")  # (B, 3, T2, H/4, W/4)
-        h = _run(self.up2, h[:, : -self.flow], cache)  # (B, 4B + E, T2, H/4, W/4)
-        w2 = _run(self.connect_l1, h[:, -self.flow :], cache)  # (B, 12, T2, H/4, W/4)
+        h = _run(self, self.up2, h[:, : -self.flow], cache)  # (B, 4B + E, T2, H/4, W/4)
+        w2 = _run(self, self.connect_l1, h[:, -self.flow :], cache)  # (B, 12, T2, H/4, W/4)
         if cache is not None:
             w2, l2 = cache.align(self, w2, l2, "merge-l1")
         w2 = torch.cat([w2[:, :3] + l2, w2[:, 3:]], dim=1)
         l1 = ihaar2d(w2)  # (B, 3, T2, H/2, W/2)
-        h = _run(self.up1, h[:, : -self.flow], cache)
-        h = _run(self.layer, h, cache)
+        h = _run(self, self.up1, h[:, : -self.flow], cache)
+        h = _run(self, self.layer, h, cache)
         h = self.conv_out(F.silu(self.norm_out(h)))  # (B, 24, T2, H/2, W/2)
         h = torch.cat([h[:, :3] + l1, h[:, 3:]], dim=1)
         return DecoderOutput(_ihaar3d(self, h, self.causal, cache, "out"), w2, w3)

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from lcvae.compression import CompressionConfig
 from lcvae.config import load_config
 from lcvae.losses import LossConfig
-from lcvae.models.autoencoder import check_frames, check_size
+from lcvae.masks import CompressionConfig
 from lcvae.models.backbone import backbone_config_from_dict, backbone_config_to_dict
 from lcvae.models.discriminator import DISCRIMINATOR_PRESETS
 from lcvae.models.io import load_config as load_model_config
@@ -45,7 +44,7 @@ MIN_PERCEPTUAL_SIZE = 24
 class ModelSection:
     preset: str = "lcvae-chn8"  # a preset name (`lcvae info --list`) or a folder with config.json
     compression: Literal["preset", "fixed", "adaptive", "none"] = "preset"
-    mask: str | None = None  # fixed/adaptive: paper, keep25, keep50, keep75, reference
+    mask: str | None = None  # fixed/adaptive: paper, keep25, keep75, reference
     latent_channels: int | None = None  # VAE latent width C (diffusion sees C/2 with a 50 % mask)
     backbone: dict[str, Any] = field(default_factory=dict)  # backbone config fields to change
     init_from: str | None = None  # pretrained folder (ours or the official WF-VAE) to start from
@@ -158,11 +157,11 @@ def resolve_model_config(m: ModelSection) -> LCVAEConfig:
     else:
         old = base.compression
         adaptive = m.compression == "adaptive" or (m.compression == "preset" and old is not None and old.adaptive)
-        if m.mask is None and old is not None and old.latent_channels == c:
-            compression = replace(old, causal=backbone.causal, adaptive=adaptive)  # keeps custom kept_indices
+        if m.mask is None and old is not None and base.backbone.latent_channels == c:
+            compression = replace(old, adaptive=adaptive)  # keeps custom kept_indices
         else:
             mask = m.mask or (old.mask if old is not None and old.mask != "custom" else "paper")
-            compression = CompressionConfig(latent_channels=c, mask=mask, adaptive=adaptive, causal=backbone.causal)
+            compression = CompressionConfig(mask=mask, adaptive=adaptive)
     return LCVAEConfig(backbone=backbone, compression=compression)
 
 
@@ -170,12 +169,13 @@ def check(cfg: TrainVAEConfig) -> LCVAEConfig:
     """Check a config as a whole and return its model config; raises ValueError saying what to change."""
     model_cfg = resolve_model_config(cfg.model)
     d, t = cfg.data, cfg.train
-    check_frames(d.num_frames, model_cfg.backbone.causal, model_cfg.frame_multiple)
+    rule = model_cfg.frame_rule
+    rule.check_frames(d.num_frames)
     for name, size in (("data.crop", d.crop), ("data.val_crop", d.val_crop)):
         if size is None:
             continue
         try:
-            check_size(size, size, model_cfg.size_multiple)
+            rule.check_size(size, size)
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from None
         if size > d.short_side:

@@ -1,11 +1,10 @@
 """The model side of the VAE recipe: the training forward pass, posterior noise, starting from a
-pretrained backbone, gradient checkpointing, and the perceptual loss network.
+pretrained backbone, and the perceptual loss network.
 
-``TrainForward`` is ``LCVAE.forward`` with the posterior noise passed in, so that the noise of a sample
-depends only on (seed, step, dataset index) (``posterior_noise``), not on how a batch is split over
-processes; DDP wraps it. ``init_backbone_from`` adapts a different latent width on the two layers
-that see it. ``enable_gradient_checkpointing`` wraps the WF-VAE blocks from outside the model, so the
-model code and its state dict are untouched.
+``TrainForward`` calls ``LCVAE.forward`` with the posterior noise passed in, so that the noise of a
+sample depends only on (seed, step, dataset index) (``posterior_noise``), not on how a batch is split
+over processes; DDP wraps it. ``init_backbone_from`` adapts a different latent width on the two
+layers that see it. Gradient checkpointing is a model flag (``model.gradient_checkpointing = True``).
 """
 
 from __future__ import annotations
@@ -18,9 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from lcvae.models.autoencoder import DiagonalGaussian
 from lcvae.models.io import OFFICIAL_WEIGHTS, WEIGHTS_NAME, load_backbone_state
 from lcvae.models.lcvae import LCVAE
 from lcvae.perceptual import LPIPS, load_lpips, load_st_lpips
@@ -28,7 +25,7 @@ from lcvae.train.vae_config import PerceptualSection
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainForward", "posterior_noise", "init_backbone_from", "enable_gradient_checkpointing", "load_perceptual"]
+__all__ = ["TrainForward", "posterior_noise", "init_backbone_from", "load_perceptual"]
 
 
 class TrainForward(nn.Module):
@@ -44,13 +41,8 @@ class TrainForward(nn.Module):
         self.model = model
 
     def forward(self, x: Tensor, noise: Tensor | None) -> tuple:
-        self.model.check_input(x)
-        enc = self.model.backbone.encode_moments(x)
-        posterior = DiagonalGaussian(enc.moments)
-        z = posterior.mean if noise is None else posterior.mean + posterior.std * noise.to(posterior.mean)
-        z_hat, _ = self.model.compress(z)
-        dec = self.model.backbone.decode_output(z_hat)
-        return dec.sample, posterior.mean, posterior.logvar, (enc.w2, enc.w3), (dec.w2, dec.w3)
+        out = self.model(x, sample_posterior=noise is not None, noise=noise)
+        return out.reconstruction, out.posterior.mean, out.posterior.logvar, out.encoder_flow, out.decoder_flow
 
 
 def posterior_noise(latent_shape: Sequence[int], indices: Sequence[int], step: int, seed: int) -> Tensor:
@@ -111,29 +103,6 @@ def init_backbone_from(model: LCVAE, folder: str | Path) -> list[str]:
     else:
         logger.info("initialised from %s", folder)
     return adapted
-
-
-def enable_gradient_checkpointing(model: LCVAE) -> int:
-    """Recompute every WF-VAE ResBlock and attention block during backward instead of storing its
-    activations (training only; streaming inference is untouched). Returns the number of blocks."""
-    from lcvae.models.layers import Attention, ResBlock2D, ResBlock3D
-
-    count = 0
-    for module in model.backbone.modules():
-        if not isinstance(module, (ResBlock2D, ResBlock3D, Attention)):
-            continue
-        plain = module.forward
-
-        def forward(x: Tensor, cache=None, _plain=plain, _module=module) -> Tensor:
-            if cache is None and _module.training and torch.is_grad_enabled():
-                return checkpoint(_plain, x, use_reentrant=False)
-            return _plain(x, cache)
-
-        module.forward = forward  # an instance attribute: parameter names and state dicts are unchanged
-        count += 1
-    if count == 0:
-        raise ValueError("gradient checkpointing wraps WF-VAE ResBlocks and attention; this backbone has none")
-    return count
 
 
 def load_perceptual(p: PerceptualSection) -> LPIPS:
