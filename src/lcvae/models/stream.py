@@ -11,16 +11,29 @@ operation here keeps the exact *unconsumed* tail of its (padded) input stream:
 * where two branches with different delays meet, the earlier branch's surplus frames wait.
 
 With LayerNorm (which normalises each (t, h, w) position alone) this makes chunked output equal to
-whole-video output up to float rounding, for any chunk size. State is keyed by module, so one
-``StreamCache`` serves a whole encoder or decoder; make a fresh one per video.
+whole-video output up to float rounding, for any chunk size. State is keyed by module and, for a
+module that keeps several streams, a :class:`StreamTag`, so one ``StreamCache`` serves a whole
+encoder or decoder; make a fresh one per video.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import torch
 from torch import Tensor
+
+
+class StreamTag(str, Enum):
+    """Which of a module's streams a cache entry holds; modules with one stream use DEFAULT."""
+
+    DEFAULT = ""
+    INPUT = "in"  # the Haar level on the encoder input
+    LEVEL2 = "l2"  # the energy-flow Haar level (encoder) / its inverse (decoder)
+    OUTPUT = "out"  # the inverse Haar level on the decoder output
+    MERGE_L1 = "merge-l1"  # where the main path meets the level-1 energy flow
+    MERGE_L2 = "merge-l2"  # where it meets the level-2 energy flow
 
 
 @dataclass
@@ -28,18 +41,19 @@ class StreamCache:
     """Per-video streaming state. ``final`` marks the last chunk so delayed frames are flushed."""
 
     final: bool = False
-    _state: dict[tuple[int, str], object] = field(default_factory=dict)
+    _state: dict[tuple[int, StreamTag], object] = field(default_factory=dict)
 
-    def get(self, owner: object, tag: str = "", default: object = None) -> object:
+    def get(self, owner: object, tag: StreamTag = StreamTag.DEFAULT, default: object = None) -> object:
         return self._state.get((id(owner), tag), default)
 
-    def put(self, owner: object, value: object, tag: str = "") -> None:
+    def put(self, owner: object, value: object, tag: StreamTag = StreamTag.DEFAULT) -> None:
         self._state[(id(owner), tag)] = value
 
-    def started(self, owner: object, tag: str = "") -> bool:
+    def started(self, owner: object, tag: StreamTag = StreamTag.DEFAULT) -> bool:
         return (id(owner), tag) in self._state
 
-    def causal_window(self, owner: object, x: Tensor, kernel: int, stride: int, tag: str = "") -> Tensor:
+    def causal_window(self, owner: object, x: Tensor, kernel: int, stride: int,
+                      tag: StreamTag = StreamTag.DEFAULT) -> Tensor:
         """Return the part of the causally padded stream that yields complete output windows.
 
         The first chunk is padded with ``kernel - 1`` copies of its first frame (causal padding);
@@ -58,7 +72,7 @@ class StreamCache:
             )
         return x[:, :, : (n_out - 1) * stride + kernel]
 
-    def align(self, owner: object, a: Tensor, b: Tensor, tag: str = "") -> tuple[Tensor, Tensor]:
+    def align(self, owner: object, a: Tensor, b: Tensor, tag: StreamTag = StreamTag.DEFAULT) -> tuple[Tensor, Tensor]:
         """Pair up frames of two branches that reach a merge point with different delays."""
         pending = self.get(owner, tag)
         if pending is not None:

@@ -35,7 +35,7 @@ from lcvae.models.layers import (
     Upsample2D,
     Upsample3D,
 )
-from lcvae.models.stream import StreamCache
+from lcvae.models.stream import StreamCache, StreamTag
 from lcvae.models.vae import DecoderOutput, EncoderOutput, FrameRule
 from lcvae.wavelets import haar2d, haar3d, ihaar2d, ihaar3d
 from lcvae.utils import strict_from_dict
@@ -68,14 +68,14 @@ class WFVAEConfig:
         return strict_from_dict(cls, d)
 
 
-def _haar3d(owner: nn.Module, x: Tensor, causal: bool, cache: StreamCache | None, tag: str) -> Tensor:
+def _haar3d(owner: nn.Module, x: Tensor, causal: bool, cache: StreamCache | None, tag: StreamTag) -> Tensor:
     if cache is None:
         return haar3d(x, causal=causal)
     # Causal Haar = stride-2 window over the stream with the first frame duplicated in front.
     return haar3d(cache.causal_window(owner, x, kernel=2, stride=2, tag=tag), causal=False)
 
 
-def _ihaar3d(owner: nn.Module, c: Tensor, causal: bool, cache: StreamCache | None, tag: str) -> Tensor:
+def _ihaar3d(owner: nn.Module, c: Tensor, causal: bool, cache: StreamCache | None, tag: StreamTag) -> Tensor:
     if cache is None or not cache.started(owner, tag):
         if cache is not None:
             cache.put(owner, True, tag)
@@ -124,17 +124,17 @@ class Encoder(nn.Module):
         self.conv_out = CausalConv3d(4 * b, 2 * cfg.latent_channels, 3, spatial_padding=1, causal=causal)
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> EncoderOutput:
-        coeffs = _haar3d(self, x, self.causal, cache, "in")  # (B, 24, T2, H/2, W/2)
+        coeffs = _haar3d(self, x, self.causal, cache, StreamTag.INPUT)  # (B, 24, T2, H/2, W/2)
         w2 = haar2d(coeffs[:, :3])  # (B, 12, T2, H/4, W/4) from the LLL band
-        w3 = _haar3d(self, w2[:, :3], self.causal, cache, "l2")  # (B, 24, T', H/8, W/8)
+        w3 = _haar3d(self, w2[:, :3], self.causal, cache, StreamTag.LEVEL2)  # (B, 24, T', H/8, W/8)
         h = _run(self, self.down1, coeffs, cache)
         l1 = self.connect_l1(w2)
         if cache is not None:
-            h, l1 = cache.align(self, h, l1, "merge-l1")
+            h, l1 = cache.align(self, h, l1, StreamTag.MERGE_L1)
         h = _run(self, self.down2, torch.cat([h, l1], dim=1), cache)
         l2 = self.connect_l2(w3)
         if cache is not None:
-            h, l2 = cache.align(self, h, l2, "merge-l2")
+            h, l2 = cache.align(self, h, l2, StreamTag.MERGE_L2)
         h = _run(self, self.mid, torch.cat([h, l2], dim=1), cache)
         h = self.conv_out(F.silu(self.norm_out(h)), cache)
         return EncoderOutput(h, w2, w3)
@@ -170,15 +170,15 @@ class Decoder(nn.Module):
     def forward(self, z: Tensor, cache: StreamCache | None = None) -> DecoderOutput:
         h = _run(self, self.mid, self.conv_in(z, cache), cache)  # (B, 4B + E, T', H/8, W/8)
         w3 = _run(self, self.connect_l2, h[:, -self.flow :], cache)  # (B, 24, T', H/8, W/8)
-        l2 = _ihaar3d(self, w3, self.causal, cache, "l2")  # (B, 3, T2, H/4, W/4)
+        l2 = _ihaar3d(self, w3, self.causal, cache, StreamTag.LEVEL2)  # (B, 3, T2, H/4, W/4)
         h = _run(self, self.up2, h[:, : -self.flow], cache)  # (B, 4B + E, T2, H/4, W/4)
         w2 = _run(self, self.connect_l1, h[:, -self.flow :], cache)  # (B, 12, T2, H/4, W/4)
         if cache is not None:
-            w2, l2 = cache.align(self, w2, l2, "merge-l1")
+            w2, l2 = cache.align(self, w2, l2, StreamTag.MERGE_L1)
         w2 = torch.cat([w2[:, :3] + l2, w2[:, 3:]], dim=1)
         l1 = ihaar2d(w2)  # (B, 3, T2, H/2, W/2)
         h = _run(self, self.up1, h[:, : -self.flow], cache)
         h = _run(self, self.layer, h, cache)
         h = self.conv_out(F.silu(self.norm_out(h)))  # (B, 24, T2, H/2, W/2)
         h = torch.cat([h[:, :3] + l1, h[:, 3:]], dim=1)
-        return DecoderOutput(_ihaar3d(self, h, self.causal, cache, "out"), w2, w3)
+        return DecoderOutput(_ihaar3d(self, h, self.causal, cache, StreamTag.OUTPUT), w2, w3)
