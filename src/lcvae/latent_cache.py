@@ -40,7 +40,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from lcvae.data.datasets import ClipDataset, SkyTimelapse, UCF101, VideoFolder, VideoManifest, collate
+from lcvae.data.datasets import collate
 from lcvae.models.lcvae import LCVAE
 from lcvae.utils import atomic_write, write_json
 
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CACHE_FORMAT", "INDEX_NAME", "DTYPES", "vae_fingerprint", "config_hash", "CacheRequest", "CacheReport",
-    "cache_latents", "finalize_cache", "LatentCache", "open_video_dataset", "dataset_num_classes", "clip_fps",
+    "cache_latents", "finalize_cache", "LatentCache",
 ]
 
 CACHE_FORMAT = "lcvae-latent-cache"
@@ -56,7 +56,6 @@ CACHE_VERSION = 1
 INDEX_NAME = "index.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 _SHARD = re.compile(r"^shard_(\d{5})\.safetensors$")
-DATASET_KINDS = ("folder", "manifest", "ucf101", "sky")
 
 
 # ------------------------------------------------------------------------------ VAE fingerprint
@@ -418,43 +417,3 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-# ------------------------------------------------------------------------------------ video input
-
-
-def open_video_dataset(kind: str, path: str | Path, *, split_file: str | Path | None = None, **clip: Any) -> ClipDataset:
-    """A ``lcvae.data`` dataset by name: "folder" (every video under path), "manifest" (CSV/JSONL with
-    path[, label, caption]), "ucf101" (class folders; labels from sorted names), "sky" (folders of
-    frames). ``clip`` holds ClipDataset options (num_frames, short_side, crop, random_start, ...)."""
-    if kind == "folder":
-        return VideoFolder(path, **clip)
-    if kind == "manifest":
-        return VideoManifest(path, **clip)
-    if kind == "ucf101":
-        return UCF101(path, split_file, **clip)
-    if kind == "sky":
-        return SkyTimelapse(path, **clip)
-    raise ValueError(f"dataset kind must be one of {DATASET_KINDS}, got {kind!r}")
-
-
-def dataset_num_classes(dataset: ClipDataset) -> int:
-    """Number of classes: UCF-101's class folders, else 1 + the largest label (0 when unlabelled)."""
-    if hasattr(dataset, "classes"):
-        return len(dataset.classes)
-    labels = [e.label for e in dataset.entries]
-    return max(labels) + 1 if labels and max(labels) >= 0 else 0
-
-
-def clip_fps(dataset: ClipDataset, default: float = 25.0) -> float:
-    """Frame rate of the clips a dataset gives: its target fps, else the first video's rate over the
-    frame stride (frame folders have no rate: `default` over the stride)."""
-    if dataset.target_fps:
-        return float(dataset.target_fps)
-    from lcvae.data.video import VideoError, probe
-
-    try:
-        native = probe(dataset.entries[0].path).fps
-    except (VideoError, OSError):
-        native = default
-    return float(native) / dataset.frame_stride

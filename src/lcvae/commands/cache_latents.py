@@ -12,8 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="VAE checkpoint folder (ours or the official WF-VAE)")
     p.add_argument("--data", required=True, help="dataset root folder, or a .csv/.jsonl manifest")
     p.add_argument("--out", required=True, help="cache folder (an interrupted cache here is resumed)")
-    p.add_argument("--dataset", choices=["auto", "folder", "manifest", "ucf101", "sky"], default="auto",
-                   help="layout of --data (auto: manifest for a file, else folder)")
+    p.add_argument("--dataset", choices=["auto", "folder", "manifest", "ucf101", "sky", "file"], default="auto",
+                   help="layout of --data (auto: one video for a video file, a manifest for another file, else a folder)")
     p.add_argument("--split-file", help="UCF-101 trainlistNN.txt / testlistNN.txt")
     p.add_argument("--frames", type=int, required=True, help="frames per clip (the VAE's rule: e.g. 1 + 32k causal, 32k non-causal)")
     p.add_argument("--size", type=int, required=True, help="short side resize and square centre crop, in pixels")
@@ -35,16 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lcvae.latent_cache import CacheRequest, cache_latents, clip_fps, dataset_num_classes, open_video_dataset
+    from lcvae.data.sources import clip_fps, dataset_num_classes, open_clip_dataset, resolve_kind
+    from lcvae.latent_cache import CacheRequest, cache_latents
     from lcvae.models.io import from_pretrained
     from lcvae.train.distributed import barrier, cleanup_distributed, init_distributed
 
     info = init_distributed()
-    kind = args.dataset if args.dataset != "auto" else ("manifest" if Path(args.data).is_file() else "folder")
+    kind = resolve_kind(args.data, args.dataset)
     clip = dict(num_frames=args.frames, frame_stride=args.frame_stride, target_fps=args.target_fps,
                 random_start=not args.first_frame, short_side=args.size, crop=args.size, random_crop=args.random_crop,
                 seed=args.seed)
-    dataset = open_video_dataset(kind, args.data, split_file=args.split_file, **clip)
+    dataset = open_clip_dataset(kind, args.data, split_file=args.split_file, **clip)
     request = CacheRequest(
         frames=args.frames, height=args.size, width=args.size, dtype=args.dtype, passes=args.passes,
         shard_size=args.shard_size, sample_posterior=args.sample_posterior, seed=args.seed, fps=clip_fps(dataset),

@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="checkpoint folder (ours or the official WF-VAE), or a preset with --random-weights")
     p.add_argument("--random-weights", action="store_true", help="allow a preset name (untrained weights: for trying the pipeline)")
     p.add_argument("--data", required=True, help="folder of videos, manifest (.csv/.jsonl), UCF-101 root or Sky Timelapse root")
-    p.add_argument("--data-format", default="auto", help="auto, folder, manifest, ucf101 or sky (auto: a file is a manifest, a folder a folder of videos)")
+    p.add_argument("--data-format", default="auto", help="auto, folder, manifest, ucf101, sky or file (auto: a video file is one clip, another file a manifest, a folder a folder of videos)")
     p.add_argument("--split-file", help="UCF-101 official split list (trainlistNN.txt / testlistNN.txt)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--frames", type=int, help="frames per clip (default: the shortest valid count >= 16, e.g. 33 for a causal LC-VAE)")
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-clips", type=int, help="evaluate only the first N clips")
     p.add_argument("--protocol", default="standard", choices=["standard", "reference"],
                    help="standard: [-1, 1], posterior mode, fp32, dataset-level rFVD; reference: the authors' quirks (SPEC §6)")
-    p.add_argument("--compress", metavar="MASK", help="apply a compression mask at inference only: paper, keep25, keep50, keep75, reference, or a mask .json")
+    p.add_argument("--compress", metavar="MASK", help="apply a compression mask at inference only: paper, keep25, keep75, reference, or a mask .json")
     p.add_argument("--degrade-qp", type=int, help="re-encode inputs with H.264 at this QP and score against degraded and clean clips")
     p.add_argument("--lpips", default="alex", help="alex or vgg (LPIPS: needs --lpips-backbone), st-alex or st-vgg (ST-LPIPS: weights ship with stlpips-pytorch), or none")
     p.add_argument("--lpips-backbone", help="torchvision ImageNet AlexNet/VGG16 weights for LPIPS")

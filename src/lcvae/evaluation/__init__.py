@@ -23,6 +23,7 @@ from lcvae.evaluation.setup import (
     open_dataset,
     random_i3d,
     with_compression,
+    with_default_mask,
 )
 
 __all__ = [
@@ -30,5 +31,5 @@ __all__ = [
     "MetricNetworks", "ShardResult", "compression_config", "default_frames", "evaluate", "evaluate_checkpoint",
     "evaluate_shard", "folder_features", "folder_fvd",
     "format_table", "load_networks", "merge_shards", "open_dataset", "random_i3d", "with_compression",
-    "write_report",
+    "with_default_mask", "write_report",
 ]

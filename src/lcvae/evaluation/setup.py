@@ -16,13 +16,15 @@ rule becomes the compressed one (32k frames, or 1 + 32k causal).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from lcvae.compression import MASKS, CompressionConfig, LatentCompressor, load_mask_json
-from lcvae.data.datasets import UCF101, ClipDataset, SkyTimelapse, VideoFolder, VideoManifest
+from lcvae.compression import LatentCompressor
+from lcvae.data.datasets import ClipDataset
+from lcvae.data.sources import open_clip_dataset
+from lcvae.masks import MASKS, CompressionConfig, load_mask_json
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.perceptual import (
     LPIPS,
@@ -38,7 +40,6 @@ from lcvae.perceptual import (
 logger = logging.getLogger(__name__)
 
 LPIPS_CHOICES = ("alex", "vgg", "st-alex", "st-vgg", "none")
-DATA_FORMATS = ("auto", "folder", "manifest", "ucf101", "sky")
 COMPRESS_CHOICES = tuple(m for m in MASKS if m != "custom")
 RANDOM_I3D_SEED = 0
 RANDOM_I3D_NOTE = ("I3D with random weights (seed 0): exercises the FVD pipeline only; "
@@ -117,35 +118,28 @@ def open_dataset(path: str | Path, data_format: str = "auto", *, frames: int, si
                  multiple: int | None = None, threads: int = 1) -> ClipDataset:
     """An evaluation dataset: fixed start, short side resized to ``size`` and centre-cropped to
     ``size``×``size`` (``size=None`` keeps frames as they are; ``multiple`` then crops them to
-    the model's spatial multiple). ``data_format="auto"``: a file is a manifest, a folder a
-    folder of videos; UCF-101 and Sky Timelapse must be named."""
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data format must be one of {DATA_FORMATS}, got {data_format!r}")
-    path = Path(path)
-    if data_format == "auto":
-        data_format = "manifest" if path.is_file() else "folder"
-    if split_file is not None and data_format != "ucf101":
-        raise ValueError("a split file applies to --data-format ucf101 only")
-    clip = dict(num_frames=frames, frame_stride=frame_stride, start_frame=start_frame,
-                random_start=False, short_side=size, crop=size, multiple=multiple, threads=threads)
-    if data_format == "folder":
-        return VideoFolder(path, **clip)
-    if data_format == "manifest":
-        return VideoManifest(path, **clip)
-    if data_format == "ucf101":
-        return UCF101(path, split_file, **clip)
-    return SkyTimelapse(path, **clip)
+    the model's spatial multiple). ``data_format``: a kind of :mod:`lcvae.data.sources` ("auto": a
+    video file is one clip, another file a manifest, a folder a folder of videos)."""
+    return open_clip_dataset(data_format, path, split_file=split_file, num_frames=frames, frame_stride=frame_stride,
+                             start_frame=start_frame, random_start=False, short_side=size, crop=size,
+                             multiple=multiple, threads=threads)
 
 
 def compression_config(model: LCVAE, mask: str) -> CompressionConfig:
     """The CompressionConfig for a named mask (``COMPRESS_CHOICES``) or a reference mask JSON
     file (``{"selected_indices": [...]}``) on this model's latent."""
-    c, causal = model.config.backbone.latent_channels, model.config.backbone.causal
     if mask.endswith(".json"):
-        return CompressionConfig(c, mask="custom", kept_indices=load_mask_json(mask, c), causal=causal)
+        c = model.config.backbone.latent_channels
+        return CompressionConfig(mask="custom", kept_indices=load_mask_json(mask, c))
     if mask not in COMPRESS_CHOICES:
         raise ValueError(f"compression mask must be one of {COMPRESS_CHOICES} or a mask .json file, got {mask!r}")
-    return CompressionConfig(c, mask=mask, causal=causal)
+    return CompressionConfig(mask=mask)
+
+
+def with_default_mask(config: LCVAEConfig) -> LCVAEConfig:
+    """``config`` with the paper mask and no latent statistics: its frame rule is the compressed one
+    (32k frames, or 1 + 32k causal), the stricter rule every mask at inference shares."""
+    return replace(config, compression=CompressionConfig(), latent_mean=None, latent_std=None)
 
 
 def with_compression(model: LCVAE, mask: str | CompressionConfig) -> LCVAE:
@@ -163,7 +157,7 @@ def with_compression(model: LCVAE, mask: str | CompressionConfig) -> LCVAE:
     with torch.device("meta"):  # no second backbone is allocated or initialised
         wrapped = LCVAE(config)
     wrapped.backbone = model.backbone
-    wrapped.compressor = LatentCompressor(comp).to(device)
+    wrapped.compressor = LatentCompressor(comp, config.backbone.latent_channels, config.backbone.causal).to(device)
     channels = config.diffusion_channels
     wrapped.latent_mean = torch.zeros(1, channels, 1, 1, 1, device=device)
     wrapped.latent_std = torch.ones(1, channels, 1, 1, 1, device=device)

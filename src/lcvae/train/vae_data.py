@@ -22,9 +22,9 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lcvae.data import (SkyTimelapse, UCF101, VideoFolder, VideoManifest, center_crop, collate,
-                        item_generator, random_crop, random_hflip, read_video, sample_clip_path)
+from lcvae.data import center_crop, collate, item_generator, random_crop, random_hflip, read_video, sample_clip_path
 from lcvae.data.datasets import EpochSampler
+from lcvae.data.sources import open_clip_dataset
 from lcvae.data.transforms import ClipTransform
 from lcvae.train.vae_config import DataSection
 
@@ -95,25 +95,13 @@ def _clip_options(d: DataSection, train: bool, seed: int) -> dict[str, Any]:
                 crop=crop, random_crop=train and d.random_crop, hflip=train and d.hflip, seed=seed)
 
 
-def _folder_dataset(kind: str, root: str, d: DataSection, clip: dict[str, Any]) -> Dataset:
-    if kind == "folder":
-        return VideoFolder(root, **clip)
-    if kind == "manifest":
-        return VideoManifest(root, **clip)
-    if kind == "ucf101":
-        return UCF101(root, d.split_file, **clip)
-    if kind == "sky":
-        return SkyTimelapse(root, **clip)
-    raise ValueError(f"unknown data kind {kind!r}; choose folder, manifest, ucf101, sky or samples")
-
-
 def build_train_dataset(d: DataSection, seed: int) -> Dataset:
     """Random training clips (B items are dicts with "video" (3, T, H, W) in [-1, 1])."""
     if d.kind == "samples":
         return SampleClips(num_frames=d.num_frames, short_side=d.short_side, crop=d.crop, train=True,
                            heldout_frames=d.heldout_frames, random_crop=d.random_crop, hflip=d.hflip,
                            length=d.samples_per_epoch, seed=seed)
-    return _folder_dataset(d.kind, d.root, d, _clip_options(d, True, seed))
+    return open_clip_dataset(d.kind, d.root, split_file=d.split_file, **_clip_options(d, True, seed))
 
 
 def build_eval_dataset(d: DataSection, root: str | None = None) -> Dataset:
@@ -125,7 +113,7 @@ def build_eval_dataset(d: DataSection, root: str | None = None) -> Dataset:
     root = root or d.val_root
     if root is None:
         raise ValueError("validation needs data.val_root (held-out videos of the same kind), or set log.val_every=0")
-    return _folder_dataset(d.kind, root, d, _clip_options(d, False, 0))
+    return open_clip_dataset(d.kind, root, split_file=d.split_file, **_clip_options(d, False, 0))
 
 
 def eval_clips(dataset: Dataset, max_clips: int) -> list[dict[str, Any]]:
