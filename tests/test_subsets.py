@@ -116,3 +116,61 @@ def test_subsets_are_written_as_manifests_the_dataset_reads(tmp_path):
     assert [e.path for e in texture.entries] == [str(videos.resolve() / "texture.mp4")]
     assert [e.path for e in motion.entries] == [str(videos.resolve() / "square.mp4")]
     assert motion[0]["video"].shape == (3, 9, 64, 64)
+
+
+def smooth_texture(h: int, w: int, seed: int) -> np.ndarray:
+    """Float (h, w) in [28, 228]: Gaussian-low-passed noise, texture in every direction."""
+    r = np.random.default_rng(seed).normal(0, 1, (h, w))
+    k2 = np.fft.fftfreq(h)[:, None] ** 2 + np.fft.fftfreq(w)[None, :] ** 2
+    f = np.fft.ifft2(np.fft.fft2(r) * np.exp(-k2 / (2 * 0.08 ** 2))).real
+    return (f - f.min()) / (f.max() - f.min()) * 200 + 28
+
+
+def known_motion_clips(t: int = 9, h: int = 96, w: int = 128) -> dict[str, np.ndarray]:
+    """Grey clips (T, H, W, 3) uint8 whose motion is known by construction."""
+    wide = smooth_texture(h, w + 4 * t, 1)
+    still = smooth_texture(h, w, 2)
+    a, b = smooth_texture(h, w, 3), smooth_texture(h, w, 4)
+    block = np.full((t, h, w), 60.0)
+    for k in range(t):
+        block[k, 20:80, 10 + 3 * k:70 + 3 * k] = 200  # a flat 60x60 block, 3 px right per frame
+    clips = {
+        "pan": np.stack([wide[:, 4 * k:4 * k + w] for k in range(t)]),  # 4 px left per frame
+        "noise": np.random.default_rng(0).integers(0, 256, (t, h, w)).astype(float),  # i.i.d. frames
+        "block": block,
+        "flicker": np.stack([still * (0.5 if k % 2 else 1.0) + (40 if k % 2 else 0) for k in range(t)]),
+        "cut": np.stack([a if k < t // 2 else b for k in range(t)]),  # two static shots
+    }
+    return {k: np.repeat(np.clip(v, 0, 255).astype(np.uint8)[..., None], 3, -1) for k, v in clips.items()}
+
+
+def test_motion_score_counts_only_coherent_motion():
+    scores = {name: motion_score(as_clip(c)) for name, c in known_motion_clips().items()}
+    assert scores["pan"] == pytest.approx(4.0, abs=0.1)
+    assert scores["block"] == pytest.approx(3.0, abs=0.1)  # corners only: edges alone are ambiguous
+    assert scores["noise"] == 0.0  # no tile pair has a clear correlation peak
+    assert scores["cut"] < 0.01 and scores["flicker"] < 0.1  # static shots; the cut pair is rejected
+    rows = [{"path": name, "motion": s} for name, s in scores.items()]
+    chosen, _ = select(rows, "motion", top_k=2)
+    assert [r["path"] for r in chosen] == ["pan", "block"]
+
+
+def test_incoherent_peaks_and_lone_edges_are_not_valid_tiles():
+    clips = known_motion_clips()
+    _, valid = block_displacements(as_clip(clips["noise"]))
+    assert valid.numel() == 8 * 3 * 4 and not valid.any()
+    shifts, valid = block_displacements(as_clip(clips["cut"]))
+    assert not valid[clips["cut"].shape[0] // 2 - 1].any()  # the pair across the cut
+    assert valid[0].all() and shifts[valid].abs().max() < 0.01
+    shifts, valid = block_displacements(as_clip(clips["block"]))
+    # The 60x60 block's four corners sit in four of the twelve tiles (fewer while a corner crosses
+    # into the next tile); the tiles that see only a side, or nothing, are left out.
+    assert all(2 <= n <= 4 for n in valid.sum(dim=(1, 2)).tolist())
+    assert not valid[:, 1].any()  # the middle tile row holds only the block's vertical sides
+    assert shifts[valid][:, 1].min() > 2.6 and shifts[valid][:, 0].abs().max() < 0.05  # Hann bias, as above
+    # The plain twin agrees on every rule.
+    for name in ("noise", "block", "cut"):
+        fast, fast_valid = block_displacements(as_clip(clips[name]), block=32)
+        plain, plain_valid = block_displacements_reference(as_clip(clips[name]), block=32)
+        assert torch.equal(fast_valid, plain_valid), name
+        assert torch.allclose(fast[fast_valid], plain[plain_valid], atol=1e-9)  # flat tiles: argmax of rounding noise

@@ -10,10 +10,23 @@ computed on the luma Y = 0.299 R + 0.587 G + 0.114 B with values in [0, 1]:
 * motion: mean inter-frame displacement in pixels. Consecutive frames are cut into non-overlapping
   ``block`` x ``block`` tiles; the shift of each tile is the peak of its phase correlation
   (Hann-windowed, peak refined to sub-pixel by a parabola through the neighbours along each axis),
-  which measures displacements up to ``block / 2`` pixels per frame. Tiles whose luma standard
-  deviation is below ``min_std`` (in both frames) carry no measurable motion and are left out; the
-  score is the mean displacement magnitude over the remaining tiles and all frame pairs (0 when no
-  tile qualifies). Unlike a frame difference it does not grow with texture.
+  which measures displacements up to ``block / 2`` pixels per frame. A tile pair counts only when
+  its motion is measurable and coherent:
+
+  - texture: the luma standard deviation is at least ``min_std`` in both frames, and the texture
+    has structure in two directions: the gradient structure tensor's eigenvalues satisfy
+    sqrt(l_min / l_max) >= ``min_isotropy`` in both frames. A lone straight edge (a flat object's
+    side) only shows motion across itself (the aperture problem) and is left out.
+  - a clear peak: the correlation peak stands at least ``min_peak`` standard deviations above the
+    mean of the rest of the surface (the peak's 3x3 neighbourhood excluded), its peak-to-
+    sidelobe ratio. A true translation gives a sharp peak (about ``0.8 * block`` for a 4 px pan at
+    ``block`` 32); unrelated content (i.i.d. noise, the frame pair across a scene cut) gives a
+    surface whose maximum is only the largest of ``block^2`` random values (3 to 6.5 at 32).
+
+  The score is the mean displacement magnitude over the counted tiles and all frame pairs (0 when
+  none counts). Unlike a frame difference it does not grow with texture, and brightness flicker
+  (a gain and offset per frame) leaves the phase correlation unchanged, so it scores about 0.
+  ``block`` should be at least 16: smaller surfaces make noise peaks as tall as true ones.
 * frame_difference: mean absolute luma difference between consecutive frames (reported, not used
   for selection: it mixes motion with texture and brightness changes).
 
@@ -88,18 +101,38 @@ def _peak_offset(left: Tensor, centre: Tensor, right: Tensor) -> Tensor:
     return torch.where(denom.abs() > 1e-12, 0.5 * (left - right) / safe, torch.zeros_like(denom)).clamp(-0.5, 0.5)
 
 
-def block_displacements(video: Tensor, block: int = 32, min_std: float = 0.02) -> tuple[Tensor, Tensor]:
+MIN_PEAK = 8.0
+MIN_ISOTROPY = 0.2
+
+
+def _isotropy(tiles: Tensor) -> Tensor:
+    """sqrt(l_min / l_max) of each tile's gradient structure tensor (forward differences); (..., B, B) -> (...).
+
+    1 for texture alike in every direction, 0 for a straight edge or a flat tile.
+    """
+    gy = tiles[..., 1:, :-1] - tiles[..., :-1, :-1]
+    gx = tiles[..., :-1, 1:] - tiles[..., :-1, :-1]
+    a, b, c = (gx * gx).mean((-2, -1)), (gx * gy).mean((-2, -1)), (gy * gy).mean((-2, -1))
+    half_trace, spread = (a + c) / 2, torch.sqrt(((a - c) / 2) ** 2 + b * b)
+    lmax = half_trace + spread
+    return ((half_trace - spread).clamp_min(0) / lmax.clamp_min(1e-30)).sqrt() * (lmax > 1e-30)
+
+
+def block_displacements(video: Tensor, block: int = 32, min_std: float = 0.02, min_peak: float = MIN_PEAK,
+                        min_isotropy: float = MIN_ISOTROPY) -> tuple[Tensor, Tensor]:
     """Per-tile displacement between consecutive frames by phase correlation.
 
     video: (3, T, H, W) in [-1, 1], T >= 2. Returns (shifts (T-1, nh, nw, 2) as (dy, dx) in pixels,
-    positive = content moved down/right; valid (T-1, nh, nw) bool: tiles textured enough to measure).
+    positive = content moved down/right; valid (T-1, nh, nw) bool: tile pairs whose motion is
+    measurable and coherent, by the texture and peak rules of the module docstring).
     """
     y = luma(video)
     if y.shape[0] < 2:
         raise ValueError(f"motion needs at least 2 frames, got {y.shape[0]}")
     tiles = _tiles(y, block)
     std = tiles.std(dim=(-2, -1))
-    valid = (std[:-1] >= min_std) & (std[1:] >= min_std)
+    iso = _isotropy(tiles)
+    valid = (std[:-1] >= min_std) & (std[1:] >= min_std) & (iso[:-1] >= min_isotropy) & (iso[1:] >= min_isotropy)
     spec = torch.fft.fft2((tiles - tiles.mean(dim=(-2, -1), keepdim=True)) * _hann(block))
     cross = spec[:-1].conj() * spec[1:]
     surface = torch.fft.ifft2(cross / cross.abs().clamp_min(1e-12)).real  # (T-1, nh, nw, B, B)
@@ -112,6 +145,14 @@ def block_displacements(video: Tensor, block: int = 32, min_std: float = 0.02) -
         return values.gather(-1, index.unsqueeze(-1)).squeeze(-1)
 
     centre = take(0, 0)
+    # Peak-to-sidelobe ratio: the surface without the peak's 3x3 neighbourhood (cyclic) is the background.
+    grid = torch.arange(block * block)
+    near_y = ((grid // block - py.unsqueeze(-1) + 1) % block) <= 2
+    near_x = ((grid % block - px.unsqueeze(-1) + 1) % block) <= 2
+    background = values.masked_fill(near_y & near_x, float("nan"))
+    mean = background.nanmean(-1)
+    spread = ((background - mean.unsqueeze(-1)) ** 2).nansum(-1).div(block * block - 9).sqrt()  # population std, as numpy
+    valid &= (centre - mean) >= min_peak * spread
     sub_y = _peak_offset(take(-1, 0), centre, take(1, 0))
     sub_x = _peak_offset(take(0, -1), centre, take(0, 1))
     signed = lambda p: torch.where(p > block // 2, p - block, p).double()  # noqa: E731
@@ -119,7 +160,15 @@ def block_displacements(video: Tensor, block: int = 32, min_std: float = 0.02) -
     return shifts, valid
 
 
-def block_displacements_reference(video: Tensor, block: int = 32, min_std: float = 0.02) -> tuple[Tensor, Tensor]:
+def _isotropy_reference(a: np.ndarray) -> float:
+    gy, gx = np.diff(a, axis=0)[:, :-1], np.diff(a, axis=1)[:-1, :]
+    tensor = np.array([[np.mean(gx * gx), np.mean(gx * gy)], [np.mean(gx * gy), np.mean(gy * gy)]])
+    low, high = np.linalg.eigvalsh(tensor)
+    return float(np.sqrt(max(low, 0.0) / high)) if high > 1e-30 else 0.0
+
+
+def block_displacements_reference(video: Tensor, block: int = 32, min_std: float = 0.02,
+                                  min_peak: float = MIN_PEAK, min_isotropy: float = MIN_ISOTROPY) -> tuple[Tensor, Tensor]:
     """Plain twin of :func:`block_displacements`: one tile pair at a time with numpy."""
     y = luma(video).numpy()
     t, h, w = y.shape
@@ -132,10 +181,13 @@ def block_displacements_reference(video: Tensor, block: int = 32, min_std: float
             for j in range(nw):
                 a = y[f, i * block:(i + 1) * block, j * block:(j + 1) * block]
                 b = y[f + 1, i * block:(i + 1) * block, j * block:(j + 1) * block]
-                valid[f, i, j] = a.std(ddof=1) >= min_std and b.std(ddof=1) >= min_std
+                textured = all(x.std(ddof=1) >= min_std and _isotropy_reference(x) >= min_isotropy for x in (a, b))
                 cross = np.conj(np.fft.fft2((a - a.mean()) * window)) * np.fft.fft2((b - b.mean()) * window)
                 r = np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)).real
                 p = np.unravel_index(np.argmax(r), r.shape)
+                rest = np.roll(r, (1 - p[0], 1 - p[1]), axis=(0, 1)).copy()  # the peak moves to (1, 1)
+                rest[:3, :3] = np.nan
+                valid[f, i, j] = textured and r[p] - np.nanmean(rest) >= min_peak * np.nanstd(rest)
                 for axis in range(2):
                     step = [0, 0]
                     step[axis] = 1
@@ -148,9 +200,11 @@ def block_displacements_reference(video: Tensor, block: int = 32, min_std: float
     return torch.from_numpy(shifts), torch.from_numpy(valid)
 
 
-def motion_score(video: Tensor, block: int = 32, min_std: float = 0.02) -> float:
-    """Mean displacement magnitude (pixels per frame) over textured tiles and frame pairs; 0 if none."""
-    shifts, valid = block_displacements(video, block, min_std)
+def motion_score(video: Tensor, block: int = 32, min_std: float = 0.02, min_peak: float = MIN_PEAK,
+                 min_isotropy: float = MIN_ISOTROPY) -> float:
+    """Mean displacement magnitude (pixels per frame) over the counted tiles and frame pairs (module
+    docstring); 0 if none counts."""
+    shifts, valid = block_displacements(video, block, min_std, min_peak, min_isotropy)
     if not bool(valid.any()):
         return 0.0
     return float(shifts.norm(dim=-1)[valid].mean())
