@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from lcvae.ablations import adaptive_report, common_frames, mask_sweep, read_selection_log, selection_summary
+from lcvae.ablations.evaluations import common_frames, mask_sweep
+from lcvae.ablations.selection import adaptive_report, read_selection_log, selection_summary
 from lcvae.cli import main
-from lcvae.compression import CompressionConfig, paper_mask
+from lcvae.masks import CompressionConfig, paper_mask
 from lcvae.data import read_video, to_tensor, write_video
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import get_preset
-from lcvae.tables import compare_runs, format_markdown
+from lcvae.comparison import compare_runs, format_markdown
 
 # ---------------------------------------------------------------- adaptive top-k (Fig. 12)
 
@@ -186,7 +187,7 @@ def test_post_training_compression_equals_a_model_built_with_the_mask(tmp_path):
     assert rows["tiny"]["chn"] == 4 and rows["tiny + paper mask at inference"]["chn"] == 2
     # Independent: the same weights in an LC-VAE whose config carries the paper mask.
     plain = from_pretrained(ckpt)
-    config = LCVAEConfig(backbone=plain.config.backbone, compression=CompressionConfig(4, mask="paper", causal=True))
+    config = LCVAEConfig(backbone=plain.config.backbone, compression=CompressionConfig(mask="paper"))
     masked = LCVAE(config)
     masked.backbone.load_state_dict(plain.backbone.state_dict())
     x = to_tensor(read_video(clip)).unsqueeze(0)

@@ -16,7 +16,8 @@ from torch import Tensor
 
 from _video_fixtures import decode_all, textured_frames, write_av
 from lcvae.cli import main
-from lcvae.compression import CompressionConfig, block_mask, multi_iwt_reference, multi_wt_reference
+from lcvae.compression import multi_iwt_reference, multi_wt_reference
+from lcvae.masks import CompressionConfig, block_mask
 from lcvae.data.degrade import degrade_frames
 from lcvae.data.video import probe
 from lcvae.evaluation import (
@@ -34,7 +35,6 @@ from lcvae.evaluation import (
     write_report,
 )
 from lcvae.metrics import PSNR_CAP_DB
-from lcvae.models.autoencoder import check_frames
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.wfvae import WFVAEConfig
@@ -289,7 +289,7 @@ def test_compression_override_shares_the_backbone_and_masks_the_latent():
     plain = tiny_model()
     wrapped = with_compression(plain, "keep25")
     assert wrapped.backbone is plain.backbone and wrapped.config.compression.mask == "keep25"
-    assert wrapped.config.frame_multiple == 32 and not wrapped.training
+    assert wrapped.frame_rule.frame_step == 32 and not wrapped.training
     x = torch.rand(1, 3, 33, 16, 16) * 2 - 1
     with torch.no_grad():
         z = plain.encode(x).mode()  # (1, 8, 9, 2, 2): the image frame, then one group of 8
@@ -362,11 +362,11 @@ def test_cli_eval_writes_report_samples_and_skips_what_has_no_weights(clips, che
     # missing weights with a mask override: skipped entries, the compressed frame rule, recorded override
     out2 = tmp_path / "eval2"
     assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "33", "--size", str(SIZE),
-                 "--compress", "keep50", "--samples", "0", "--out", str(out2), "--no-progress"]) == 0
+                 "--compress", "keep25", "--samples", "0", "--out", str(out2), "--no-progress"]) == 0
     saved = json.loads((out2 / "metrics.json").read_text())
     assert "backbone_path" in saved["metrics"]["vs_input"]["lpips"]["skipped"]
     assert "I3D" in saved["metrics"]["vs_input"]["rfvd"]["skipped"]
-    assert saved["model"]["compress_override"] == "keep50" and saved["model"]["config"]["compression"]["mask"] == "keep50"
+    assert saved["model"]["compress_override"] == "keep25" and saved["model"]["config"]["compression"]["mask"] == "keep25"
     assert "lpips" not in json.loads((out2 / "per_clip.jsonl").read_text().splitlines()[0])["vs_input"]
     assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "10", "--out", str(out2)]) == 2
     assert "1 + 4k frames" in capsys.readouterr().err
@@ -388,8 +388,8 @@ def test_settings_that_cannot_work_are_refused_before_the_first_clip(clips, data
 @pytest.mark.parametrize("causal, compressed, frames", [(True, True, 33), (False, True, 32), (True, False, 17),
                                                         (False, False, 16)])
 def test_default_frames_is_the_shortest_valid_clip_of_at_least_16(causal, compressed, frames):
-    compression = CompressionConfig(8, causal=causal) if compressed else None
+    compression = CompressionConfig() if compressed else None
     config = LCVAEConfig(backbone=WFVAEConfig(latent_channels=8, causal=causal), compression=compression)
     assert default_frames(config) == frames
-    check_frames(frames, causal, config.frame_multiple)  # valid for the model
-    assert frames - config.frame_multiple < 16  # and the next shorter valid count is below 16
+    config.frame_rule.check_frames(frames)  # valid for the model
+    assert frames - config.frame_rule.frame_step < 16  # and the next shorter valid count is below 16

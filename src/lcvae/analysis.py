@@ -34,7 +34,7 @@ its own as ``head_energy``.
 Everything is accumulated in float64 sums (count, sum, sum of squares, lag-1 cross sums), so
 memory does not grow with the dataset; :func:`analyze_latents` takes any iterable of latents (a
 model's encoder via :func:`analyze_dataset`, saved backbone latents via :func:`read_latent_files`,
-synthetic tensors). :mod:`lcvae.reports` writes the results (``analysis.json`` and figures).
+synthetic tensors). :mod:`lcvae.analysis_output` writes the results (``analysis.json`` and figures).
 """
 
 from __future__ import annotations
@@ -50,14 +50,15 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import Tensor
 
-from lcvae.compression import GROUP_FRAMES, LEAF_NAMES, CompressionConfig, LatentCompressor
+from lcvae.compression import LatentCompressor
+from lcvae.masks import GROUP_FRAMES, LEAF_NAMES, CompressionConfig
 from lcvae.wavelets import haar3d
 
 logger = logging.getLogger(__name__)
 
 SUBBAND_NAMES = tuple("LH"[(s >> 2) & 1] + "LH"[(s >> 1) & 1] + "LH"[s & 1] for s in range(8))
 SPATIAL_NAMES = ("LL", "LH", "HL", "HH")  # sp = 2*h_hi + w_hi inside a leaf block
-ANALYSIS_MASKS = ("paper", "keep25", "keep50", "keep75", "reference")
+ANALYSIS_MASKS = ("paper", "keep25", "keep75", "reference")
 
 
 def subband_index(t_hi: int, h_hi: int, w_hi: int) -> int:
@@ -244,7 +245,7 @@ class LatentAnalyzer:
         self.raw = LagMoments((c,))
         self.head = LagMoments((c,)) if self.causal else None
         if self.leaves:
-            self.compressor = LatentCompressor(CompressionConfig(latent_channels=c))
+            self.compressor = LatentCompressor(CompressionConfig(), c, causal=False)  # gets the body after any head
             self.leaf = LagMoments((8, 4 * c))
 
     def _body(self, z: Tensor) -> Tensor:
@@ -308,7 +309,7 @@ class LatentAnalyzer:
             flat = energy.reshape(-1)
             for name in ANALYSIS_MASKS:
                 try:
-                    kept_idx = CompressionConfig(latent_channels=c, mask=name).resolved_indices()
+                    kept_idx = CompressionConfig(mask=name).resolved_indices(c)
                 except ValueError as err:
                     kept[name] = None
                     notes[f"kept_share.{name}"] = str(err)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from lcvae.analysis import SPATIAL_NAMES, SUBBAND_NAMES, LatentAnalysis
-from lcvae.compression import LEAF_NAMES, CompressionConfig, split_index
+from lcvae.masks import LEAF_NAMES, CompressionConfig, split_index
 from lcvae.utils import atomic_write
 
 _PAPER_LEAVES = (0, 1, 2, 4)
@@ -129,7 +129,7 @@ def leaf_bars(result: LatentAnalysis, path: str | Path) -> Path:
     left.set_title("Energy per Multi-WT leaf")
     names = [k for k, v in result.kept_share.items() if v is not None]
     kept = [100 * result.kept_share[k] for k in names]
-    fractions = [100 * len(CompressionConfig(latent_channels=result.channels, mask=k).resolved_indices()) / (32 * result.channels) for k in names]
+    fractions = [100 * len(CompressionConfig(mask=k).resolved_indices(result.channels)) / (32 * result.channels) for k in names]
     x = range(len(names))
     right.bar([i - 0.2 for i in x], kept, width=0.4, color=_LOW, label="energy kept")
     right.bar([i + 0.2 for i in x], fractions, width=0.4, color=_GREY, label="coefficients kept")
@@ -212,7 +212,7 @@ def _row_means(x: Tensor) -> list[float]:
 
 
 def selection_figure(summary: dict[str, Any], path: str | Path, raster: Tensor | None = None) -> Path:
-    """Fig. 12 from ``ablations.selection_summary``: (raster) which coefficient channels were selected
+    """Fig. 12 from ``lcvae.ablations.selection.selection_summary``: (raster) which coefficient channels were selected
     at each logged step; selection frequency per channel over the late window; overlap with the
     fixed mask of the same size over training. ``raster``: (steps, 32C) 0/1, rows in step order."""
     c = summary["latent_channels"]
@@ -238,7 +238,7 @@ def selection_figure(summary: dict[str, Any], path: str | Path, raster: Tensor |
     freq = torch.tensor(summary["late_frequency"], dtype=torch.float64).view(8, 4 * c)
     image = top.imshow(freq.numpy(), cmap="magma", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
     fig.colorbar(image, ax=top, label="fraction of steps selected")
-    fixed = set(CompressionConfig(latent_channels=c, mask=against).resolved_indices())
+    fixed = set(CompressionConfig(mask=against).resolved_indices(c))
     kept_leaves = [j for j in range(8) if all(4 * c * j + k in fixed for k in range(4 * c))]
     top.set_yticks(range(8), [f"{n}{f' ({against})' if j in kept_leaves else ''}" for j, n in enumerate(LEAF_NAMES)])
     for k in range(1, 4):

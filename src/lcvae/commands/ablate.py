@@ -37,9 +37,9 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
 def _sweep(p: argparse.ArgumentParser, masks: list[str]) -> None:
     p.add_argument("--model", required=True, help="trained checkpoint folder (e.g. a WF-VAE), or a preset with --random-weights")
     p.add_argument("--data", required=True, help="a folder of videos, a manifest, or a UCF-101 / Sky Timelapse root")
-    p.add_argument("--data-format", default="auto")
+    p.add_argument("--data-format", default="auto", help="auto, folder, manifest, ucf101, sky or file")
     p.add_argument("--masks", nargs="+", default=masks,
-                   help=f"masks applied at inference: none (the model as is), paper, keep25, keep50, keep75, reference, or a mask .json (default: {' '.join(masks)})")
+                   help=f"masks applied at inference: none (the model as is), paper, keep25, keep75, reference, or a mask .json (default: {' '.join(masks)})")
     p.add_argument("--name", help="method name in the table (default: the checkpoint folder's name)")
     p.add_argument("--size", type=int, default=256, help="short side resized and centre-cropped to SIZE (0: keep)")
     p.add_argument("--start", type=int, default=0)
@@ -49,7 +49,7 @@ def _sweep(p: argparse.ArgumentParser, masks: list[str]) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="ablation", required=True, metavar="ABLATION")
     _sweep(sub.add_parser("ptlc", help="post-training compression: the mask at inference only (Table 4)"), ["none", "paper"])
-    _sweep(sub.add_parser("keep-ratio", help="25 / 50 / 75 %% masks at inference"), ["none", "keep25", "keep50", "keep75"])
+    _sweep(sub.add_parser("keep-ratio", help="25 / 50 / 75 %% masks at inference"), ["none", "keep25", "paper", "keep75"])
     a = sub.add_parser("adaptive", help="adaptive top-k selections vs the fixed mask over training (Fig. 12)")
     a.add_argument("run", help="training run folder (with adaptive_selection.jsonl) or the log file")
     a.add_argument("--out", required=True, help="output folder for selection.json and selection.png")
@@ -74,23 +74,24 @@ def _options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from lcvae import ablations
-    from lcvae.tables import format_markdown
+    from lcvae.ablations.evaluations import evaluate_subsets, mask_sweep
+    from lcvae.ablations.selection import adaptive_report
+    from lcvae.comparison import format_markdown
 
     if args.ablation == "adaptive":
-        s = ablations.adaptive_report(args.run, args.out, args.latent_channels, args.from_step, args.against)
+        s = adaptive_report(args.run, args.out, args.latent_channels, args.from_step, args.against)
         print(f"{len(s['steps'])} logged steps, top-{s['kept']} of {32 * s['latent_channels']} channels")
         print(f"overlap with the {s['against']} mask: last step {100 * s['final_overlap']:.1f}%, steps >= "
               f"{s['late_from_step']} mean {100 * s['late_mean_overlap']:.1f}%, their consensus {100 * s['consensus_overlap']:.1f}%")
         print(f"wrote {args.out}/selection.json and {args.out}/selection.png")
         return 0
     if args.ablation == "subsets":
-        table = ablations.evaluate_subsets(args.models, args.subsets, args.out, _options(args), names=args.names,
-                                           frames=args.frames, size=args.size, random_weights=args.random_weights)
+        table = evaluate_subsets(args.models, args.subsets, args.out, _options(args), names=args.names,
+                                 frames=args.frames, size=args.size, random_weights=args.random_weights)
     else:
-        table = ablations.mask_sweep(args.model, args.data, args.out, args.masks, _options(args), name=args.name,
-                                     frames=args.frames, size=args.size or None, start_frame=args.start,
-                                     data_format=args.data_format, random_weights=args.random_weights)
+        table = mask_sweep(args.model, args.data, args.out, args.masks, _options(args), name=args.name,
+                           frames=args.frames, size=args.size or None, start_frame=args.start,
+                           data_format=args.data_format, random_weights=args.random_weights)
     print(format_markdown(table), end="")
     print(f"wrote {args.out}/table.json and {args.out}/table.md")
     return 0

@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="checkpoint folder (ours or the official WF-VAE), or a preset with --random-weights")
     p.add_argument("--random-weights", action="store_true", help="allow a preset name (untrained weights: for trying the pipeline)")
     p.add_argument("--data", help="a video file, a folder of videos, a manifest (.csv/.jsonl), or a UCF-101 / Sky Timelapse root")
-    p.add_argument("--data-format", default="auto", help="auto, folder, manifest, ucf101 or sky")
+    p.add_argument("--data-format", default="auto", help="auto, folder, manifest, ucf101, sky or file")
     p.add_argument("--latents", nargs="+", metavar="FILE", help="analyse latents saved by `lcvae encode --raw` instead of --model/--data")
     p.add_argument("--out", required=True, help="output folder for analysis.json and the PNG figures")
     p.add_argument("--frames", type=int, help="frames per clip (default: one Multi-WT group, 32 or 33 for causal models)")
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lcvae.ablations import analyze_checkpoint, analyze_latent_files
+    from lcvae.analysis_output import analyze_checkpoint, analyze_latent_files
 
     if args.latents:
         if args.model or args.data:

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lcvae.tables import compare_runs, format_markdown, write_comparison
+    from lcvae.comparison import compare_runs, format_markdown, write_comparison
 
     if args.out:
         table = write_comparison(args.runs, args.out, args.names, args.set)

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lcvae.evaluation import folder_fvd
-    from lcvae.reports import write_text
+    from lcvae.utils import write_text
 
     result = folder_fvd(args.real, args.fake, frames=args.frames, i3d=args.i3d, i3d_random=args.i3d_random,
                         batch_size=args.batch_size, num_workers=args.workers, device=args.device,

@@ -10,7 +10,7 @@ HELP = "select texture-heavy and fast-motion clips from a dataset and write them
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="a folder of videos, a manifest (.csv/.jsonl), a UCF-101 / Sky Timelapse root, or a video")
-    p.add_argument("--data-format", default="auto", help="auto, folder, manifest, ucf101 or sky")
+    p.add_argument("--data-format", default="auto", help="auto, folder, manifest, ucf101, sky or file")
     p.add_argument("--out", required=True, help="output folder: texture_heavy.jsonl, fast_motion.jsonl, scores.jsonl, subsets.json")
     pick = p.add_mutually_exclusive_group(required=True)
     pick.add_argument("--top-k", type=int, help="keep the K highest-scoring clips per subset")
@@ -26,13 +26,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lcvae.ablations import subsets_from_data
+    from lcvae.evaluation import open_dataset
+    from lcvae.subsets import score_dataset, write_subsets
 
-    summary = subsets_from_data(
-        args.data, args.out, data_format=args.data_format, frames=args.frames, size=args.size or None,
-        start_frame=args.start, frame_stride=args.stride, top_k=args.top_k, quantile=args.quantile,
-        block=args.block, min_std=args.min_std, max_clips=args.max_clips, progress=not args.no_progress,
-    )
+    size = args.size or None
+    dataset = open_dataset(args.data, args.data_format, frames=args.frames, size=size, start_frame=args.start,
+                           frame_stride=args.stride)
+    rows, skipped = score_dataset(dataset, args.block, args.min_std, args.max_clips, not args.no_progress)
+    clip = {"num_frames": args.frames, "size": size, "start_frame": args.start, "frame_stride": args.stride,
+            "block": args.block, "min_std": args.min_std}
+    summary = write_subsets(rows, args.out, args.top_k, args.quantile, clip, {"data": str(args.data), "clips_skipped": skipped})
     print(f"scored {summary['clips_scored']} clips ({summary['clips_skipped']} skipped)")
     for name, info in summary["subsets"].items():
         print(f"{name}: {info['count']} clips with {info['score']} >= {info['threshold']:.4g} "

@@ -17,8 +17,7 @@ import torch
 from torch import Tensor
 
 from lcvae.data.video import to_uint8, write_video
-from lcvae.reports import write_text
-from lcvae.utils import atomic_write
+from lcvae.utils import atomic_write, write_text
 
 if TYPE_CHECKING:
     from lcvae.evaluation.reconstruction import EvalResult

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from lcvae.reports import write_json, write_text
+from lcvae.utils import write_json, write_text
 from lcvae.models.lcvae import LCVAEConfig
 
 METRICS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("lpips", "LPIPS ↓", 4), ("rfvd", "rFVD ↓", 2))
