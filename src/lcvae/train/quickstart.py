@@ -34,6 +34,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from lcvae.analysis import SUBBAND_NAMES, analyze_latents
 from lcvae.config import apply_overrides, from_dict, to_dict
 from lcvae.data import to_uint8, write_video
 from lcvae.losses import LossConfig
@@ -46,13 +47,10 @@ from lcvae.train.vae_config import (DataSection, DiscSection, LogSection, ModelS
 from lcvae.train.vae_data import build_eval_dataset, eval_clips
 from lcvae.train.validation import evaluate_clips, load_metric_lpips
 from lcvae.utils import write_json, write_text
-from lcvae.wavelets import haar3d
 
 logger = logging.getLogger(__name__)
 
-SUBBANDS = ("LLL", "LLH", "LHL", "LHH", "HLL", "HLH", "HHL", "HHH")  # haar3d order: s = 4 t_hi + 2 h_hi + w_hi
-
-__all__ = ["QuickstartConfig", "QuickstartResult", "quickstart_train_config", "subband_energy", "run_quickstart",
+__all__ = ["QuickstartConfig", "QuickstartResult", "quickstart_train_config", "run_quickstart",
            "load_quickstart_config"]
 
 
@@ -138,16 +136,6 @@ def _run_config(cfg: QuickstartConfig, name: str) -> TrainVAEConfig:
                    train=replace(t.train, out_dir=str(Path(cfg.out_dir) / "runs" / name), time_budget_s=cfg.seconds_per_model))
 
 
-def subband_energy(z: Tensor, causal: bool) -> Tensor:
-    """Mean squared magnitude of each subband of a one-level 3D Haar of latents (B, C, T', h, w): (8,),
-    order ``SUBBANDS``. A causal latent's first frame (the image frame) is left out, as in lcvae.analysis."""
-    if causal:
-        z = z[:, :, 1:]
-    coeffs = haar3d(z.double())  # (B, 8C, T'/2, h/2, w/2), channel s*C + c
-    b, ch = coeffs.shape[:2]
-    return coeffs.reshape(b, 8, ch // 8, -1).pow(2).mean(dim=(0, 2, 3))
-
-
 def _train_one(run_cfg: TrainVAEConfig, name: str, level: int) -> TrainResult:
     """One quickstart run in its own process; its log lines carry the model name."""
     handler = logging.StreamHandler()
@@ -206,7 +194,7 @@ def _plot_energy(energy: dict[str, list[float]], path: Path) -> None:
     width = 0.8 / max(1, len(energy))
     for i, (name, shares) in enumerate(energy.items()):
         ax.bar([s + i * width for s in range(8)], [100 * v for v in shares], width, label=name)
-    ax.set_xticks([s + width * (len(energy) - 1) / 2 for s in range(8)], SUBBANDS)
+    ax.set_xticks([s + width * (len(energy) - 1) / 2 for s in range(8)], SUBBAND_NAMES)
     ax.set(ylabel="share of latent energy (%)", xlabel="3D Haar subband of the VAE latent (t, h, w)", yscale="log")
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
@@ -326,15 +314,12 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         recons[name] = scores.pop("reconstructions")
         with torch.no_grad():
             latents = [model.encode(clip.unsqueeze(0)).mode() for clip in clips]
-        e = sum(subband_energy(z, model.causal) for z in latents)
-        energy[name] = {"subband_share": (e / e.sum()).tolist(), "subbands": list(SUBBANDS)}
-        if model.compressor is not None:
-            kept, total = 0.0, 0.0
-            for z in latents:
-                groups = model.compressor.analysis(z).groups.double().pow(2).sum(dim=(0, 2, 3, 4))
-                kept += float(groups[model.compressor.kept_index].sum())
-                total += float(groups.sum())
-            energy[name]["mask_kept_share"] = kept / total
+        compressing = model.compressor is not None
+        stats = analyze_latents(latents, model.causal, leaves=compressing, keep_images=False)
+        energy[name] = {"subband_share": stats.subband_share.tolist(), "subbands": list(SUBBAND_NAMES)}
+        if compressing:
+            leaf = stats.leaf_energy.reshape(-1)  # (32C,), coefficient channel i = 4C*leaf + C*spatial + c
+            energy[name]["mask_kept_share"] = float(leaf[model.compressor.kept_index.cpu()].sum() / leaf.sum())
         curves[name] = _loss_curve(run_dir)
         c, f, h, w = model.diffusion_shape(data.num_frames, data.val_crop or data.crop, data.val_crop or data.crop)
         rows.append({"model": name, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
