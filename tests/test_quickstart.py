@@ -96,11 +96,16 @@ def test_outputs_are_written(result):
 
 def test_shipped_configs_load_and_check():
     assert load_quickstart_config(CONFIGS / "quickstart.yaml") == QuickstartConfig()
-    for name in ("train_chn4", "train_chn8", "train_chn16", "train_tiny_cpu"):
-        load_train_config(CONFIGS / f"{name}.yaml")
+    load_train_config(CONFIGS / "train_tiny_cpu.yaml")
+    for override in (["model.preset=lcvae-chn4"], ["model.preset=lcvae-chn16"],  # one file, the size an override
+                     ["model.preset=lcvae-chn8-causal", "data.num_frames=33"]):
+        assert load_train_config(CONFIGS / "train_lcvae.yaml", override).model.preset == override[0].split("=")[1]
+    with pytest.raises(ValueError, match="1 \\+ 32k frames"):  # causal without 33 frames, as the header says
+        load_train_config(CONFIGS / "train_lcvae.yaml", ["model.preset=lcvae-chn8-causal"])
     cfg = load_train_config(CONFIGS / "train_chn8_from_wfvae_l.yaml", ["model.init_from=null"])
     assert cfg.model.preset == "wfvae-l-16" and cfg.model.compression == "fixed"
-    chn8 = load_train_config(CONFIGS / "train_chn8.yaml")
+    chn8 = load_train_config(CONFIGS / "train_lcvae.yaml")
+    assert chn8.model.preset == "lcvae-chn8"
     assert (chn8.optim.lr, chn8.loss.kl_weight, chn8.optim.ema_decay, chn8.train.max_steps) == (1e-5, 1e-6, 0.999, 200_000)
 
 
