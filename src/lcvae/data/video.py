@@ -322,7 +322,7 @@ class VideoReader:
     def read(self, start: int = 0, num_frames: int | None = None, stride: int = 1,
              fps: float | None = None, *, seek: bool = True) -> torch.Tensor:
         """Clip as uint8 (T, H, W, 3) RGB; grayscale is expanded, alpha dropped (module rule)."""
-        self._at = 0
+        self._at: Fraction | int | None = None  # last decoded frame (time or index), for errors
         try:
             if self._times is not None:
                 frames = self._decode_indices(self.clip_indices(start, num_frames, stride, fps))
@@ -342,8 +342,11 @@ class VideoReader:
 
     def _where(self) -> str:
         """Where the last decode stopped, for error messages (set by the decode loops)."""
-        return f"frame {self._at}" if self._times is not None or not self._pts_trusted \
-            else f"{float(self._at):.2f} s (frame {int(self._at * self._rate)})"
+        if self._at is None:
+            return "the start (no frame decoded)"
+        if isinstance(self._at, int):
+            return f"frame {self._at}"
+        return f"{float(self._at):.2f} s (frame {round(self._at * self._rate)})"
 
     def _decode_indices(self, idx: list[int]) -> list[np.ndarray]:
         """Decode from the start; return stored frames ``idx`` (non-decreasing, repeats allowed)."""
@@ -392,7 +395,7 @@ class VideoReader:
                 if prev_t is not None and t <= prev_t:
                     raise _Fallback(by_index=True)
             prev_t = t
-            self._at = t if not by_index else i
+            self._at = i if by_index else t
             while k < len(times) and t > limits[k]:
                 if cand is None:
                     if seek:
