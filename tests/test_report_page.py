@@ -96,6 +96,7 @@ class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.cells: dict[str, tuple[str, str]] = {}
+        self.best: set[str] = set()  # data-keys of cells marked as the best value of their column
         self.check = ""
         self._open: tuple[str, str] | None = None
 
@@ -104,6 +105,8 @@ class _Page(HTMLParser):
         if "data-key" in a:
             self._open = (a["data-key"] or "", a.get("data-value") or "")
             self.cells[self._open[0]] = (self._open[1], "")
+            if "best" in (a.get("class") or "").split():
+                self.best.add(self._open[0])
         elif a.get("id") == "report-self-check":
             self._open = ("#check", "")
 
@@ -116,6 +119,24 @@ class _Page(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         self._open = None
+
+
+def test_report_table_shows_every_json_number_and_marks_the_best(tmp_path: Path) -> None:
+    results = {"rows": [
+        {"model": "a", "psnr": {"mean": 25.0, "std": 0.9}, "st-lpips": 0.3, "ssim": 0.5, "steps": 10, "per_clip": [{"psnr": 1.0}]},
+        {"model": "b", "psnr": {"mean": 24.0, "std": 0.2}, "st-lpips": 0.1, "ssim": 0.5, "steps": 10, "causal_compressed": True},
+    ]}
+    page = _Page()
+    page.feed(write_report(tmp_path, results, title="t").read_text())
+    assert {k: text for k, (_, text) in page.cells.items()} == {
+        "rows.0.psnr.mean": "25.00", "rows.0.psnr.std": "0.9000", "rows.0.st-lpips": "0.3000", "rows.0.ssim": "0.5000",
+        "rows.0.steps": "10",
+        "rows.1.psnr.mean": "24.00", "rows.1.psnr.std": "0.2000", "rows.1.st-lpips": "0.1000", "rows.1.ssim": "0.5000",
+        "rows.1.steps": "10"}
+    # higher PSNR and lower LPIPS win; a tie (SSIM), a spread column and a step count mark nothing
+    assert page.best == {"rows.0.psnr.mean", "rows.1.st-lpips"}
+    with pytest.raises(ValueError, match="'models'"):
+        write_report(tmp_path, {"psnr": 1.0}, title="t")
 
 
 def _open_in_chromium(page: Path, profile: Path) -> _Page:

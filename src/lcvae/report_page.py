@@ -23,6 +23,7 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,9 @@ def label_panels(panels: Sequence[Any], labels: Sequence[str], *, upscale: int =
 # ----------------------------------------------------------------------------- numbers and table
 
 _PREFERRED = ("psnr", "ssim", "steps")
-_HIGHER_BETTER = ("psnr", "ssim")
-_LOWER_BETTER = ("lpips", "fvd", "mae", "l1", "loss")
+_HIGHER_BETTER = {"psnr", "ssim"}  # words of a column name that mark a metric where higher is better
+_LOWER_BETTER = {"lpips", "fvd", "mae", "l1", "loss"}
+_SPREAD = {"std", "spread", "sem", "err", "ci"}
 
 
 def format_number(value: int | float) -> str:
@@ -170,21 +172,35 @@ def _num_cell(key: str, v: int | float, css: str = "num") -> str:
 
 
 def _best(models: list[tuple[str, str, Mapping[str, Any]]], col: str) -> set[str]:
+    """Models with the best value of a known quality metric (not of its spread) in column ``col``;
+    none when all models tie."""
     values = {name: m[col] for name, _, m in models if _is_number(m.get(col))}
-    low = col.lower()
-    if len(values) < 2 or not any(k in low for k in _HIGHER_BETTER + _LOWER_BETTER):
+    words = set(re.split(r"[-_. ]", col.lower()))
+    if len(set(values.values())) < 2 or words & _SPREAD or not words & (_HIGHER_BETTER | _LOWER_BETTER):
         return set()
-    pick = max if any(k in low for k in _HIGHER_BETTER) else min
-    top = pick(values.values())
+    top = (max if words & _HIGHER_BETTER else min)(values.values())
     return {n for n, v in values.items() if v == top}
 
 
+def _cells(m: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's showable values by column: its scalars, plus one level of number-only dicts
+    (``{"psnr": {"mean": .., "std": ..}}`` gives ``psnr.mean``, ``psnr.std``)."""
+    out: dict[str, Any] = {}
+    for k, v in m.items():
+        if isinstance(v, Mapping) and v and all(_is_number(x) for x in v.values()):
+            out.update({f"{k}.{k2}": x for k2, x in v.items()})
+        elif k != "model" and (_is_number(v) or _text_cell(v) is not None):
+            out[k] = v
+    return out
+
+
 def _table(results: Mapping[str, Any]) -> str:
-    models = _models(results)
+    models = [(name, prefix, _cells(m)) for name, prefix, m in _models(results)]
     cols: list[str] = []
     for _, _, m in models:
-        cols += [k for k, v in m.items() if k != "model" and k not in cols and (_is_number(v) or _text_cell(v) is not None)]
-    cols.sort(key=lambda k: _PREFERRED.index(k) if k in _PREFERRED else len(_PREFERRED))
+        cols += [k for k in m if k not in cols]
+    rank = {w: i for i, w in enumerate(_PREFERRED)}
+    cols.sort(key=lambda c: rank.get(c.split(".")[0], len(rank)))  # stable: psnr.mean, psnr.std stay together
     best = {c: _best(models, c) for c in cols}
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     rows = []
@@ -232,8 +248,8 @@ def _curve_png(metric: str, series: Mapping[str, Sequence[Sequence[float]]]) -> 
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for model, points in series.items():
-        pts = np.asarray(points, dtype=float).reshape(len(points), -1)
-        if pts.shape[0] == 0 or pts.shape[1] not in (2, 3):
+        pts = np.asarray(points, dtype=float)
+        if pts.ndim != 2 or pts.shape[0] == 0 or pts.shape[1] not in (2, 3):
             raise ValueError(f"curve {metric!r}/{model!r} needs (step, mean) or (step, mean, spread) points, got shape {pts.shape}")
         (line,) = ax.plot(pts[:, 0], pts[:, 1], marker="o" if len(pts) < 30 else None, ms=3, label=model)
         if pts.shape[1] == 3 and np.any(pts[:, 2] > 0):
