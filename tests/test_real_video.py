@@ -13,7 +13,7 @@ from _video_fixtures import (damage_middle, decode_all, duration_of, header_fram
                              textured_frames, write_av, write_dropped_slot_avi)
 
 from lcvae.cli import main
-from lcvae.data.datasets import SkipCounter, VideoFolder, collate
+from lcvae.data.datasets import SkipCounter, Skipped, VideoFolder, collate
 from lcvae.data.video import NotEnoughFramesError, VideoError, VideoReader, probe, read_video
 
 H, W = 32, 48
@@ -108,3 +108,21 @@ def test_reconstruct_keeps_the_duration_of_a_variable_rate_file(vfr, tmp_path, c
     assert info.frames == 65  # 1 + 32k <= 68 stored frames (the header's 277 would give 257)
     # 65 of 68 frames at the source's average rate: 65/68 of its 2.77 s, not 65 frames at 100 fps.
     assert duration_of(out) == pytest.approx(2.77 * 65 / 68, abs=0.05)
+
+
+def test_random_clip_starts_stay_within_the_stored_frames(vfr, tmp_path):
+    # A header-trusting reader drew starts up to 277 - 33 and then failed on most of them.
+    root = tmp_path / "one"
+    root.mkdir()
+    (root / "vfr.avi").write_bytes(vfr["avi"].read_bytes())
+    ds = VideoFolder(root, num_frames=33, random_start=True)
+    starts = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        assert not isinstance(item, Skipped), item
+        starts.add(item["start"])
+        np.testing.assert_array_equal(
+            ((item["video"].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().numpy(),
+            vfr["frames"][item["start"]:item["start"] + 33])
+    assert max(starts) <= 68 - 33 and len(starts) > 3
