@@ -42,7 +42,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -106,6 +106,18 @@ def _ddp(module: nn.Module, device: torch.device, local_rank: int) -> Distribute
         no_sync = {"broadcast_buffers": False}
     ids = [local_rank] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids, **no_sync)
+
+
+def _backward_clipped(loss: Tensor, optimizer: torch.optim.Optimizer, parameters: Iterable[nn.Parameter],
+                      clip: float | None) -> Tensor | None:
+    """Zero the gradients, backpropagate ``loss`` and clip them to norm ``clip`` (None: only measure);
+    returns the norm before clipping, or None when the loss is non-finite on some rank (every rank
+    then skips the step together)."""
+    if any_rank(not bool(torch.isfinite(loss))):
+        return None
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return torch.nn.utils.clip_grad_norm_(parameters, clip or math.inf)
 
 
 def _append_jsonl(path: Path, row: dict) -> None:
@@ -277,11 +289,9 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                                  encoder_coeffs=enc_flow if flows else None, decoder_coeffs=dec_flow if flows else None,
                                  grad_reduce=grad_reduce)
                 disc.requires_grad_(True)
-                bad = any_rank(not bool(torch.isfinite(g.total)))
+                norm = _backward_clipped(g.total, opt_g, model.parameters(), o.clip_grad_norm)
+                bad = norm is None
                 if not bad:
-                    opt_g.zero_grad(set_to_none=True)
-                    g.total.backward()
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.clip_grad_norm or math.inf)
                     bad = not bool(torch.isfinite(norm))
                     logs.update(g.to_log(), mae=float((x_hat.detach().float() - x.float()).abs().mean()), grad_norm=float(norm))
                     if model.compressor is not None and model.compressor.last_selection is not None:
@@ -298,11 +308,9 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                         x_hat = train_fwd(x, noise)[0]
                 with autocast():
                     d = disc_loss(disc_d, x, x_hat.detach(), step=step)
-                bad = any_rank(not bool(torch.isfinite(d.total)))
+                norm_d = _backward_clipped(d.total, opt_d, disc.parameters(), o.clip_grad_norm)
+                bad = norm_d is None
                 if not bad:
-                    opt_d.zero_grad(set_to_none=True)
-                    d.total.backward()
-                    norm_d = torch.nn.utils.clip_grad_norm_(disc.parameters(), o.clip_grad_norm or math.inf)
                     bad = not bool(torch.isfinite(norm_d))
                     logs.update({f"d_{k}": v for k, v in d.to_log().items()}, d_grad_norm=float(norm_d))
 
