@@ -126,3 +126,15 @@ def test_random_clip_starts_stay_within_the_stored_frames(vfr, tmp_path):
             ((item["video"].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().numpy(),
             vfr["frames"][item["start"]:item["start"] + 33])
     assert max(starts) <= 68 - 33 and len(starts) > 3
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mkv"])
+def test_variable_rate_seek_equals_decoding_from_the_start_and_decodes_less(vfr, fmt):
+    with VideoReader(vfr[fmt]) as r:
+        seeked = r.read(50, 10)
+        after_seek = r.frames_decoded
+        plain = r.read(50, 10, seek=False)
+        sequential = r.frames_decoded - after_seek
+    assert torch.equal(seeked, plain)
+    np.testing.assert_array_equal(seeked.numpy(), vfr["frames"][50:60])
+    assert sequential >= 60 and after_seek <= 20  # keyframes every 8 frames (write_av's gop)

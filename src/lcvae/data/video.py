@@ -15,8 +15,10 @@ constant-rate files, a millisecond on variable-rate ones): the frame on screen a
 constant-rate file is read on the grid ``i / fps_native``, which is the same rule.
 
 Variable frame rate. When the packet times are irregular (or the header's rates disagree), the
-probe keeps every stored frame's time; reads then decode from the start and pick frames by their
-output index, so every stored frame is reachable and none is repeated or dropped.
+probe keeps every stored frame's time and pts; reads pick frames by index, so every stored frame
+is reachable and none is repeated or dropped. They seek to the keyframe before the clip and name
+each decoded frame by its pts; AVI (untrusted pts), or a frame whose pts is not among the stored
+ones, decodes from the start and counts output frames instead.
 
 Seeking (constant-rate files). The reader seeks to the keyframe at or before ``t_0`` and decodes
 forward, converting only the frames it returns. If the demuxer lands after ``t_0`` (or past the end), it decodes from
@@ -241,6 +243,7 @@ class VideoReader:
         if min(gaps) > 0 and max(gaps) - min(gaps) <= 1:  # one tick of rounding: constant rate
             return n
         self._times = [(p - stamps[0]) * tb for p in stamps]
+        self._index_of = {p: i for i, p in enumerate(stamps)}  # stored pts -> frame index, for seeking
         return n
 
     def close(self) -> None:
@@ -325,7 +328,13 @@ class VideoReader:
         self._at: Fraction | int | None = None  # last decoded frame (time or index), for errors
         try:
             if self._times is not None:
-                frames = self._decode_indices(self.clip_indices(start, num_frames, stride, fps))
+                idx = self.clip_indices(start, num_frames, stride, fps)
+                try:
+                    frames = self._decode_indices(idx, seek=seek and self._pts_trusted and idx[0] > 0)
+                except _Fallback:
+                    logger.debug("%s: frame after the seek not in the packet index; decoding from "
+                                 "the start", self.name)
+                    frames = self._decode_indices(idx, seek=False)
             else:
                 times = self.clip_times(start, num_frames, stride, fps)
                 use_seek = seek and self._pts_trusted and times[0] > 0
@@ -348,16 +357,27 @@ class VideoReader:
             return f"frame {self._at}"
         return f"{float(self._at):.2f} s (frame {round(self._at * self._rate)})"
 
-    def _decode_indices(self, idx: list[int]) -> list[np.ndarray]:
-        """Decode from the start; return stored frames ``idx`` (non-decreasing, repeats allowed)."""
-        if not self._fresh:
+    def _decode_indices(self, idx: list[int], *, seek: bool) -> list[np.ndarray]:
+        """Stored frames ``idx`` (non-decreasing, repeats allowed) of a variable-rate file.
+
+        Without ``seek`` the output index of each decoded frame is its frame index. With ``seek``
+        the reader seeks to the keyframe before ``idx[0]`` and names each frame by its pts in the
+        packet index; a frame it cannot name, a wanted frame skipped, or an early end is a _Fallback.
+        """
+        if seek:
+            target = self._start_pts + int(self._times[idx[0]] / self._stream.time_base)
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        elif not self._fresh:
             self._reopen()
         self._fresh = False
         out: list[np.ndarray] = []
         k = 0
         i = -1
-        for i, frame in enumerate(self._container.decode(self._stream)):
+        for n, frame in enumerate(self._container.decode(self._stream)):
             self.frames_decoded += 1
+            i = self._index_of.get(frame.pts, -1) if seek else n
+            if i < 0 or i > idx[k]:  # unnamed, or a wanted frame was skipped (only after a seek)
+                raise _Fallback(by_index=False)
             self._at = i
             if i == idx[k]:
                 arr = self._to_rgb(frame)
@@ -366,6 +386,8 @@ class VideoReader:
                     k += 1
                 if k == len(idx):
                     return out
+        if seek:  # confirm from the start before calling the file short
+            raise _Fallback(by_index=False)
         raise NotEnoughFramesError(
             f"{self.name} ends early: {self.info.frames} frames are stored but decoding stopped "
             f"after {i + 1}, before wanted frame {idx[k]} (truncated or corrupt file)")
