@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from lcvae.commands.common import add_eval_options, eval_options
+
 NAME = "ablate"
 HELP = "the paper's ablations: ptlc, keep-ratio, adaptive, subsets"
 
@@ -18,20 +20,7 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder: one evaluation folder per variant, table.json, table.md")
     p.add_argument("--random-weights", action="store_true", help="allow preset names (untrained weights: for trying the pipeline)")
     p.add_argument("--frames", type=int, help="frames per clip (default: one length valid for every variant)")
-    p.add_argument("--max-clips", type=int, help="evaluate only the first N clips")
-    p.add_argument("--protocol", default="standard", choices=["standard", "reference"])
-    p.add_argument("--lpips", default="alex", help="alex or vgg (needs --lpips-backbone), st-alex or st-vgg, or none")
-    p.add_argument("--lpips-backbone", help="torchvision ImageNet AlexNet/VGG16 weights for LPIPS")
-    i3d = p.add_mutually_exclusive_group()
-    i3d.add_argument("--i3d", help="I3D weights for rFVD")
-    i3d.add_argument("--i3d-random", action="store_true", help="random-weight I3D (pipeline test; the rFVD means nothing)")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--chunk", type=int, help="encode this many frames at a time (causal models)")
-    p.add_argument("--decode-chunk", type=int, help="decode this many latent frames at a time (causal models)")
-    p.add_argument("--samples", type=int, default=0, help="write the first N clips side by side per variant")
-    p.add_argument("--no-progress", action="store_true")
+    add_eval_options(p, samples=0)
 
 
 def _sweep(p: argparse.ArgumentParser, masks: list[str]) -> None:
@@ -64,15 +53,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _eval_options(s)
 
 
-def _options(args: argparse.Namespace):
-    from lcvae.evaluation import EvalOptions
-
-    return EvalOptions(protocol=args.protocol, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
-                       chunk=args.chunk, decode_chunk=args.decode_chunk, lpips=args.lpips,
-                       lpips_backbone=args.lpips_backbone, i3d=args.i3d, i3d_random=args.i3d_random,
-                       max_clips=args.max_clips, samples=args.samples, progress=not args.no_progress)
-
-
 def run(args: argparse.Namespace) -> int:
     from lcvae.ablations.evaluations import evaluate_subsets, mask_sweep
     from lcvae.ablations.selection import adaptive_report
@@ -86,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/selection.json and {args.out}/selection.png")
         return 0
     if args.ablation == "subsets":
-        table = evaluate_subsets(args.models, args.subsets, args.out, _options(args), names=args.names,
+        table = evaluate_subsets(args.models, args.subsets, args.out, eval_options(args), names=args.names,
                                  frames=args.frames, size=args.size, random_weights=args.random_weights)
     else:
-        table = mask_sweep(args.model, args.data, args.out, args.masks, _options(args), name=args.name,
+        table = mask_sweep(args.model, args.data, args.out, args.masks, eval_options(args), name=args.name,
                            frames=args.frames, size=args.size or None, start_frame=args.start,
                            data_format=args.data_format, random_weights=args.random_weights)
     print(format_markdown(table), end="")

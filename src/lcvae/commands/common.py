@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_model_args(p: argparse.ArgumentParser, video_in: bool = True) -> None:
@@ -26,3 +27,36 @@ def run_options(args: argparse.Namespace):
 
     return RunOptions(device=args.device, dtype=args.dtype, chunk=getattr(args, "chunk", None),
                       decode_chunk=args.decode_chunk, tile=args.tile, lossless=args.lossless)
+
+
+def add_eval_options(p: argparse.ArgumentParser, samples: int) -> None:
+    """How an evaluation runs and what it scores (``lcvae eval`` and the ablations that evaluate);
+    ``samples``: the default number of clips written side by side."""
+    p.add_argument("--max-clips", type=int, help="evaluate only the first N clips")
+    p.add_argument("--protocol", default="standard", choices=["standard", "reference"],
+                   help="standard: [-1, 1], posterior mode, fp32, dataset-level rFVD; reference: the authors' quirks (SPEC §6)")
+    p.add_argument("--lpips", default="alex", help="alex or vgg (LPIPS: needs --lpips-backbone), st-alex or st-vgg (ST-LPIPS: weights ship with stlpips-pytorch), or none")
+    p.add_argument("--lpips-backbone", help="torchvision ImageNet AlexNet/VGG16 weights for LPIPS")
+    i3d = p.add_mutually_exclusive_group()
+    i3d.add_argument("--i3d", help="I3D weights: StyleGAN-V i3d_torchscript.pt or a pytorch-i3d state dict")
+    i3d.add_argument("--i3d-random", action="store_true", help="random-weight I3D (pipeline test; the rFVD means nothing)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (one GPU per rank under torchrun)")
+    p.add_argument("--chunk", type=int, help="encode this many frames at a time (causal models)")
+    p.add_argument("--decode-chunk", type=int, help="decode this many latent frames at a time (causal models)")
+    p.add_argument("--tile", type=int, help="process frames in spatial tiles of this many pixels")
+    p.add_argument("--samples", type=int, default=samples, help="write the first N clips side by side (mp4 + png grid)")
+    p.add_argument("--seed", type=int, default=0, help="posterior samples of the reference protocol")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def eval_options(args: argparse.Namespace, **extra: Any):
+    """The ``EvalOptions`` of :func:`add_eval_options`' arguments (``extra``: a command's own fields)."""
+    from lcvae.evaluation import EvalOptions
+
+    return EvalOptions(protocol=args.protocol, batch_size=args.batch_size, num_workers=args.workers, device=args.device,
+                       chunk=args.chunk, decode_chunk=args.decode_chunk, tile=args.tile, lpips=args.lpips,
+                       lpips_backbone=args.lpips_backbone, i3d=args.i3d, i3d_random=args.i3d_random,
+                       max_clips=args.max_clips, samples=args.samples, seed=args.seed, progress=not args.no_progress,
+                       **extra)
