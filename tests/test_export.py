@@ -121,3 +121,6 @@ def test_latent_stats_refuses_folders_it_cannot_use(tmp_path, clips, capsys):
         write_latent_stats(folder, [0.0] * 4, [1.0, 0.0, 1.0, 1.0])
     assert cli_main(["latent-stats", str(folder)]) == 2
     assert "give the videos to measure" in capsys.readouterr().err
+    one_video = sorted(clips.iterdir())[0]
+    assert cli_main(["latent-stats", str(folder), str(one_video)]) == 2
+    assert "is a single video" in capsys.readouterr().err

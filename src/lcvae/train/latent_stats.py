@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lcvae.data import collate
+from lcvae.data.sources import resolve_kind
 from lcvae.models.io import CONFIG_NAME, from_pretrained, load_config
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.train.vae_config import DataSection
@@ -132,12 +133,15 @@ def latent_stats(folder: str | Path, data: DataSection, *, max_clips: int | None
 
 def stats_data_section(folder: str | Path, data: str | None, kind: str | None = None, frames: int | None = None,
                        size: int = 256, workers: int = 2) -> DataSection:
-    """The DataSection ``lcvae latent-stats`` reads: kind inferred from ``data`` (a .csv/.jsonl file is a
-    manifest, a folder a video folder), frames default to the model's smallest training clip."""
+    """The DataSection ``lcvae latent-stats`` reads: kind inferred from ``data`` as
+    :func:`lcvae.data.sources.resolve_kind` does (a file is a manifest, a folder a video folder),
+    frames default to the model's smallest training clip."""
     if kind is None:
         if data is None:
             raise ValueError("give the videos to measure (a folder or manifest), or --kind samples for the built-in clips")
-        kind = "manifest" if Path(data).suffix.lower() in (".csv", ".jsonl", ".json", ".ndjson") else "folder"
+        kind = resolve_kind(data)
+        if kind == "file":
+            raise ValueError(f"{data} is a single video; latent statistics need many clips: give a folder of videos or a manifest")
     if kind != "samples" and data is None:
         raise ValueError(f"--kind {kind} needs the data path")
     config = load_config(folder)
