@@ -15,6 +15,7 @@ Temporal semantics:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,15 +68,52 @@ class Conv2d(nn.Conv2d):
         return images_to_frames(super().forward(y), t)
 
 
+_MKLDNN = torch.backends.mkldnn.is_available()  # a property of the build; read once (dynamo cannot trace the call)
+
+
 def _mkldnn_ok(x: Tensor, weight: Tensor) -> bool:
     return (
-        not torch.compiler.is_compiling()  # compilers lower the plain op themselves (inductor: oneDNN on CPU)
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and x.shape[-1] * x.shape[-2] >= 256  # below ~16x16 pixels the generic kernel is as fast
         and x.dtype == weight.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
+        and _MKLDNN
         and not torch.is_autocast_enabled("cpu")
     )
+
+
+@torch.library.custom_op("lcvae::onednn_conv3d", mutates_args=())
+def onednn_conv3d(
+    x: Tensor, weight: Tensor, bias: Tensor | None, padding: list[int], stride: list[int], dilation: list[int], groups: int
+) -> Tensor:
+    """The oneDNN 3D convolution as an op compilers treat as opaque: ``aten.mkldnn_convolution`` has no
+    fake-tensor rule, and a traced plain convolution would fall back to ``slow_conv3d`` on few frames."""
+    return torch.ops.aten.mkldnn_convolution(x.contiguous(), weight, bias, padding, stride, dilation, groups)
+
+
+@onednn_conv3d.register_fake
+def _onednn_conv3d_shape(
+    x: Tensor, weight: Tensor, bias: Tensor | None, padding: list[int], stride: list[int], dilation: list[int], groups: int
+) -> Tensor:
+    return F.conv3d(x.contiguous(), weight, bias, stride, padding, dilation, groups)
+
+
+def _onednn_conv3d_setup(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    x, weight, bias, padding, stride, dilation, groups = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.conv = (None if bias is None else [bias.shape[0]], padding, stride, dilation, groups)
+
+
+def _onednn_conv3d_backward(ctx: Any, grad: Tensor) -> tuple:
+    x, weight = ctx.saved_tensors
+    bias_sizes, padding, stride, dilation, groups = ctx.conv
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_sizes is not None and ctx.needs_input_grad[2]]
+    gx, gw, gb = torch.ops.aten.convolution_backward(
+        grad, x, weight, bias_sizes, stride, padding, dilation, False, [0] * len(padding), groups, mask
+    )
+    return gx, gw, gb, None, None, None, None
+
+
+onednn_conv3d.register_autograd(_onednn_conv3d_backward, setup_context=_onednn_conv3d_setup)
 
 
 def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
@@ -83,13 +121,15 @@ def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
 
     PyTorch picks its generic ``slow_conv3d`` kernel for 3D inputs with few frames (e.g. a chunk),
     which runs 2-6x slower than oneDNN on frames of 64x64 pixels; streaming inference lives on such
-    inputs. The result is the same convolution (tested against ``conv(x)``). Under ``torch.compile``
-    the plain op is traced instead, so the graph has no opaque call and the compiler picks the kernel.
+    inputs. The result is the same convolution (tested against ``conv(x)``). Eager calls the aten op
+    directly; under ``torch.compile`` it goes through the :func:`onednn_conv3d` custom op, which the
+    compiler can trace (it has a shape rule and a backward) but keeps on oneDNN.
     """
     if _mkldnn_ok(x, conv.weight):
-        return torch.ops.aten.mkldnn_convolution(
-            x.contiguous(), conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
-        )
+        args = (x.contiguous(), conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        if torch.compiler.is_compiling():
+            return onednn_conv3d(*args)
+        return torch.ops.aten.mkldnn_convolution(*args)
     return conv(x)
 
 
