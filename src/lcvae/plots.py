@@ -1,4 +1,4 @@
-"""Figures for the latent analysis and the ablations (PNG, matplotlib's Agg canvas, no pyplot state).
+"""Figures for the latent analysis, the ablations and the quickstart (PNG, matplotlib's Agg canvas, no pyplot state).
 
 matplotlib is an optional dependency (the ``plots`` extra); it is imported only when a figure is
 drawn. Every figure has a title saying what is shown, labelled axes with units, and a colour bar
@@ -253,4 +253,40 @@ def selection_figure(summary: dict[str, Any], path: str | Path, raster: Tensor |
     bottom.set_ylabel(f"overlap with the {against} mask (%)")
     bottom.set_title(f"Overlap of each step's selection with the fixed {against} mask (last: {overlap[-1]:.1f}%)")
     bottom.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- quickstart (models side by side)
+
+
+def model_energy_bars(shares: dict[str, Sequence[float]], path: str | Path) -> Path:
+    """Share of each model's latent energy per 3D Haar subband (``shares``: model -> 8 fractions in
+    ``SUBBAND_NAMES`` order), grouped bars on a log scale."""
+    fig = _figure(7.5, 3.9)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(shares))
+    for i, (name, share) in enumerate(shares.items()):
+        ax.bar([s + i * width for s in range(8)], [100 * v for v in share], width, label=name)
+    ax.set_xticks([s + width * (len(shares) - 1) / 2 for s in range(8)], SUBBAND_NAMES)
+    ax.set(ylabel="share of latent energy (%)", xlabel="3D Haar subband of the VAE latent (t, h, w)", yscale="log",
+           title="Latent energy per subband")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def loss_curves(curves: dict[str, dict[str, list[float]]], path: str | Path) -> Path:
+    """Training L1 per pixel of each model against wall time (left) and step (right); ``curves``:
+    model -> {"step", "time_s", "mae"} lists."""
+    fig = _figure(10.5, 3.9)
+    by_time, by_step = fig.subplots(1, 2)
+    for name, c in curves.items():
+        label = f"{name} ({c['step'][-1] if c['step'] else 0} steps)"
+        by_time.plot(c["time_s"], c["mae"], label=label)
+        by_step.plot(c["step"], c["mae"], label=label)
+    for ax, xlabel in ((by_time, "training time (s)"), (by_step, "step")):
+        ax.set(xlabel=xlabel, ylabel="L1 per pixel (training clips, [-1, 1] scale)", yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Training loss")
     return _save(fig, path)

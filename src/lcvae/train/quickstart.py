@@ -39,6 +39,7 @@ from lcvae.config import apply_overrides, from_dict, to_dict
 from lcvae.data import to_uint8, write_video
 from lcvae.losses import LossConfig
 from lcvae.models.io import from_pretrained
+from lcvae.plots import loss_curves, model_energy_bars
 from lcvae.train.export import export_checkpoint
 from lcvae.train.train_vae import TrainResult
 from lcvae.train.train_vae import main as train_main
@@ -161,46 +162,6 @@ def _loss_curve(run_dir: Path) -> dict[str, list[float]]:
             for key in curve:
                 curve[key].append(row["step"] if key == "step" else row["time"] if key == "time_s" else row[key])
     return curve
-
-
-def _plot_curves(curves: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name, c in curves.items():
-        label = f"{name} ({c['step'][-1] if c['step'] else 0} steps)"
-        axes[0].plot(c["time_s"], c["mae"], label=label)
-        axes[1].plot(c["step"], c["mae"], label=label)
-    axes[0].set(xlabel="training time (s)", ylabel="L1 per pixel (training clips, [-1, 1] scale)", yscale="log")
-    axes[1].set(xlabel="step", ylabel="L1 per pixel (training clips, [-1, 1] scale)", yscale="log")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_energy(energy: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    width = 0.8 / max(1, len(energy))
-    for i, (name, shares) in enumerate(energy.items()):
-        ax.bar([s + i * width for s in range(8)], [100 * v for v in shares], width, label=name)
-    ax.set_xticks([s + width * (len(energy) - 1) / 2 for s in range(8)], SUBBAND_NAMES)
-    ax.set(ylabel="share of latent energy (%)", xlabel="3D Haar subband of the VAE latent (t, h, w)", yscale="log")
-    ax.legend()
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _table(rows: list[dict[str, Any]], metric: str) -> str:
@@ -333,9 +294,9 @@ def run_quickstart(cfg: QuickstartConfig) -> QuickstartResult:
         frames = _side_by_side([clips[i]] + [recons[name][i] for name in trained], cfg.video_upscale)
         write_video(out / "videos" / f"{item['path']}.mp4", frames, cfg.video_fps)
     write_json(out / "loss_curves.json", curves, indent=None)
-    _plot_curves(curves, out / "loss_curves.png")
+    loss_curves(curves, out / "loss_curves.png")
     write_json(out / "latent_energy.json", energy)
-    _plot_energy({name: e["subband_share"] for name, e in energy.items()}, out / "latent_energy.png")
+    model_energy_bars({name: e["subband_share"] for name, e in energy.items()}, out / "latent_energy.png")
 
     table = _table(rows, metric.name)
     seconds = time.perf_counter() - t_start
