@@ -137,9 +137,13 @@ def test_diffusers_folder_gives_the_wan_config_and_its_latent_statistics(wan_fol
         torch.testing.assert_close(model.diffusion_latent(x), (z - mean) / std)  # Wan's (z - mean) / std
 
 
-def test_wan_config_rejects_wan22_and_misspelt_keys():
-    with pytest.raises(ValueError, match="Wan 2.2"):
-        WanVAEConfig.from_diffusers({"_class_name": "AutoencoderKLWan", "z_dim": 48, "is_residual": True, "patch_size": 2})
+def test_wan_config_reads_wan22_and_rejects_inconsistent_or_misspelt_keys():
+    wan22 = {"_class_name": "AutoencoderKLWan", "z_dim": 48, "base_dim": 160, "decoder_base_dim": 256,
+             "is_residual": True, "patch_size": 2, "in_channels": 12, "out_channels": 12, "scale_factor_spatial": 16}
+    cfg = WanVAEConfig.from_diffusers(wan22)
+    assert cfg.frame_rule.spatial_factor == 16 and cfg.diffusers_kwargs()["in_channels"] == 12
+    with pytest.raises(ValueError, match="in_channels=3; with patch_size 2 only 12"):
+        WanVAEConfig.from_diffusers({**wan22, "in_channels": 3})
     with pytest.raises(ValueError, match="did you mean 'z_dim'"):
         WanVAEConfig.from_diffusers({"_class_name": "AutoencoderKLWan", "z_dims": 16})
     with pytest.raises(ValueError, match="temporal_downsample"):

@@ -18,12 +18,16 @@ a config, not code::
     )
     model = LCVAE(LCVAEConfig(backbone, CompressionConfig(mask="paper")))
 
-What the adapter checks, because diffusers models do not: the frame rule (causal 1 + 4k frames,
-else 4k; Wan, for one, silently drops frames that do not fit), the frame size (multiples of 8), and
-that the model really maps 4 x 8 x 8 both ways (every LC-VAE backbone must; checked on every encoder
-and decoder output, which also catches model-specific frame rules such as CogVideoX decoding only
-odd latent lengths). What it cannot know, and the config says: the latent width, whether the model is
-causal, and which weight is the decoder's last layer (for the adaptive GAN weight).
+What the adapter checks, because diffusers models do not: the frame rule (causal 1 + t*k frames,
+else t*k, for a temporal factor t; Wan, for one, silently drops frames that do not fit), the frame
+size (multiples of the spatial factor s), and that the model really maps t x s x s both ways
+(checked on every encoder and decoder output, which also catches model-specific frame rules such as
+CogVideoX decoding only odd latent lengths). The factors of the classes in ``KNOWN_CLASSES``
+(Wan 2.1: 4 x 8 x 8; Wan 2.2, HunyuanVideo 1.5: 4 x 16 x 16; LTX-2: 8 x 32 x 32, read from their
+constructor arguments) are filled in by the config; any other class defaults to 4 x 8 x 8 unless ``temporal_factor`` /
+``spatial_factor`` say otherwise. What the adapter cannot know, and the config says: the latent
+width, whether the model is causal, and which weight is the decoder's last layer (for the adaptive
+GAN weight). Classes that cannot be a backbone are refused with the reason (``REFUSED_CLASSES``).
 
 Two things differ between diffusers VAEs and need care, see ``docs/backbones.md``:
 
@@ -42,7 +46,7 @@ The diffusers model is stored as ``self.vae``, so its weights are named ``vae.<d
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +60,8 @@ from lcvae.models.vae import DecoderOutput, DiagonalGaussian, EncoderOutput, Fra
 from lcvae.utils import strict_from_dict, suggest
 
 __all__ = ["DiffusersVAEConfig", "DiffusersBackbone", "DiffusersVAE", "diffusers_class", "read_diffusers_folder",
-           "diffusers_folder_state", "diffusers_vae_config", "lcvae_from_diffusers_folder"]
+           "diffusers_folder_state", "diffusers_vae_config", "native_statistics", "lcvae_from_diffusers_folder",
+           "KNOWN_CLASSES", "REFUSED_CLASSES"]
 
 DIFFUSERS_CONFIG = "config.json"
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -84,6 +89,43 @@ def _json_plain(value: Any, what: str) -> Any:
         raise ValueError(f"{what} must be JSON-serialisable (numbers, strings, lists, dicts): {err}") from None
 
 
+def _hunyuanvideo15_factors(cfg: dict[str, Any]) -> tuple[int, int]:
+    return int(cfg.get("temporal_compression_ratio", 4)), int(cfg.get("spatial_compression_ratio", 16))
+
+
+def _ltx2_factors(cfg: dict[str, Any]) -> tuple[int, int]:
+    """LTX-2 patchifies (``patch_size`` in space, ``patch_size_t`` in time), then each encoder block
+    whose ``spatio_temporal_scaling`` flag is set downsamples by its ``downsample_type``."""
+    types = cfg.get("downsample_type", ("spatial", "temporal", "spatiotemporal", "spatiotemporal"))
+    flags = cfg.get("spatio_temporal_scaling", (True,) * len(types))
+    flags = (flags,) * len(types) if isinstance(flags, bool) else flags
+    strides = {"conv": (2, 2), "spatial": (1, 2), "temporal": (2, 1), "spatiotemporal": (2, 2)}
+    t, s = int(cfg.get("patch_size_t", 1)), int(cfg.get("patch_size", 4))
+    for kind, on in zip(types, flags):
+        if on:
+            t, s = t * strides[kind][0], s * strides[kind][1]
+    return t, s
+
+
+# (temporal factor, spatial factor) from the constructor arguments of classes that are not 4 x 8 x 8
+KNOWN_CLASSES: dict[str, Callable[[dict[str, Any]], tuple[int, int]]] = {
+    "AutoencoderKLWan": lambda cfg: (int(cfg.get("scale_factor_temporal") or 4), int(cfg.get("scale_factor_spatial") or 8)),
+    "AutoencoderKLHunyuanVideo15": _hunyuanvideo15_factors,
+    "AutoencoderKLLTX2Video": _ltx2_factors,
+}
+
+# classes that cannot be an LC-VAE backbone, and why
+REFUSED_CLASSES: dict[str, str] = {
+    "AutoencoderKLMiniMaxH3": (
+        "its encoder runs independent 17-frame clips and drops 3 latent frames at the end, so 17n + 5 "
+        "video frames give 5n + 2 latent frames: no fixed temporal factor maps frames to latent frames, "
+        "and the 8-frame groups of the compressor would cut across its 5-frame clips; its decoder "
+        "cross-fades overlapping clips (not exact, not streamable) and its pixels are ImageNet-normalised "
+        "[0, 1] RGB, not [-1, 1]. Its 24-channel latent is the diffusion budget of lcvae-wan22"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class DiffusersVAEConfig:
     """A diffusers video VAE by class name and constructor arguments.
@@ -91,6 +133,8 @@ class DiffusersVAEConfig:
     ``last_layer``: the decoder's final layer, a parameter name or a module name in the diffusers
     model (a module's ``weight``, or ``conv.weight`` for diffusers' causal-conv wrappers).
     ``attributes``: attributes set on the model after construction (its runtime switches).
+    ``temporal_factor`` / ``spatial_factor``: video frames per latent frame and pixels per latent
+    pixel; None reads them from ``model_config`` for the classes in ``KNOWN_CLASSES``, else 4 and 8.
     """
 
     model_class: str
@@ -99,8 +143,12 @@ class DiffusersVAEConfig:
     causal: bool = True
     last_layer: str = "decoder.conv_out"
     attributes: dict[str, Any] = field(default_factory=dict)
+    temporal_factor: int | None = None
+    spatial_factor: int | None = None
 
     def __post_init__(self) -> None:
+        if self.model_class in REFUSED_CLASSES:
+            raise ValueError(f"{self.model_class} cannot be an LC-VAE backbone here: {REFUSED_CLASSES[self.model_class]}")
         object.__setattr__(self, "model_config", _json_plain(dict(self.model_config), "model_config"))
         object.__setattr__(self, "attributes", _json_plain(dict(self.attributes), "attributes"))
         for key in _LATENT_KEYS:
@@ -109,11 +157,22 @@ class DiffusersVAEConfig:
                 raise ValueError(
                     f"model_config[{key!r}] = {width} but latent_channels = {self.latent_channels}; set both to the same width"
                 )
+        known = KNOWN_CLASSES.get(self.model_class)
+        native = known(self.model_config) if known else (4, 8)
+        for name, value in zip(("temporal_factor", "spatial_factor"), native):
+            given = getattr(self, name)
+            if given is None:
+                object.__setattr__(self, name, value)
+            elif known and given != value:
+                raise ValueError(f"{name}={given}, but this {self.model_class} config compresses by {value}; "
+                                 f"leave {name} unset")
+            elif given < 1:
+                raise ValueError(f"{name} must be >= 1, got {given}")
 
     @property
     def frame_rule(self) -> FrameRule:
-        """4 x 8 x 8 compression (checked on every call); causal: 1 + 4k frames, else 4k."""
-        return FrameRule(causal=self.causal)
+        """t x s x s compression (checked on every call); causal: 1 + t*k frames, else t*k."""
+        return FrameRule(causal=self.causal, temporal_factor=self.temporal_factor, spatial_factor=self.spatial_factor)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,8 +196,8 @@ def _resolve_last_layer(model: nn.Module, name: str) -> str:
 class DiffusersBackbone(nn.Module):
     """Backbone protocol on top of a diffusers video autoencoder ``vae`` (see the module docstring).
 
-    Videos are (B, 3, T, H, W) in [-1, 1]; latents (B, C, T', H/8, W/8) with T' = (T - 1) / 4 + 1
-    (causal) or T / 4.
+    Videos are (B, 3, T, H, W) in [-1, 1]; latents (B, C, T', H/s, W/s) with T' = (T - 1) / t + 1
+    (causal) or T / t, for the temporal and spatial factors t and s of ``frame_rule``.
     """
 
     diffusers_prefix = "vae."  # our weight names = this prefix + the diffusers names
@@ -179,8 +238,9 @@ class DiffusersBackbone(nn.Module):
                 f"{type(self.vae).__name__} batches frames its own way: leave chunk unset and choose the model's "
                 f"temporal batching through the backbone config's 'attributes'"
             )
-        if encoder and (chunk <= 0 or chunk % 4):
-            raise ValueError(f"encoder chunk must be a positive multiple of 4 frames, got {chunk}")
+        t = self.frame_rule.temporal_factor
+        if encoder and (chunk <= 0 or chunk % t):
+            raise ValueError(f"encoder chunk must be a positive multiple of {t} frames, got {chunk}")
         if not encoder and chunk <= 0:
             raise ValueError(f"decoder chunk must be at least 1 latent frame, got {chunk}")
 
@@ -191,11 +251,11 @@ class DiffusersBackbone(nn.Module):
 
     # -- the diffusers calls (override these for model quirks) ---------------------------------
     def _moments(self, x: Tensor) -> Tensor:
-        """(B, 3, T, H, W) -> (B, 2C, T', H/8, W/8): posterior mean then log-variance."""
+        """(B, 3, T, H, W) -> (B, 2C, T', H/s, W/s): posterior mean then log-variance."""
         return self.vae.encode(x).latent_dist.parameters
 
     def _decode(self, z: Tensor) -> Tensor:
-        """(B, C, T', h, w) -> (B, 3, T, 8h, 8w), as the diffusers model returns it."""
+        """(B, C, T', h, w) -> (B, 3, T, s*h, s*w), as the diffusers model returns it."""
         return self.vae.decode(z).sample
 
     # -- protocol -------------------------------------------------------------------------------
@@ -214,13 +274,14 @@ class DiffusersBackbone(nn.Module):
         if tuple(moments.shape) != want:
             raise ValueError(
                 f"the diffusers encoder gave moments {tuple(moments.shape)} for a video {tuple(x.shape)}, expected "
-                f"{want}: LC-VAE backbones must compress 4 (time) x 8 x 8 with {self.latent_channels} latent "
-                f"channels ({'causal' if self.config.causal else 'non-causal'}); check the backbone config"
+                f"{want}: this backbone config says {rule.temporal_factor} (time) x {rule.spatial_factor} x "
+                f"{rule.spatial_factor} with {self.latent_channels} latent channels "
+                f"({'causal' if self.config.causal else 'non-causal'}); check the backbone config"
             )
         return EncoderOutput(moments)
 
     def decode_output(self, z: Tensor, chunk: int | None = None) -> DecoderOutput:
-        """Video (B, 3, T, 8h, 8w) from a latent (B, C, T', h, w); no energy-flow terms."""
+        """Video (B, 3, T, s*h, s*w) from a latent (B, C, T', h, w); no energy-flow terms."""
         self._check_latent(z)
         self._check_chunk(chunk, encoder=False)
         video = self._decode(z)
@@ -243,16 +304,17 @@ class DiffusersBackbone(nn.Module):
         if tile is None:
             return DiagonalGaussian(self._encode_moments(x, chunk).moments)
         overlap = self.frame_rule.default_overlap(tile) if overlap is None else overlap
-        moments = tiled_apply(lambda t: self._encode_moments(t, chunk).moments, x, tile, overlap, 1 / 8, align=8)
+        s = self.frame_rule.spatial_factor
+        moments = tiled_apply(lambda t: self._encode_moments(t, chunk).moments, x, tile, overlap, 1 / s, align=s)
         return DiagonalGaussian(moments)
 
     def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> Tensor:
-        """(B, C, T', h, w) latent -> (B, 3, T, 8h, 8w) video; ``tile`` and ``overlap`` in latent pixels
+        """(B, C, T', h, w) latent -> (B, 3, T, s*h, s*w) video; ``tile`` and ``overlap`` in latent pixels
         (default overlap a quarter tile)."""
         self._check_latent(z)
         if tile is not None:
             overlap = self.frame_rule.default_overlap(tile, latent=True) if overlap is None else overlap
-            return tiled_apply(lambda t: self.decode(t, chunk), z, tile, overlap, 8)
+            return tiled_apply(lambda t: self.decode(t, chunk), z, tile, overlap, self.frame_rule.spatial_factor)
         return self.decode_output(z, chunk).sample
 
     def load_diffusers_state(self, state: Mapping[str, Tensor], source: str = "state") -> None:
@@ -317,14 +379,40 @@ def diffusers_vae_config(folder: str | Path, latent_channels: int | None = None,
 
 
 
+def native_statistics(raw: dict, state: Mapping[str, Tensor], width: int) -> tuple[list[float], list[float]] | None:
+    """Per-channel (mean, std) that normalise a diffusers VAE's own latent as (z - mean) / std, or None.
+
+    Read from ``latents_mean`` / ``latents_std`` in the config (Wan, MiniMax-H3) or in the weights
+    (LTX-2 stores them as buffers), else from a ``scaling_factor`` f (z * f = (z - 0) / (1 / f):
+    HunyuanVideo 1.5). Values of another width (diffusers' defaults written into a folder that does
+    not set them) are ignored.
+    """
+    for mean, std in ((raw.get("latents_mean"), raw.get("latents_std")),
+                      (state.get("latents_mean"), state.get("latents_std"))):
+        if mean is not None and std is not None and len(mean) == width and len(std) == width:
+            return [float(v) for v in mean], [float(v) for v in std]
+    factor = raw.get("scaling_factor")
+    if factor:
+        return [0.0] * width, [1.0 / float(factor)] * width
+    return None
+
+
 def lcvae_from_diffusers_folder(folder: str | Path, compression: CompressionConfig | None = None, **backbone: Any) -> LCVAE:
     """An LCVAE on the diffusers VAE saved in ``folder`` (weights loaded, nothing downloaded).
 
     ``backbone``: fields of :class:`DiffusersVAEConfig` beyond what the folder says (``causal``,
     ``last_layer``, ``attributes``, ``latent_channels``). ``compression``: a ``CompressionConfig`` or
-    None. For Wan folders use ``lcvae.models.wan.wan_lcvae_from_diffusers`` (or ``from_pretrained``),
-    which also handles the output clamp, widening and Wan's latent statistics.
+    None. Without compression the model's own latent statistics (:func:`native_statistics`) become
+    the config's ``latent_mean`` / ``latent_std``; a compressed latent is another tensor, whose
+    statistics ``lcvae latent-stats`` measures. For Wan folders use
+    ``lcvae.models.wan.wan_lcvae_from_diffusers`` (or ``from_pretrained``), which also handles the
+    output clamp and widening.
     """
-    model = LCVAE(LCVAEConfig(backbone=diffusers_vae_config(folder, **backbone), compression=compression))
-    model.backbone.load_diffusers_state(diffusers_folder_state(folder), str(folder))
+    raw = read_diffusers_folder(folder)
+    state = diffusers_folder_state(folder)
+    config = diffusers_vae_config(folder, **backbone)
+    stats = None if compression is not None else native_statistics(raw, state, config.latent_channels)
+    mean, std = stats if stats is not None else (None, None)
+    model = LCVAE(LCVAEConfig(backbone=config, compression=compression, latent_mean=mean, latent_std=std))
+    model.backbone.load_diffusers_state(state, str(folder))
     return model

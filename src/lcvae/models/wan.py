@@ -1,7 +1,10 @@
-"""The Wan 2.1 video VAE (diffusers' ``AutoencoderKLWan``) as an LC-VAE backbone (supplement E.2).
+"""The Wan 2.1 and Wan 2.2 video VAEs (diffusers' ``AutoencoderKLWan``) as LC-VAE backbones (supplement E.2).
 
 Wan 2.1's VAE is causal and compresses 4 x 8 x 8 like WF-VAE: 1 + 4k frames -> 1 + k latent frames
-of z = 16 channels, the first latent frame encoding the first video frame alone. The paper trained
+of z = 16 channels, the first latent frame encoding the first video frame alone. Wan 2.2's VAE
+(``is_residual``, ``patch_size`` 2) is the same causal design with residual down/up blocks behind a
+2 x 2 pixel patchify (RGB -> 12 channels): 4 x 16 x 16, z = 48; with compression it takes 1 + 32k
+frames of 32-pixel multiples, and diffusion sees 24 channels with no widening. The paper trained
 it into an LC-VAE with a widened latent, z = 32, whose Multi-WT keeps half the coefficients, so
 diffusion sees 16 channels (the width of the original Wan latent); the first latent frame passes
 the compressor uncompressed (SPEC §4, causal mode).
@@ -50,7 +53,7 @@ from lcvae.utils import strict_from_dict, suggest
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WanVAEConfig", "WanVAE", "WAN21_LATENTS_MEAN", "WAN21_LATENTS_STD", "widen_wan_state",
+__all__ = ["WanVAEConfig", "WanVAE", "WAN22", "WAN21_LATENTS_MEAN", "WAN21_LATENTS_STD", "widen_wan_state",
            "lcvae_config_from_diffusers", "wan_lcvae_from_diffusers"]
 
 # Per-channel statistics of the Wan 2.1 latent, as published in its diffusers config.
@@ -62,10 +65,12 @@ WAN21_LATENTS_STD = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0
 
 @dataclass(frozen=True)
 class WanVAEConfig:
-    """Shape of a Wan 2.1 VAE; defaults are the released model (~127 M parameters).
+    """Shape of a Wan VAE; defaults are the released Wan 2.1 model (~127 M parameters).
 
     ``temporal_downsample`` is diffusers' ``temperal_downsample``: which of the spatial
     downsampling stages also halve time (two of them, for the 4x time compression).
+    ``is_residual`` and ``patch_size`` (p x p pixels folded into channels before the encoder, so
+    the spatial factor is 8p) describe Wan 2.2 (``WAN22``); ``None`` is no patchify.
     """
 
     latent_channels: int = 16  # z_dim
@@ -76,12 +81,16 @@ class WanVAEConfig:
     attn_scales: tuple[float, ...] = ()
     temporal_downsample: tuple[bool, ...] = (False, True, True)
     dropout: float = 0.0
+    is_residual: bool = False
+    patch_size: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("dim_mult", "attn_scales", "temporal_downsample"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         stages = len(self.dim_mult) - 1
-        if 2**stages != self.frame_rule.spatial_factor:
+        if self.patch_size is not None and self.patch_size < 1:
+            raise ValueError(f"patch_size must be None or >= 1, got {self.patch_size}; Wan 2.2 uses 2")
+        if 2**stages != 8:
             raise ValueError(f"dim_mult needs 4 entries (3 downsampling stages, 8x in space), got {list(self.dim_mult)}")
         if len(self.temporal_downsample) != stages or sum(self.temporal_downsample) != 2:
             raise ValueError(
@@ -98,8 +107,12 @@ class WanVAEConfig:
 
     @property
     def frame_rule(self) -> FrameRule:
-        """4 x 8 x 8, causal: 1 + 4k frames."""
-        return FrameRule(causal=True)
+        """4 x 8p x 8p for patch size p (1 when None), causal: 1 + 4k frames."""
+        return FrameRule(causal=True, spatial_factor=8 * self._patch)
+
+    @property
+    def _patch(self) -> int:
+        return self.patch_size or 1
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -117,7 +130,9 @@ class WanVAEConfig:
             "dim_mult": list(self.dim_mult), "num_res_blocks": self.num_res_blocks,
             "attn_scales": list(self.attn_scales), "temperal_downsample": list(self.temporal_downsample),
             "dropout": self.dropout, "latents_mean": [0.0] * self.latent_channels,
-            "latents_std": [1.0] * self.latent_channels,
+            "latents_std": [1.0] * self.latent_channels, "is_residual": self.is_residual,
+            "patch_size": self.patch_size, "in_channels": 3 * self._patch**2, "out_channels": 3 * self._patch**2,
+            "scale_factor_temporal": 4, "scale_factor_spatial": 8 * self._patch,
         }
 
     @classmethod
@@ -125,16 +140,19 @@ class WanVAEConfig:
         """Translate an ``AutoencoderKLWan`` config.json; reject what this backbone does not cover."""
         if raw.get("_class_name", "AutoencoderKLWan") != "AutoencoderKLWan":
             raise ValueError(f"expected an AutoencoderKLWan config, got _class_name={raw['_class_name']!r}")
-        fixed = {"in_channels": 3, "out_channels": 3, "is_residual": False, "patch_size": None,
-                 "scale_factor_temporal": 4, "scale_factor_spatial": 8}
+        patch = raw.get("patch_size") or 1
+        fixed = {"in_channels": 3 * patch**2, "out_channels": 3 * patch**2, "scale_factor_temporal": 4,
+                 "scale_factor_spatial": 8 * patch}
         for key, value in fixed.items():
             if raw.get(key, value) != value:
                 raise ValueError(
-                    f"AutoencoderKLWan config has {key}={raw[key]!r}; only {value!r} is supported (the Wan 2.1 VAE, "
-                    f"4x8x8 RGB). Wan 2.2's VAE (is_residual, patch_size 2) compresses 4x16x16 and cannot be used"
+                    f"AutoencoderKLWan config has {key}={raw[key]!r}; with patch_size {raw.get('patch_size')} only "
+                    f"{value!r} is supported (RGB video, p x p pixels per patch, 4 x 8p x 8p: Wan 2.1 has no patch, "
+                    f"Wan 2.2 has patch_size 2)"
                 )
         rename = {"z_dim": "latent_channels", "temperal_downsample": "temporal_downsample"}
-        taken = ["base_dim", "decoder_base_dim", "dim_mult", "num_res_blocks", "attn_scales", "dropout", *rename]
+        taken = ["base_dim", "decoder_base_dim", "dim_mult", "num_res_blocks", "attn_scales", "dropout",
+                 "is_residual", "patch_size", *rename]
         ignored = ["latents_mean", "latents_std", *fixed]
         fields = {}
         for key, value in raw.items():
@@ -144,6 +162,11 @@ class WanVAEConfig:
                 raise ValueError(f"unknown AutoencoderKLWan config key {key!r}{suggest(key, taken + ignored)}")
             fields[rename.get(key, key)] = value
         return cls(**fields)
+
+
+# The Wan 2.2 VAE (Wan2.2-TI2V-5B): residual blocks, 2 x 2 patchify, 4 x 16 x 16, z = 48. Its latent
+# statistics come with its diffusers folder (``lcvae_config_from_diffusers``); none are copied here.
+WAN22 = WanVAEConfig(latent_channels=48, base_dim=160, decoder_base_dim=256, is_residual=True, patch_size=2)
 
 
 def widen_wan_state(state: Mapping[str, Tensor], fresh: Mapping[str, Tensor], old: int, new: int) -> dict[str, Tensor]:
@@ -194,7 +217,8 @@ def widen_wan_state(state: Mapping[str, Tensor], fresh: Mapping[str, Tensor], ol
 
 
 class WanVAE(DiffusersBackbone):
-    """Wan 2.1 VAE backbone. Videos (B, 3, 1 + 4k, H, W) in [-1, 1]; latents (B, z, 1 + k, H/8, W/8)."""
+    """Wan 2.1 / 2.2 VAE backbone. Videos (B, 3, 1 + 4k, H, W) in [-1, 1]; latents (B, z, 1 + k, H/s, W/s)
+    with s = 8 (Wan 2.1) or 16 (Wan 2.2, patch size 2)."""
 
     accepts_chunk = True  # Wan always streams exactly (see the module docstring)
 
@@ -203,15 +227,21 @@ class WanVAE(DiffusersBackbone):
         super().__init__(config, vae, "decoder.conv_out")
         causal_conv = type(vae.decoder.conv_in)  # WanCausalConv3d: every conv that keeps a feature cache
         self._decoder_caches = sum(isinstance(m, causal_conv) for m in vae.decoder.modules())
+        # diffusers' own inverse of the patchify its encode applies (the channel order is its choice)
+        from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+
+        self._unpatchify = unpatchify
 
     def _decode(self, z: Tensor) -> Tensor:
-        """diffusers' per-latent-frame decoder loop without its final clamp: (B, 3, T, 8h, 8w), unclamped."""
+        """diffusers' per-latent-frame decoder loop (and unpatchify) without its final clamp: (B, 3, T, s*h, s*w)."""
         h = self.vae.post_quant_conv(z)
         cache: list = [None] * self._decoder_caches  # fresh per call: no state is left on the module
         frames = []
         for i in range(h.shape[2]):
             frames.append(self.vae.decoder(h[:, :, i : i + 1], feat_cache=cache, feat_idx=[0], first_chunk=i == 0))
-        return torch.cat(frames, dim=2)
+        video = torch.cat(frames, dim=2)
+        patch = self.config.patch_size
+        return video if patch is None else self._unpatchify(video, patch_size=patch)
 
     def load_diffusers_state(self, state: Mapping[str, Tensor], source: str = "state") -> None:
         """Load AutoencoderKLWan weights (diffusers names); a narrower latent is widened (``widen_wan_state``)."""
