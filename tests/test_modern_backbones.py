@@ -29,7 +29,8 @@ WAN22_TINY = WanVAEConfig(latent_channels=8, base_dim=8, decoder_base_dim=12, di
                           num_res_blocks=1, is_residual=True, patch_size=2)
 HV15_KWARGS = {"latent_channels": 8, "block_out_channels": [8, 8, 16, 16, 16], "layers_per_block": 1}
 LTX2_KWARGS = {"latent_channels": 8, "block_out_channels": [8, 16, 32, 64], "decoder_block_out_channels": [8, 16, 32],
-               "layers_per_block": [1, 1, 1, 1, 1], "decoder_layers_per_block": [1, 1, 1, 1]}
+               "layers_per_block": [1, 1, 1, 1, 1], "decoder_layers_per_block": [1, 1, 1, 1],
+               "decoder_causal": False}  # as released: causal encoder, non-causal decoder
 TINY = {
     "wan22": WAN22_TINY,
     "hunyuanvideo15": DiffusersVAEConfig("AutoencoderKLHunyuanVideo15", HV15_KWARGS, latent_channels=8),
@@ -128,6 +129,7 @@ def test_lc_on_top_gives_the_documented_diffusion_latent(name, frames, want):
 
 
 @pytest.mark.parametrize(("preset", "latent", "diffusion", "shape"), [
+    ("lcvae-wan21", 32, 16, (16, 10, 32, 32)),
     ("wan22", 48, 48, (48, 9, 16, 16)),
     ("lcvae-wan22", 48, 24, (24, 10, 16, 16)),  # MiniMax-H3's budget: 24 channels at 4x16x16
     ("hunyuanvideo15", 32, 32, (32, 9, 16, 16)),
@@ -222,3 +224,13 @@ def test_factors_that_contradict_the_model_config_are_refused():
         DiffusersVAEConfig("AutoencoderKLHunyuanVideo15", HV15_KWARGS, latent_channels=8, spatial_factor=8)
     cfg = DiffusersVAEConfig("AutoencoderKLHunyuanVideo15", HV15_KWARGS, latent_channels=8)
     assert DiffusersVAEConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_preset_style_config_loads_the_weights_of_a_diffusers_folder(tmp_path):
+    """What `lcvae study` / `train-vae model.init_from=` do with a preset and the model's folder."""
+    model = tiny("hunyuanvideo15", PAPER)
+    twin_of(model).save_pretrained(tmp_path / "vae")
+    loaded = from_pretrained(tmp_path / "vae", config=LCVAEConfig(backbone=TINY["hunyuanvideo15"], compression=PAPER))
+    x = video(33, 32, seed=9)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval().diffusion_latent(x), model.diffusion_latent(x), rtol=0, atol=0)

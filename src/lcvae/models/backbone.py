@@ -3,8 +3,9 @@
 The compressor works on any latent (B, C, T', H', W'), so any VAE that meets this protocol can be
 trained, evaluated, analysed and cached through the same code:
 
-* ``config`` with ``latent_channels``, ``causal`` and ``frame_rule`` (a :class:`lcvae.models.vae.FrameRule`:
-  causal 1 + 4k frames, the first latent frame is the image frame; non-causal 4k frames),
+* ``config`` with ``latent_channels``, ``causal`` and ``frame_rule`` (a :class:`lcvae.models.vae.FrameRule`
+  with the temporal factor t and spatial factor s: causal 1 + t*k frames, the first latent frame is
+  the image frame; non-causal t*k frames),
   ``to_dict()`` / ``from_dict()``;
 * ``encode_moments(x, chunk=None) -> EncoderOutput`` (posterior mean and log-variance stacked on the
   channel axis; energy-flow coefficients when the backbone has them, else ``None``);
@@ -13,8 +14,9 @@ trained, evaluated, analysed and cached through the same code:
   ``decode(z, chunk=None, tile=None, overlap=None)`` (default overlap ``frame_rule.default_overlap``);
 * ``last_layer``: the weight of the final decoder layer, for the adaptive GAN weight.
 
-The output types and the posterior live in :mod:`lcvae.models.vae`. Compression factors are 4 (time)
-x 8 x 8 for every registered backbone. A backbone is registered with :func:`register_backbone` under
+The output types and the posterior live in :mod:`lcvae.models.vae`. Compression factors are the
+backbone's own (4 x 8 x 8 for WF-VAE and Wan 2.1, 4 x 16 x 16 for Wan 2.2 and HunyuanVideo 1.5,
+8 x 32 x 32 for LTX-2; docs/backbones.md); everything downstream asks the frame rule. A backbone is registered with :func:`register_backbone` under
 the ``type`` name its config dict carries.
 """
 

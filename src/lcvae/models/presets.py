@@ -25,8 +25,9 @@ _WFVAE_S = WFVAEConfig(base_channels=128, encoder_energy_flow=128, decoder_energ
 _LC_BACKBONE = WFVAEConfig(base_channels=192, encoder_energy_flow=64, decoder_energy_flow=128, causal=False)
 _TINY = WFVAEConfig(base_channels=32, encoder_energy_flow=16, decoder_energy_flow=16, latent_channels=8)
 _WAN_TINY = WanVAEConfig(latent_channels=4, base_dim=8, dim_mult=(1, 2, 2, 2), num_res_blocks=1)
-# The 2025-26 VAEs by their released diffusers constructor arguments (docs/backbones.md); the weights
-# come from the model's diffusers folder (``init_from``), whose config.json must build the same modules.
+# The 2025-26 VAEs by their released diffusers constructor arguments (docs/backbones.md: HunyuanVideo
+# 1.5 is diffusers' defaults, LTX-2 the 2.0 VAE with its non-causal decoder); the weights come from the
+# model's diffusers folder (``init_from``), whose config.json must build the same modules.
 _HV15_SCALING = 1.03682  # HunyuanVideo 1.5's scaling_factor: its latent enters diffusion as z * 1.03682
 _HV15 = DiffusersVAEConfig(
     "AutoencoderKLHunyuanVideo15", latent_channels=32, last_layer="decoder.conv_out",
@@ -38,7 +39,9 @@ _LTX2 = DiffusersVAEConfig(
     model_config={"latent_channels": 128, "block_out_channels": [256, 512, 1024, 2048],
                   "decoder_block_out_channels": [256, 512, 1024], "layers_per_block": [4, 6, 6, 2, 2],
                   "decoder_layers_per_block": [5, 5, 5, 5], "patch_size": 4, "patch_size_t": 1,
-                  "downsample_type": ["spatial", "temporal", "spatiotemporal", "spatiotemporal"]},
+                  "downsample_type": ["spatial", "temporal", "spatiotemporal", "spatiotemporal"],
+                  "encoder_causal": True, "decoder_causal": False, "decoder_spatial_padding_mode": "reflect",
+                  "spatial_compression_ratio": 32, "temporal_compression_ratio": 8},
 )
 _PAPER = CompressionConfig(mask="paper")
 

@@ -2,11 +2,12 @@
 
 :class:`FrameRule` is the one place that knows which video sizes a model accepts and what latent
 they give. A backbone compresses ``temporal_factor`` x ``spatial_factor`` x ``spatial_factor``
-(4 x 8 x 8 for every registered backbone); a causal one encodes the first frame alone, so it takes
-1 + 4k frames (k >= 0) and gives 1 + k latent frames, a non-causal one 4k frames (k >= 1) -> k.
-The latent compressor groups latents further (8 latent frames, 2 x 2 latent pixels), so an LC-VAE
-takes 1 + 32k (causal) or 32k frames of 16-pixel multiples: the same rule with coarser steps
-(:meth:`FrameRule.grouped`). Backbones, ``LCVAEConfig``, inference, evaluation, training and the
+(t x s x s: 4 x 8 x 8 for WF-VAE and Wan 2.1, 4 x 16 x 16 for Wan 2.2 and HunyuanVideo 1.5, 8 x 32 x 32
+for LTX-2); a causal one encodes the first frame alone, so it takes 1 + t*k frames (k >= 0) and gives
+1 + k latent frames, a non-causal one t*k frames (k >= 1) -> k. The latent compressor groups latents
+further (8 latent frames, 2 x 2 latent pixels), so an LC-VAE takes 1 + 8t*k (causal) or 8t*k frames
+of 2s-pixel multiples (1 + 32k frames of 16-pixel multiples on WF-VAE): the same rule with coarser
+steps (:meth:`FrameRule.grouped`). Backbones, ``LCVAEConfig``, inference, evaluation, training and the
 CLI all ask ``config.frame_rule`` / ``model.frame_rule``.
 """
 
@@ -20,7 +21,7 @@ from torch import Tensor
 
 @dataclass
 class EncoderOutput:
-    moments: Tensor  # (B, 2C, T', H/8, W/8): mean then log-variance
+    moments: Tensor  # (B, 2C, T', H/s, W/s): mean then log-variance
     w2: Tensor | None = None  # WF-VAE level-2 energy-flow coefficients (B, 12, T2, H/4, W/4)
     w3: Tensor | None = None  # WF-VAE level-3 energy-flow coefficients (B, 24, T', H/8, W/8)
 
@@ -79,12 +80,12 @@ class FrameRule:
 
     @property
     def frame_step(self) -> int:
-        """Video frames between two valid counts (4 for a backbone, 32 with compression)."""
+        """Video frames between two valid counts (t for a backbone, 8t with compression)."""
         return self.temporal_factor * self.latent_frames_step
 
     @property
     def pixel_step(self) -> int:
-        """Multiple of height and width (8 for a backbone, 16 with compression)."""
+        """Multiple of height and width (s for a backbone, 2s with compression)."""
         return self.spatial_factor * self.latent_pixels_step
 
     def describe(self) -> str:
