@@ -19,15 +19,14 @@ a config, not code::
     model = LCVAE(LCVAEConfig(backbone, CompressionConfig(mask="paper")))
 
 What the adapter checks, because diffusers models do not: the frame rule (causal 1 + t*k frames,
-else t*k, for a temporal factor t; Wan, for one, silently drops frames that do not fit), the frame
-size (multiples of the spatial factor s), and that the model really maps t x s x s both ways
-(checked on every encoder and decoder output, which also catches model-specific frame rules such as
-CogVideoX decoding only odd latent lengths). The factors of the classes in ``KNOWN_CLASSES``
-(Wan 2.1: 4 x 8 x 8; Wan 2.2, HunyuanVideo 1.5: 4 x 16 x 16; LTX-2: 8 x 32 x 32, read from their
-constructor arguments) are filled in by the config; any other class defaults to 4 x 8 x 8 unless ``temporal_factor`` /
-``spatial_factor`` say otherwise. What the adapter cannot know, and the config says: the latent
-width, whether the model is causal, and which weight is the decoder's last layer (for the adaptive
-GAN weight). Classes that cannot be a backbone are refused with the reason (``REFUSED_CLASSES``).
+else t*k; Wan, for one, silently drops frames that do not fit), the frame size (multiples of s), and
+that the model really maps t x s x s both ways (on every encoder and decoder output, which also
+catches model-specific rules such as CogVideoX decoding only odd latent lengths). t and s are read
+from the constructor arguments of the classes in ``KNOWN_CLASSES`` (Wan 2.1 4 x 8 x 8; Wan 2.2,
+HunyuanVideo 1.5 4 x 16 x 16; LTX-2 8 x 32 x 32), else 4 x 8 x 8 unless the config says otherwise;
+classes that cannot be a backbone are refused with the reason (``REFUSED_CLASSES``). What the adapter
+cannot know, and the config says: the latent width, whether the model is causal, and which weight is
+the decoder's last layer (for the adaptive GAN weight).
 
 Two things differ between diffusers VAEs and need care, see ``docs/backbones.md``:
 
@@ -89,6 +88,10 @@ def _json_plain(value: Any, what: str) -> Any:
         raise ValueError(f"{what} must be JSON-serialisable (numbers, strings, lists, dicts): {err}") from None
 
 
+def _wan_factors(cfg: dict[str, Any]) -> tuple[int, int]:
+    return int(cfg.get("scale_factor_temporal") or 4), int(cfg.get("scale_factor_spatial") or 8)
+
+
 def _hunyuanvideo15_factors(cfg: dict[str, Any]) -> tuple[int, int]:
     return int(cfg.get("temporal_compression_ratio", 4)), int(cfg.get("spatial_compression_ratio", 16))
 
@@ -109,7 +112,7 @@ def _ltx2_factors(cfg: dict[str, Any]) -> tuple[int, int]:
 
 # (temporal factor, spatial factor) from the constructor arguments of classes that are not 4 x 8 x 8
 KNOWN_CLASSES: dict[str, Callable[[dict[str, Any]], tuple[int, int]]] = {
-    "AutoencoderKLWan": lambda cfg: (int(cfg.get("scale_factor_temporal") or 4), int(cfg.get("scale_factor_spatial") or 8)),
+    "AutoencoderKLWan": _wan_factors,
     "AutoencoderKLHunyuanVideo15": _hunyuanvideo15_factors,
     "AutoencoderKLLTX2Video": _ltx2_factors,
 }
