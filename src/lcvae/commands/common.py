@@ -6,27 +6,48 @@ import argparse
 from typing import Any
 
 
-def add_model_args(p: argparse.ArgumentParser, video_in: bool = True) -> None:
+DTYPE_HELP = ("model precision: the weights are cast to it and run in it, no autocast (fp32 default; bf16 "
+              "halves memory and on most hardware time, within ~40 dB of fp32; fp16 is for GPUs)")
+
+
+def add_model_args(p: argparse.ArgumentParser, video_in: bool = True, video_out: bool = True) -> None:
+    """Model, device and precision options of the file commands; ``video_in``: the reading options
+    (frames, fit, trim, pad), ``video_out``: the decoding and video-writing options."""
     p.add_argument("--model", required=True, help="checkpoint folder (ours or the official WF-VAE), or a preset with --random-weights")
     p.add_argument("--random-weights", action="store_true", help="allow a preset name (untrained weights: for trying the pipeline)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="bf16 runs under autocast")
-    p.add_argument("--decode-chunk", type=int, help="decode this many latent frames at a time (causal models)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help=DTYPE_HELP)
     p.add_argument("--tile", type=int, help="process frames in spatial tiles of this many pixels")
-    p.add_argument("--lossless", action="store_true", help="write lossless H.264 (RGB, QP 0) instead of CRF 18")
+    if video_out:
+        p.add_argument("--decode-chunk", type=int, help="decode this many latent frames at a time (causal models)")
+        p.add_argument("--lossless", action="store_true", help="write lossless H.264 (RGB, QP 0) instead of CRF 18")
     if video_in:
         p.add_argument("--chunk", type=int, help="encode this many frames at a time (a multiple of 4; causal models)")
         p.add_argument("--start", type=int, default=0, help="first frame to read")
         p.add_argument("--frames", type=int, help="number of frames to read (default: all)")
         p.add_argument("--fit", default="error", choices=["error", "crop", "resize"], help="make frames a valid size (default: refuse)")
         p.add_argument("--trim", action="store_true", help="drop trailing frames to the nearest valid count")
+        p.add_argument("--pad", action="store_true",
+                       help="pad to the next valid frame count and size by repeating the last frame and the edge "
+                            "pixels, and crop the output back (reported)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress log lines)")
 
 
 def run_options(args: argparse.Namespace):
     from lcvae.inference import RunOptions
 
     return RunOptions(device=args.device, dtype=args.dtype, chunk=getattr(args, "chunk", None),
-                      decode_chunk=args.decode_chunk, tile=args.tile, lossless=args.lossless)
+                      decode_chunk=getattr(args, "decode_chunk", None), tile=args.tile,
+                      lossless=getattr(args, "lossless", False), progress=not args.no_progress)
+
+
+def padding_note(padded: dict[str, int], then: str = "cropped back") -> str:
+    """"" or "; padded by N frames and H rows x W columns (edge replication), <then>" for a
+    command's summary line; ``padded``: the amounts from ``lcvae.inference`` ({"frames", "height", "width"})."""
+    if not any(padded.values()):
+        return ""
+    return (f"; padded by {padded['frames']} frames and {padded['height']} rows x {padded['width']} columns "
+            f"(edge replication), {then}")
 
 
 def add_eval_options(p: argparse.ArgumentParser, samples: int) -> None:

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_latent_file(args.input)
     check_output_path(args.output)
-    model = load_model(args.model, args.device, args.random_weights)
+    model = load_model(args.model, args.device, args.random_weights, args.dtype)
     frames = decode_file(model, args.input, args.output, run_options(args), args.fps)
     print(f"wrote {args.output}: {frames} frames")
     return 0

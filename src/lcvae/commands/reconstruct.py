@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lcvae.commands.common import add_model_args, run_options
+from lcvae.commands.common import add_model_args, padding_note, run_options
 
 NAME = "reconstruct"
 HELP = "encode and decode a video file"
@@ -22,8 +22,9 @@ def run(args: argparse.Namespace) -> int:
     from lcvae.inference import load_model, reconstruct_file
 
     check_output_path(args.output)
-    model = load_model(args.model, args.device, args.random_weights)
+    model = load_model(args.model, args.device, args.random_weights, args.dtype)
     stats = reconstruct_file(model, args.input, args.output, run_options(args), args.side_by_side,
-                             args.start, args.frames, args.fit, args.trim)
-    print(f"wrote {args.output}: {stats['frames']} frames {stats['width']}x{stats['height']}, PSNR {stats['psnr']:.2f} dB")
+                             args.start, args.frames, args.fit, args.trim, args.pad)
+    print(f"wrote {args.output}: {stats['frames']} frames {stats['width']}x{stats['height']}, PSNR {stats['psnr']:.2f} dB"
+          f"{padding_note(stats['padded'])}")
     return 0
