@@ -234,3 +234,17 @@ def test_a_preset_style_config_loads_the_weights_of_a_diffusers_folder(tmp_path)
     x = video(33, 32, seed=9)
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval().diffusion_latent(x), model.diffusion_latent(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_the_lc_training_path_backpropagates_into_both_halves(name):
+    model = tiny(name, PAPER).train()
+    frames, size = 1 + 8 * FACTORS[name][0], 2 * FACTORS[name][1]
+    x = video(frames, size, seed=10)
+    out = model(x, generator=torch.Generator().manual_seed(0))
+    loss = (out.reconstruction - x).abs().mean() + 1e-6 * out.posterior.kl().mean()
+    loss.backward()
+    enc = [p.grad for n, p in model.named_parameters() if ".encoder." in n and p.grad is not None]
+    dec = [p.grad for n, p in model.named_parameters() if ".decoder." in n and p.grad is not None]
+    assert enc and dec and torch.isfinite(loss)
+    assert max(g.abs().max() for g in enc) > 0 and max(g.abs().max() for g in dec) > 0
