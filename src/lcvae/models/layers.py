@@ -5,6 +5,14 @@ Module and parameter names follow the official WF-VAE checkpoint (``norm1.norm.w
 state dict loads without renaming. Every block takes video tensors (B, C, T, H, W) and an optional
 :class:`~lcvae.models.stream.StreamCache` for chunked causal inference.
 
+Half precision: a bf16 model runs every op in bf16 (bf16 has fp32's range; LayerNorm, GroupNorm and
+attention accumulate in fp32 inside PyTorch's kernels). An fp16 model would overflow: activations of a
+trained video VAE reach 1e4-1e5 in the residual stream and in the decoder's last layers, past fp16's
+65504, which shows up as NaN frames. So with fp16 weights only the convolutions run in fp16 (see
+:func:`conv`): activations travel in fp32 between layers, each convolution input is scaled by a power
+of two into fp16's safe range and the output scaled back in fp32, and norms, residual sums and
+attention run in fp32.
+
 Temporal semantics:
 
 * causal: a temporal kernel k sees the current frame and k - 1 frames before it; the video start is
@@ -55,9 +63,12 @@ class Norm(nn.Module):
             raise ValueError(f"norm must be 'layernorm' or 'groupnorm', got {kind!r}")
 
     def forward(self, x: Tensor) -> Tensor:
+        weight, bias = self.norm.weight, self.norm.bias
+        if weight.dtype == torch.float16:  # fp16 model: statistics and output in fp32 (see the module doc)
+            x, weight, bias = x.float(), weight.float(), bias.float()
         if self.kind == "groupnorm":
-            return self.norm(x)
-        return F.layer_norm(x.movedim(1, -1), self.norm.normalized_shape, self.norm.weight, self.norm.bias, 1e-6).movedim(-1, 1)
+            return F.group_norm(x, self.norm.num_groups, weight, bias, 1e-6)
+        return F.layer_norm(x.movedim(1, -1), self.norm.normalized_shape, weight, bias, 1e-6).movedim(-1, 1)
 
 
 class Conv2d(nn.Conv2d):
@@ -65,7 +76,7 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:  # (B, C, T, H, W)
         y, t = frames_to_images(x)
-        return images_to_frames(super().forward(y), t)
+        return images_to_frames(conv(self, y), t)
 
 
 _MKLDNN = torch.backends.mkldnn.is_available()  # a property of the build; read once (dynamo cannot trace the call)
@@ -133,6 +144,49 @@ def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
     return conv(x)
 
 
+# fp16 convolution inputs are scaled to |x| <= 65504 / 256: a convolution may then amplify by 256 (sum of
+# |weights| of one output) before its fp16 accumulator overflows. Power-of-two scales are exact.
+_FP16_INPUT_BOUND = 256.0
+
+
+def _fp16_conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
+    """``layer(x)`` with fp16 weights on an input of any range: fp32 in, fp32 out, fp16 arithmetic."""
+    x = x.float()
+    peak = x.detach().abs().amax().clamp_min(_FP16_INPUT_BOUND)
+    scale = torch.exp2(torch.ceil(torch.log2(peak / _FP16_INPUT_BOUND)))  # 1 for inputs already in range
+    y = layer._conv_forward((x / scale).half(), layer.weight, None).float() * scale
+    if layer.bias is not None:
+        y = y + layer.bias.float().view(-1, *([1] * (y.dim() - 2)))
+    return y
+
+
+def conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
+    """Apply a 2D (on (N, C, H, W)) or 3D convolution layer: oneDNN for fp32 CPU 3D convolutions
+    (:func:`conv3d`), the fp16 guard of :func:`_fp16_conv` for fp16 weights, else the layer's own."""
+    if layer.weight.dtype == torch.float16:
+        return _fp16_conv(layer, x)
+    if isinstance(layer, nn.Conv3d):
+        return conv3d(layer, x)
+    return layer._conv_forward(x, layer.weight, layer.bias)
+
+
+def to_model_dtype(x: Tensor, dtype: torch.dtype, where: str) -> Tensor:
+    """Hand an fp16 model's fp32 activations out as fp16 (other dtypes pass through unchanged).
+
+    Fails on values fp16 cannot hold instead of returning inf or NaN frames. The check needs the values,
+    so compiled graphs skip it.
+    """
+    if dtype != torch.float16:
+        return x
+    y = x.half()
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(y).all()):
+        raise FloatingPointError(
+            f"the fp16 model's {where} overflowed fp16 (values beyond +-65504, or NaN); run the model in bf16 "
+            "(model.to(torch.bfloat16), --dtype bf16), which has fp32's range, or in fp32"
+        )
+    return y
+
+
 class CausalConv3d(nn.Module):
     """3D convolution with causal (first-frame replicate) or symmetric zero temporal padding.
 
@@ -160,7 +214,7 @@ class CausalConv3d(nn.Module):
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         if self.kt > 1 or self.st > 1:
             x = temporal_pad(self, x, self.kt, self.st, self.causal, cache)
-        return conv3d(self.conv, x)
+        return conv(self.conv, x)
 
 
 def temporal_pad(owner: nn.Module, x: Tensor, kernel: int, stride: int, causal: bool, cache: StreamCache | None) -> Tensor:
@@ -189,9 +243,9 @@ class ResBlock2D(nn.Module):
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         y, t = frames_to_images(x)
-        h = self.conv1(F.silu(self.norm1(y)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        skip = self.nin_shortcut(y) if self.nin_shortcut is not None else y
+        h = conv(self.conv1, F.silu(self.norm1(y)))
+        h = conv(self.conv2, self.dropout(F.silu(self.norm2(h))))
+        skip = conv(self.nin_shortcut, y) if self.nin_shortcut is not None else y
         return images_to_frames(skip + h, t)
 
 
@@ -246,7 +300,7 @@ class Downsample2D(nn.Module):
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         y, t = frames_to_images(x)
-        return images_to_frames(self.conv(F.pad(y, (0, 1, 0, 1))), t)
+        return images_to_frames(conv(self.conv, F.pad(y, (0, 1, 0, 1))), t)
 
 
 class Downsample3D(nn.Module):
@@ -269,7 +323,7 @@ class Upsample2D(nn.Module):
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         y, t = frames_to_images(x)
-        return images_to_frames(self.conv(F.interpolate(y, scale_factor=2.0, mode="nearest")), t)
+        return images_to_frames(conv(self.conv, F.interpolate(y, scale_factor=2.0, mode="nearest")), t)
 
 
 def upsample_time_linear(x: Tensor, before: Tensor, after: Tensor) -> Tensor:

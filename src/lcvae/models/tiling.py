@@ -52,8 +52,10 @@ def tiled_apply(
         for j, x0 in enumerate(xs):
             piece = fn(x[..., y0 : y0 + tile, x0 : x0 + tile])
             if out is None:
-                out = piece.new_zeros(*piece.shape[:-2], round(h * scale), round(w * scale))
-                weight = piece.new_zeros(round(h * scale), round(w * scale))
+                # accumulate in fp32 at least: bf16 sums of overlapping tiles would round twice
+                acc = torch.promote_types(piece.dtype, torch.float32)
+                out = piece.new_zeros(*piece.shape[:-2], round(h * scale), round(w * scale), dtype=acc)
+                weight = piece.new_zeros(round(h * scale), round(w * scale), dtype=acc)
             ph, pw = piece.shape[-2:]
             oy, ox = round(y0 * scale), round(x0 * scale)
             # overlap with the previous / next tile, in output pixels
@@ -61,9 +63,9 @@ def tiled_apply(
             bottom = round((y0 + tile - ys[i + 1]) * scale) if i + 1 < len(ys) else 0
             left = round((xs[j - 1] + tile - x0) * scale) if j > 0 else 0
             right = round((x0 + tile - xs[j + 1]) * scale) if j + 1 < len(xs) else 0
-            wy = _ramp(ph, top, bottom, piece.device, piece.dtype)
-            wx = _ramp(pw, left, right, piece.device, piece.dtype)
+            wy = _ramp(ph, top, bottom, piece.device, out.dtype)
+            wx = _ramp(pw, left, right, piece.device, out.dtype)
             mask = wy[:, None] * wx[None, :]
             out[..., oy : oy + ph, ox : ox + pw] += piece * mask
             weight[oy : oy + ph, ox : ox + pw] += mask
-    return out / weight
+    return (out / weight).to(piece.dtype)

@@ -34,6 +34,7 @@ from lcvae.models.layers import (
     ResBlock3D,
     Upsample2D,
     Upsample3D,
+    to_model_dtype,
 )
 from lcvae.models.stream import StreamCache, StreamTag
 from lcvae.models.vae import DecoderOutput, EncoderOutput, FrameRule
@@ -137,7 +138,7 @@ class Encoder(nn.Module):
             h, l2 = cache.align(self, h, l2, StreamTag.MERGE_L2)
         h = _run(self, self.mid, torch.cat([h, l2], dim=1), cache)
         h = self.conv_out(F.silu(self.norm_out(h)), cache)
-        return EncoderOutput(h, w2, w3)
+        return EncoderOutput(to_model_dtype(h, self.conv_out.conv.weight.dtype, "encoder output"), w2, w3)
 
 
 class Decoder(nn.Module):
@@ -181,4 +182,5 @@ class Decoder(nn.Module):
         h = _run(self, self.layer, h, cache)
         h = self.conv_out(F.silu(self.norm_out(h)))  # (B, 24, T2, H/2, W/2)
         h = torch.cat([h[:, :3] + l1, h[:, 3:]], dim=1)
-        return DecoderOutput(_ihaar3d(self, h, self.causal, cache, StreamTag.OUTPUT), w2, w3)
+        video = to_model_dtype(_ihaar3d(self, h, self.causal, cache, StreamTag.OUTPUT), self.conv_out.weight.dtype, "decoder output")
+        return DecoderOutput(video, w2, w3)
