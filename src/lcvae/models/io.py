@@ -30,6 +30,7 @@ from lcvae.utils import atomic_write, suggest
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 OFFICIAL_WEIGHTS = "diffusion_pytorch_model.safetensors"
+DIFFUSERS_LCVAE = "AutoencoderKLLCVAE"  # the class name lcvae.models.diffusers_lcvae saves under
 
 # Upstream WF-VAE's constructor defaults (WFVAEModel.__init__), used for keys its config.json lacks.
 UPSTREAM_DEFAULTS = {
@@ -65,7 +66,8 @@ def save_pretrained(model: LCVAE, folder: str | Path) -> Path:
 
 
 def load_config(source: str | Path) -> LCVAEConfig:
-    """A preset name, our folder, the official WF-VAE folder or a diffusers Wan VAE folder -> LCVAEConfig."""
+    """A preset name, our folder, the official WF-VAE folder, a diffusers video VAE folder (Wan,
+    HunyuanVideo 1.5, LTX-2, ...) or an ``AutoencoderKLLCVAE`` folder -> LCVAEConfig."""
     if isinstance(source, str) and source in PRESETS:
         return get_preset(source)
     path = Path(source)
@@ -88,11 +90,23 @@ def load_config(source: str | Path) -> LCVAEConfig:
         return LCVAEConfig.from_dict(raw["config"])
     if raw.get("_class_name") == "WFVAEModel":
         return LCVAEConfig(backbone=official_config(raw))
-    if raw.get("_class_name") == "AutoencoderKLWan":  # a diffusers Wan 2.1 VAE folder
+    if raw.get("_class_name") == "AutoencoderKLWan":  # a diffusers Wan 2.1 / 2.2 VAE folder
         from lcvae.models.wan import lcvae_config_from_diffusers
 
         return lcvae_config_from_diffusers(raw)
-    raise ValueError(f"{cfg_file}: not an lcvae config nor an official WF-VAE or diffusers Wan config (no 'format' or known '_class_name')")
+    if raw.get("_class_name") == DIFFUSERS_LCVAE:  # our model saved in diffusers' layout
+        return LCVAEConfig.from_dict(
+            {**raw["lcvae_config"], "latent_mean": raw.get("latents_mean"), "latent_std": raw.get("latents_std")}
+        )
+    if str(raw.get("_class_name", "")).startswith("AutoencoderKL") and path.is_dir():  # another diffusers video VAE
+        from lcvae.models.diffusers_vae import diffusers_folder_state, diffusers_vae_config, native_statistics
+
+        backbone = diffusers_vae_config(path)
+        stats = native_statistics(raw, diffusers_folder_state(path), backbone.latent_channels)
+        mean, std = stats if stats is not None else (None, None)
+        return LCVAEConfig(backbone=backbone, latent_mean=mean, latent_std=std)
+    raise ValueError(f"{cfg_file}: not an lcvae config, an official WF-VAE folder nor a diffusers video VAE folder "
+                     "(no 'format' or known '_class_name')")
 
 
 def official_config(raw: dict) -> WFVAEConfig:
@@ -189,7 +203,11 @@ def from_pretrained(source: str | Path, config: LCVAEConfig | None = None) -> LC
         backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
         load_backbone_state(model, backbone, str(path / WEIGHTS_NAME))
     elif (path / OFFICIAL_WEIGHTS).is_file():
-        load_backbone_state(model, load_file(path / OFFICIAL_WEIGHTS), str(path / OFFICIAL_WEIGHTS))
+        state = load_file(path / OFFICIAL_WEIGHTS)
+        if all(k.startswith("lcvae.") for k in state):  # AutoencoderKLLCVAE: the whole LCVAE under "lcvae."
+            prefix = "lcvae.backbone."
+            state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        load_backbone_state(model, state, str(path / OFFICIAL_WEIGHTS))
     else:
         raise FileNotFoundError(f"{path}: no {WEIGHTS_NAME} or {OFFICIAL_WEIGHTS}")
     return model
