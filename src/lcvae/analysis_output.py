@@ -51,13 +51,15 @@ def analyze_checkpoint(model: str, data: str, out_dir: str | Path, *, data_forma
     from lcvae.evaluation import default_frames, open_dataset, with_default_mask
     from lcvae.inference import load_model
 
-    if size is not None and size % 16:
-        raise ValueError(f"size must be a multiple of 16 (the latent must halve once more for the Haar level), "
-                         f"got {size}; use {max(16, size - size % 16)} or {size - size % 16 + 16}")
     vae = load_model(model, device, random_weights)
+    # the analysis takes one 3D Haar level of the latent, so frames must suit the model with compression
+    m = with_default_mask(vae.config).frame_rule.pixel_step
+    if size is not None and size % m:
+        raise ValueError(f"size must be a multiple of {m} (the latent must halve once more for the Haar level), "
+                         f"got {size}; use {max(m, size - size % m)} or {size - size % m + m}")
     frames = frames or default_frames(with_default_mask(vae.config))
     dataset = open_dataset(data, data_format, frames=frames, size=size, start_frame=start_frame,
-                           frame_stride=frame_stride, multiple=16 if size is None else None)
+                           frame_stride=frame_stride, multiple=m if size is None else None)
     result, used = analyze_dataset(vae, dataset, batch_size=batch_size, max_clips=max_clips, device=device,
                                    dtype=torch.bfloat16 if bf16 else None, chunk=chunk, leaves=leaves, progress=progress)
     source = {"model": model, "random_weights": random_weights, "model_config": vae.config.to_dict(), "data": str(data),

@@ -143,12 +143,14 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
 
     # -- memory options -----------------------------------------------------------------------------
     def enable_tiling(self, tile_sample_min_size: int | None = None, tile_sample_overlap: int | None = None) -> None:
-        """Encode and decode frames larger than ``tile_sample_min_size`` pixels (a multiple of 8) in square
-        tiles overlapping by ``tile_sample_overlap`` pixels, blended linearly (approximate near tile edges)."""
+        """Encode and decode frames larger than ``tile_sample_min_size`` pixels (a multiple of the backbone's
+        spatial factor, 8 for WF-VAE) in square tiles overlapping by ``tile_sample_overlap`` pixels, blended
+        linearly (approximate near tile edges)."""
         tile = tile_sample_min_size or self.tile_sample_min_size
         overlap = self.tile_sample_overlap if tile_sample_overlap is None else tile_sample_overlap
-        if tile % 8 or overlap % 8 or not 8 <= overlap < tile:
-            raise ValueError(f"tile ({tile}) and overlap ({overlap}) must be multiples of 8 with 8 <= overlap < tile")
+        s = self.frame_rule.spatial_factor
+        if tile % s or overlap % s or not s <= overlap < tile:
+            raise ValueError(f"tile ({tile}) and overlap ({overlap}) must be multiples of {s} with {s} <= overlap < tile")
         self.use_tiling, self.tile_sample_min_size, self.tile_sample_overlap = True, tile, overlap
 
     def disable_tiling(self) -> None:
