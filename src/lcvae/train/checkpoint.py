@@ -51,6 +51,7 @@ __all__ = [
     "list_checkpoints",
     "latest_checkpoint",
     "prune_checkpoints",
+    "set_aside_after",
     "LoadedCheckpoint",
 ]
 
@@ -184,6 +185,23 @@ def prune_checkpoints(root: str | Path, keep_last: int) -> list[Path]:
         shutil.rmtree(p)
         logger.info("removed old checkpoint %s", p)
     return doomed
+
+
+def set_aside_after(root: str | Path, step: int) -> list[Path]:
+    """Rename the checkpoints of steps after ``step`` to ``diverged-step_*`` (kept for inspection, but no
+    longer found by ``latest_checkpoint``, resumed from or counted by ``keep_last``); returns the new paths."""
+    moved = []
+    for p in list_checkpoints(root):
+        if int(_STEP_DIR.match(p.name).group(1)) > step:
+            target = p.with_name(f"diverged-{p.name}")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(p, target)
+            logger.warning("set aside %s as %s: it holds weights from after the divergence", p, target.name)
+            moved.append(target)
+    if moved:
+        fsync_dir(root)
+    return moved
 
 
 def save_checkpoint(

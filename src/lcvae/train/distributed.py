@@ -4,6 +4,15 @@
 MASTER_PORT). Without WORLD_SIZE it returns a single-process setup and creates no process group, so
 the same recipe runs as ``python -m ...`` on a laptop. Backend: nccl when CUDA is available, gloo
 otherwise. Every other helper works whether or not a process group exists.
+
+Stalled ranks. The process group gets a timeout (``DEFAULT_TIMEOUT_S``, 10 minutes, instead of
+torch's 30 for gloo): a rank that stops answering (stopped, swapping, hung in I/O) makes the others
+fail after that long instead of hanging the job. It must exceed the longest time one rank works
+while the others wait in a collective: rank 0 writing a checkpoint (seconds to a few minutes for
+the paper models on a shared disk), validating or writing sample videos. With gloo the timeout
+applies to every collective and surfaces as an error that :func:`stalled_rank_errors` turns into
+:class:`RankTimeout` naming the ranks that did not answer; with nccl torch's watchdog aborts the
+process after the same timeout with its own message.
 """
 
 from __future__ import annotations
@@ -11,9 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping
+from datetime import timedelta
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -24,6 +36,10 @@ from lcvae.train.checkpoint import capture_rng_state
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "RankTimeout",
+    "stalled_rank_errors",
+    "any_rank_each",
     "DistInfo",
     "init_distributed",
     "cleanup_distributed",
@@ -78,8 +94,14 @@ def _env_int(name: str) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from err
 
 
-def init_distributed(backend: str | None = None) -> DistInfo:
-    """Join the torchrun process group (or set up a single process) and pick this rank's device."""
+DEFAULT_TIMEOUT_S = 600.0
+
+
+def init_distributed(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> DistInfo:
+    """Join the torchrun process group (or set up a single process) and pick this rank's device;
+    collectives that wait longer than ``timeout_s`` seconds for another rank fail."""
+    if timeout_s <= 0:
+        raise ValueError(f"the process group timeout must be > 0 seconds, got {timeout_s}")
     if "WORLD_SIZE" not in os.environ:
         device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
         return DistInfo(rank=0, world_size=1, local_rank=0, device=device)
@@ -95,7 +117,8 @@ def init_distributed(backend: str | None = None) -> DistInfo:
     else:
         device = torch.device("cpu")
     if not is_distributed():
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size)
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size,
+                                timeout=timedelta(seconds=timeout_s))
     logger.info("rank %d/%d (local %d) on %s, backend %s", rank, world_size, local_rank, device, backend)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
@@ -160,6 +183,15 @@ def any_rank(flag: bool) -> bool:
     return bool(_reduce_scalar(float(flag), dist.ReduceOp.MAX)) if is_distributed() else flag
 
 
+def any_rank_each(*flags: bool) -> tuple[bool, ...]:
+    """``any_rank`` of several flags in one collective (e.g. "over the time budget", "signalled")."""
+    if not is_distributed():
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([float(f) for f in flags], device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in t.tolist())
+
+
 def min_over_ranks(value: int) -> int:
     """The smallest ``value`` over ranks (e.g. the fewest good clips any rank got in a batch)."""
     return int(_reduce_scalar(float(value), dist.ReduceOp.MIN)) if is_distributed() else value
@@ -174,6 +206,55 @@ def gather_rng_states() -> list[dict]:
     states: list = [None] * get_world_size()
     dist.all_gather_object(states, state)
     return states
+
+
+class RankTimeout(TimeoutError):
+    """A collective waited longer than the process-group timeout: some rank stopped answering."""
+
+
+def _silent_ranks(grace_s: float) -> list[int] | None:
+    """Ranks that did not also report a timeout within ``grace_s`` (every live rank blocked on the
+    same collective times out within one timeout of the first); None if the rendezvous store
+    (torchrun's agent, or rank 0 without torchrun) does not answer either."""
+    me, world = get_rank(), get_world_size()
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set_timeout(timedelta(seconds=max(grace_s, 1.0)))
+        store.set(f"lcvae/timed-out/{me}", "1")
+        deadline = time.monotonic() + grace_s
+        while True:
+            silent = [r for r in range(world) if not store.check([f"lcvae/timed-out/{r}"])]
+            if not silent or time.monotonic() >= deadline:
+                return silent
+            time.sleep(0.2)
+    except (RuntimeError, AttributeError):  # DistStoreError is a RuntimeError
+        return None
+
+
+def _is_timeout(err: BaseException) -> bool:
+    text = str(err).lower()
+    return "timed out" in text or "timeout" in text
+
+
+@contextmanager
+def stalled_rank_errors(timeout_s: float, setting: str) -> Iterator[None]:
+    """Turn a collective's timeout inside the block into :class:`RankTimeout` naming the ranks that did
+    not answer; ``setting`` is the config key of the timeout, for the message."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not is_distributed() or not _is_timeout(err):
+            raise
+        silent = _silent_ranks(min(timeout_s, 60.0))
+        if silent is None:
+            who = "any rank, nor from the rendezvous store (its host, rank 0 or torchrun's agent, is stalled too)"
+        elif silent:
+            who = "rank " + ", ".join(map(str, silent))
+        else:
+            who = "a rank that answered later (every rank reported the timeout)"
+        raise RankTimeout(f"rank {get_rank()}: a collective waited more than {setting}={timeout_s:g} s; no answer from "
+                          f"{who}. A process stalled, was stopped or died: check its log and host. If a rank legitimately "
+                          f"works that long alone (checkpoint writes, validation, samples), raise {setting}.") from err
 
 
 class _RankFilter(logging.Filter):

@@ -23,10 +23,11 @@ import copy
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -39,11 +40,16 @@ from lcvae.models.denoisers import WanDenoiser, WanDenoiserConfig, denoiser_spec
 from lcvae.models.io import from_pretrained
 from lcvae.models.latte import Latte, LatteConfig
 from lcvae.sampling import decode_latents, sample_latents, write_grid, write_videos
-from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
-from lcvae.train.distributed import (all_reduce_mean, barrier, cleanup_distributed, gather_rng_states,
-                                     init_distributed, seed_everything, setup_logging)
+from lcvae.train.checkpoint import (latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint,
+                                    set_aside_after)
+from lcvae.train.distributed import (DistInfo, all_reduce_mean, any_rank, any_rank_each, barrier, cleanup_distributed,
+                                     gather_rng_states, init_distributed, seed_everything, setup_logging,
+                                     stalled_rank_errors)
 from lcvae.train.ema import EMA
+from lcvae.train.faults import (EXIT_DIVERGED, EXIT_INTERRUPTED, PreviousState, StopSignals, TrainingDiverged,
+                                TrainingInterrupted, ignore_stop_signals)
 from lcvae.train.latte_config import DenoiserOptions, TrainLatteConfig
+from lcvae.train.run_log import open_tensorboard
 from lcvae.utils import format_duration
 
 logger = logging.getLogger(__name__)
@@ -86,11 +92,22 @@ class StepBatches(Sampler):
 
 
 def main(cfg: TrainLatteConfig) -> Path:
-    """Train (or resume) the run in cfg.run_dir up to cfg.max_steps; returns the last checkpoint folder."""
-    info = init_distributed()
+    """Train (or resume) the run in cfg.run_dir up to cfg.max_steps; returns the last checkpoint folder.
+
+    Raises :class:`TrainingDiverged` after ``cfg.max_nonfinite`` non-finite steps in a row (the state
+    before the last update saved) and :class:`TrainingInterrupted` after a SIGTERM / SIGINT (the state
+    after the current step saved); :class:`RankTimeout` when a rank stops answering under torchrun."""
+    info = init_distributed(timeout_s=cfg.dist_timeout_s)
+    with StopSignals() as stop, stalled_rank_errors(cfg.dist_timeout_s, "dist_timeout_s"):
+        return _train(cfg, info, stop)
+
+
+def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
     device = info.device if cfg.device == "auto" else torch.device(cfg.device)
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {info.world_size} ranks")
+    if cfg.max_nonfinite < 1:
+        raise ValueError(f"max_nonfinite must be >= 1, got {cfg.max_nonfinite}")
     local_batch = cfg.batch_size // info.world_size
     run_dir = Path(cfg.run_dir)
     ckpt_root = run_dir / "checkpoints"
@@ -131,6 +148,12 @@ def main(cfg: TrainLatteConfig) -> Path:
         ema.load_state_dict({**ckpt.state["ema"], "params": {k: ckpt.weights["ema"][k] for k in ema.params},
                              "buffers": buffers})
         opt.load_state_dict(ckpt.state["optimizer"])
+        o = cfg.optim  # the config's hyper-parameters, not the checkpoint's: a resume may lower the lr
+        for group in opt.param_groups:
+            if (group["lr"], tuple(group["betas"]), group["weight_decay"]) != (o.lr, tuple(o.betas), o.weight_decay):
+                logger.info("optimiser now lr %g, betas %s, weight decay %g (checkpoint: %g, %s, %g)", o.lr, o.betas,
+                            o.weight_decay, group["lr"], tuple(group["betas"]), group["weight_decay"])
+            group.update(lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         rng = ckpt.state["rng"]
         if len(rng) == info.world_size:
             restore_rng_state(rng[info.rank])
@@ -153,26 +176,26 @@ def main(cfg: TrainLatteConfig) -> Path:
     batches = StepBatches(len(cache), local_batch, cfg.seed, info.rank, info.world_size, start_step=step)
     # own generator: creating the loader's iterator must not draw from the global RNG
     loader = DataLoader(cache, batch_sampler=batches, num_workers=cfg.num_workers, generator=torch.Generator(),
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals)
     writer = None
-    if info.is_main and cfg.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    if info.is_main and cfg.tensorboard:  # a resumed run drops the events of the steps it redoes
+        writer = open_tensorboard(run_dir / "tensorboard", step)
     sampler_model = copy.deepcopy(model).eval() if info.is_main and cfg.sample.every > 0 else None
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
                 else contextlib.nullcontext())
 
-    def save() -> Path:
+    def save(at: int | None = None) -> Path:
+        """Checkpoint the current state as step ``at`` (default: the current step); all ranks call it."""
+        at = step if at is None else at
         rngs = gather_rng_states()
-        path = ckpt_root / f"step_{step:09d}"
+        path = ckpt_root / f"step_{at:09d}"
         if info.is_main:
             ema_weights = {k: ema.params[k] if k in ema.params else ema.buffers[k] for k in model.state_dict()}
             state = {"optimizer": opt.state_dict(), "ema": {"decay": ema.decay, "num_updates": ema.num_updates},
                      "rng": rngs, "denoiser": spec, "diffusion": asdict(cfg.diffusion), "vae_fingerprint": fingerprint,
                      "video_shape": list(cache.video_shape), "latent_shape": list(latent_shape), "fps": cache.fps,
                      "world_size": info.world_size}
-            path = save_checkpoint(ckpt_root, step, weights={"model": model.state_dict(), "ema": ema_weights},
+            path = save_checkpoint(ckpt_root, at, weights={"model": model.state_dict(), "ema": ema_weights},
                                    state=state, config=cfg, keep_last=cfg.keep_last)
         barrier()
         return path
@@ -198,7 +221,8 @@ def main(cfg: TrainLatteConfig) -> Path:
     model.train()
     window = {"loss": 0.0, "mse": 0.0, "vb": 0.0, "grad_norm": 0.0}
     window_steps, window_start, run_start, run_start_step = 0, time.perf_counter(), time.perf_counter(), step
-    last = latest
+    last, bad_in_row, nonfinite_total = latest, 0, 0
+    previous = PreviousState(model=model, optimizer=opt, ema=ema)
     for batch in loader:
         x0 = batch["latent"].to(device, non_blocking=True)
         y = batch["label"].to(device) if num_classes else None
@@ -207,8 +231,24 @@ def main(cfg: TrainLatteConfig) -> Path:
             losses = diffusion.training_losses(lambda x, tt: ddp(x, tt, y), x0, t)
         loss = losses.loss.float().mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or math.inf)
+        grad_norm = None
+        if not any_rank(not bool(torch.isfinite(loss))):  # every rank skips together (DDP needs all backwards)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or math.inf)
+        if grad_norm is None or not bool(torch.isfinite(grad_norm)):  # gradients are all-reduced: same on every rank
+            opt.zero_grad(set_to_none=True)
+            bad_in_row, nonfinite_total = bad_in_row + 1, nonfinite_total + 1
+            logger.warning("non-finite loss or gradient at step %d: batch skipped (%d in a row, %d in all)",
+                           step, bad_in_row, nonfinite_total)
+            if writer is not None:
+                writer.add_scalar("train/nonfinite_total", nonfinite_total, step + 1)
+            if bad_in_row >= cfg.max_nonfinite:
+                if writer is not None:
+                    writer.close()
+                raise _diverged(previous, save, step, bad_in_row, last, ckpt_root, info.is_main)
+            continue
+        bad_in_row = 0
+        previous.keep("model", "optimizer", "ema")
         opt.step()
         ema.update(model)
         step += 1
@@ -216,7 +256,8 @@ def main(cfg: TrainLatteConfig) -> Path:
         for key, value in (("loss", loss), ("mse", losses.mse.mean()), ("vb", losses.vb.mean()), ("grad_norm", grad_norm)):
             window[key] += float(value.detach())
         window_steps += 1
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
+        (signalled,) = any_rank_each(stop.received is not None)  # all ranks stop after the same step
+        if step % cfg.log_every == 0 or step == cfg.max_steps or signalled:
             means = all_reduce_mean({k: v / window_steps for k, v in window.items()})
             now = time.perf_counter()
             rate = window_steps / max(now - window_start, 1e-9)
@@ -232,8 +273,15 @@ def main(cfg: TrainLatteConfig) -> Path:
                 writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
             window = dict.fromkeys(window, 0.0)
             window_steps, window_start = 0, now
-        if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
+        if step % cfg.ckpt_every == 0 or step == cfg.max_steps or signalled:
             last = save()
+        if signalled:
+            if writer is not None:
+                writer.close()
+            name = stop.received or "a stop signal on another rank"
+            logger.warning("stopped by %s after step %d; checkpoint %s; run the same command to resume", name, step, last)
+            raise TrainingInterrupted(f"stopped by {name} after step {step}; the state is saved in {last}; run the same "
+                                      f"command to resume", last if info.is_main else None, step, name)
         if sampler_model is not None and step % cfg.sample.every == 0:
             write_samples()
         if step >= cfg.max_steps:
@@ -241,9 +289,23 @@ def main(cfg: TrainLatteConfig) -> Path:
 
     if writer is not None:
         writer.close()
-    logger.info("done: %d steps, last checkpoint %s", step, last)
+    logger.info("done: %d steps, last checkpoint %s; %d non-finite steps skipped", step, last, nonfinite_total)
     cleanup_distributed()
     return last
+
+
+def _diverged(previous: PreviousState, save: Callable[[int], Path], step: int, bad_in_row: int, last: Path | None,
+              ckpt_root: Path, is_main: bool) -> TrainingDiverged:
+    """Save the state from before the last update (whose weights gave only non-finite losses since),
+    labelled with that update's step; without an update in this run the last checkpoint is that state."""
+    if previous.restore():
+        if is_main:  # later checkpoints hold the result of that update
+            set_aside_after(ckpt_root, step - 1)
+        last = save(step - 1)
+    where = last or ckpt_root
+    return TrainingDiverged(f"{bad_in_row} non-finite steps in a row (step {step}); the state from before the last update "
+                            f"is saved in {where}. Lower optim.lr, set optim.grad_clip, or check the cache, then run "
+                            f"again to resume from it.", last)
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -255,7 +317,14 @@ def cli(argv: list[str] | None = None) -> int:
     setup_logging(rank=int(os.environ.get("RANK", "0")))  # before main joins the process group
     cfg = load_config(TrainLatteConfig, args.config, args.overrides)
     logger.debug("config: %s", to_dict(cfg))
-    main(cfg)
+    try:
+        main(cfg)
+    except TrainingDiverged as err:
+        print(f"lcvae train-latte: stopped: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except TrainingInterrupted as err:
+        print(f"lcvae train-latte: interrupted: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
