@@ -24,6 +24,7 @@ from lcvae.evaluation import (
     EvalOptions,
     MetricNetworks,
     default_frames,
+    eval_frames,
     evaluate,
     evaluate_shard,
     format_table,
@@ -313,10 +314,14 @@ def test_compression_override_applies_the_compressed_frame_rule(clips):
 # ------------------------------------------------------------------ missing weights, labels, CLI
 
 
-def test_missing_weights_are_reported_as_skipped_with_the_loaders_message(dataset, monkeypatch, tmp_path):
+def test_missing_weights_are_reported_as_skipped_naming_the_command_line_options(dataset, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
     nets = load_networks("alex")
-    assert nets.lpips is None and "backbone_path" in nets.lpips_skipped
+    assert nets.lpips is None and "alexnet-owt-7be5be79.pth" in nets.lpips_skipped
+    assert "--lpips-backbone PATH" in nets.lpips_skipped and "--lpips st-alex" in nets.lpips_skipped
+    assert "backbone_path=" not in nets.lpips_skipped
+    missing = load_networks("vgg", lpips_backbone=str(tmp_path / "nope.pth")).lpips_skipped
+    assert f"--lpips-backbone {tmp_path / 'nope.pth'} does not exist" in missing and "VGG16" in missing
     assert nets.extractor is None and "i3d_torchscript.pt" in nets.fvd_skipped
     result = evaluate(tiny_model(), dataset, EvalOptions(progress=False), nets)
     entry = result.metric_sets["vs_input"]
@@ -364,12 +369,41 @@ def test_cli_eval_writes_report_samples_and_skips_what_has_no_weights(clips, che
     assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "33", "--size", str(SIZE),
                  "--compress", "keep25", "--samples", "0", "--out", str(out2), "--no-progress"]) == 0
     saved = json.loads((out2 / "metrics.json").read_text())
-    assert "backbone_path" in saved["metrics"]["vs_input"]["lpips"]["skipped"]
+    assert "--lpips-backbone PATH" in saved["metrics"]["vs_input"]["lpips"]["skipped"]
     assert "I3D" in saved["metrics"]["vs_input"]["rfvd"]["skipped"]
     assert saved["model"]["compress_override"] == "keep25" and saved["model"]["config"]["compression"]["mask"] == "keep25"
     assert "lpips" not in json.loads((out2 / "per_clip.jsonl").read_text().splitlines()[0])["vs_input"]
     assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "10", "--out", str(out2)]) == 2
     assert "1 + 4k frames" in capsys.readouterr().err
+
+
+def test_cli_eval_default_clips_are_33_frames_at_the_stored_size_and_recorded(clips, checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--max-clips", "1", "--samples", "0",
+                 "--lpips", "none", "--out", str(out), "--no-progress"]) == 0
+    assert "eval clips: 33 frames from frame 0, stride 1; stored size (no resize or crop)" in capsys.readouterr().err
+    data = json.loads((out / "metrics.json").read_text())["data"]
+    assert data["frames"] == 33 and data["size"] is None and data["frame_sizes"] == [f"{SIZE}x{SIZE}"]
+    record = json.loads((out / "per_clip.jsonl").read_text().splitlines()[0])
+    assert (record["height"], record["width"]) == (SIZE, SIZE)
+    # the default does not depend on the model: a non-causal model must be given its count
+    non_causal = LCVAEConfig(backbone=WFVAEConfig(base_channels=8, encoder_energy_flow=8, decoder_energy_flow=8,
+                                                  latent_channels=8, causal=False))
+    assert eval_frames(non_causal, 16) == 16
+    with pytest.raises(ValueError, match="pass --frames 32"):
+        eval_frames(non_causal, None)
+
+
+def test_cli_eval_exits_1_listing_the_reasons_when_every_clip_is_skipped(clips, checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("bad.mp4", "short.mp4"):
+        (bad / name).write_bytes((clips / name).read_bytes())
+    assert main(["eval", "--model", str(checkpoint), "--data", str(bad), "--lpips", "none", "--samples", "0",
+                 "--out", str(tmp_path / "eval"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "no clips evaluated: every input was skipped (2)" in err
+    assert f"{bad / 'bad.mp4'}: " in err and f"{bad / 'short.mp4'}: " in err and "has 5 frames" in err
 
 
 def test_settings_that_cannot_work_are_refused_before_the_first_clip(clips, dataset):

@@ -50,6 +50,28 @@ def padding_note(padded: dict[str, int], then: str = "cropped back") -> str:
             f"(edge replication), {then}")
 
 
+def check_output_folder(path: str) -> None:
+    """Refuse, before any compute, an output folder path that names an existing file (commands
+    that write fixed-name videos such as video_00000.mp4 and clip00000.mp4 into it)."""
+    from pathlib import Path
+
+    if Path(path).exists() and not Path(path).is_dir():
+        raise ValueError(f"{path} is a file; --out takes a folder (created if missing) for the videos and reports")
+
+
+def report_nothing_done(done: int, skipped: list[tuple[str, str]], what: str) -> int:
+    """A dataset command's exit status: 0 when ``done`` > 0, else 1 after printing each skipped
+    input (path, reason) to stderr, so scripts and CI see that nothing was processed."""
+    if done:
+        return 0
+    import sys
+
+    print(f"error: no {what}: every input was skipped ({len(skipped)})", file=sys.stderr)
+    for path, reason in skipped:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1
+
+
 def add_eval_options(p: argparse.ArgumentParser, samples: int) -> None:
     """How an evaluation runs and what it scores (``lcvae eval`` and the ablations that evaluate);
     ``samples``: the default number of clips written side by side."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lcvae.commands.common import add_eval_options, eval_options
+from lcvae.commands.common import add_eval_options, check_output_folder, eval_options, report_nothing_done
 
 NAME = "eval"
 HELP = "reconstruct a dataset and write metrics.json, per_clip.jsonl, metrics.md and sample clips"
@@ -17,8 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-format", default="auto", help="auto, folder, manifest, ucf101, sky or file (auto: a video file is one clip, another file a manifest, a folder a folder of videos)")
     p.add_argument("--split-file", help="UCF-101 official split list (trainlistNN.txt / testlistNN.txt)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--frames", type=int, help="frames per clip (default: the shortest valid count >= 16, e.g. 33 for a causal LC-VAE)")
-    p.add_argument("--size", type=int, default=256, help="resize the short side and centre-crop to SIZE x SIZE (0: keep, crop to the model's multiple)")
+    p.add_argument("--frames", type=int, help="frames per clip (default 33 for every model, so models are compared on the "
+                                               "same clips; non-causal models need --frames, e.g. 32)")
+    p.add_argument("--size", type=int, help="resize the short side and centre-crop to SIZE x SIZE (default: frames keep "
+                                            "their stored size; a clip the model cannot take is skipped with the reason)")
+    p.add_argument("--fit", default="error", choices=["error", "crop"],
+                   help="crop: centre-crop stored frames to the model's spatial multiple (without --size)")
     p.add_argument("--stride", type=int, default=1, help="take every STRIDE-th frame")
     p.add_argument("--start", type=int, default=0, help="first frame of each clip")
     p.add_argument("--compress", metavar="MASK", help="apply a compression mask at inference only: paper, keep25, keep75, reference, or a mask .json")
@@ -27,15 +31,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lcvae.evaluation import evaluate_checkpoint, format_table
+    import sys
 
+    from lcvae.evaluation import EVAL_FRAMES, describe_clips, evaluate_checkpoint, format_table
+
+    if args.size is not None and args.size <= 0:
+        raise ValueError(f"--size must be a positive number of pixels, got {args.size}; leave it out to keep the stored size")
+    check_output_folder(args.out)
     options = eval_options(args, degrade_qp=args.degrade_qp)
+    print(f"eval clips: {describe_clips(args.frames or EVAL_FRAMES, args.size, args.fit, args.stride, args.start)}",
+          file=sys.stderr)
     result, paths = evaluate_checkpoint(
         args.model, args.data, args.out, options, data_format=args.data_format, frames=args.frames,
-        size=args.size or None, frame_stride=args.stride, start_frame=args.start, split_file=args.split_file,
+        size=args.size, fit=args.fit, frame_stride=args.stride, start_frame=args.start, split_file=args.split_file,
         compress=args.compress, random_weights=args.random_weights,
     )
-    if paths:  # rank 0
-        print(format_table(result), end="")
-        print(f"wrote {paths['metrics']}, {paths['per_clip']}, {paths['table']}")
-    return 0
+    if not paths:  # another rank writes the report
+        return 0 if result.clips_used else 1
+    print(format_table(result), end="")
+    print(f"wrote {paths['metrics']}, {paths['per_clip']}, {paths['table']}")
+    return report_nothing_done(result.clips_used, [(s.path, s.reason) for s in result.skipped], "clips evaluated")

@@ -2,7 +2,7 @@
 (``lcvae fvd``). See :mod:`lcvae.evaluation.reconstruction` for the protocols."""
 
 from lcvae.evaluation.folder_fvd import folder_features, folder_fvd
-from lcvae.evaluation.job import default_frames, evaluate_checkpoint
+from lcvae.evaluation.job import EVAL_FRAMES, default_frames, describe_clips, eval_frames, evaluate_checkpoint
 from lcvae.evaluation.reconstruction import (
     PROTOCOLS,
     ClipRecord,
@@ -27,8 +27,9 @@ from lcvae.evaluation.setup import (
 )
 
 __all__ = [
-    "COMPRESS_CHOICES", "LPIPS_CHOICES", "PROTOCOLS", "ClipRecord", "EvalOptions", "EvalResult",
-    "MetricNetworks", "ShardResult", "compression_config", "default_frames", "evaluate", "evaluate_checkpoint",
+    "COMPRESS_CHOICES", "EVAL_FRAMES", "LPIPS_CHOICES", "PROTOCOLS", "ClipRecord", "EvalOptions", "EvalResult",
+    "MetricNetworks", "ShardResult", "compression_config", "default_frames", "describe_clips", "eval_frames", "evaluate",
+    "evaluate_checkpoint",
     "evaluate_shard", "folder_features", "folder_fvd",
     "format_table", "load_networks", "merge_shards", "open_dataset", "random_i3d", "with_compression",
     "with_default_mask", "write_report",

@@ -33,7 +33,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from lcvae.data.datasets import ClipDataset, Skipped, collate, item_generator
 from lcvae.data.degrade import degrade_frames
@@ -44,6 +43,7 @@ from lcvae.metrics import FeatureStats, fvd_from_features, psnr, reference_fvd_m
 from lcvae.models.lcvae import LCVAE
 from lcvae.perceptual import lpips_video
 from lcvae.perceptual.i3d import MIN_FRAMES
+from lcvae.progress import Progress
 from lcvae.train.distributed import get_rank, get_world_size, is_distributed
 
 logger = logging.getLogger(__name__)
@@ -106,10 +106,13 @@ class ClipRecord:
     index: int
     path: str
     start: int
+    height: int  # of the clip as scored
+    width: int
     metrics: dict[str, dict[str, float]]  # metric set -> metric -> value
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "path": self.path, "start": self.start, **self.metrics}
+        return {"index": self.index, "path": self.path, "start": self.start, "height": self.height,
+                "width": self.width, **self.metrics}
 
 
 @dataclass
@@ -175,6 +178,16 @@ def _check_options(dataset: ClipDataset, options: EvalOptions) -> None:
                          f"offer on {device_type}; use the standard protocol or another device")
 
 
+def _size_mismatch(model: LCVAE, video: Tensor) -> str | None:
+    """Why clips (B, 3, T, H, W) cannot go through the model as they are, or None."""
+    h, w = video.shape[-2:]
+    step = model.frame_rule.pixel_step
+    if h % step == 0 and w % step == 0:
+        return None
+    return (f"{w}x{h} frames are not multiples of {step} (the model's spatial rule); evaluate at a size "
+            f"(--size N: resize and centre-crop) or crop to the multiple (--fit crop)")
+
+
 def _fvd_skip_reason(networks: MetricNetworks, frames: int) -> str | None:
     if networks.extractor is None:
         return networks.fvd_skipped or "no feature extractor"
@@ -232,13 +245,19 @@ def evaluate_shard(model: LCVAE, dataset: ClipDataset, options: EvalOptions, net
         shard.stats = {k: FeatureStats(extractor.dim) for k in feature_sets}
         shard.features = {k: [] for k in feature_sets} if reference else {}
     started, psnr_sum = time.perf_counter(), 0.0
-    bar = tqdm(total=len(indices), unit="clip", desc=f"eval (rank {rank})" if world_size > 1 else "eval",
-               disable=not options.progress or rank != 0, dynamic_ncols=True)
+    bar = Progress(len(indices), f"eval (rank {rank})" if world_size > 1 else "eval", "clip",
+                   enabled=options.progress and rank == 0)
     with torch.no_grad(), bar:
         for batch in loader:
             shard.skipped.extend(batch["skipped"])
             bar.update(len(batch["skipped"]))
             if not batch["path"]:
+                continue
+            wrong_size = _size_mismatch(model, batch["video"])
+            if wrong_size is not None:  # frames kept as stored (no crop size): batches hold one clip
+                shard.skipped.append(Skipped(int(batch["index"][0]), batch["path"][0], wrong_size))
+                logger.warning("skipping %s: %s", batch["path"][0], wrong_size)
+                bar.update(1)
                 continue
             clean = batch["video"]
             x = clean if options.degrade_qp is None else _degrade(clean, options.degrade_qp)
@@ -248,7 +267,7 @@ def evaluate_shard(model: LCVAE, dataset: ClipDataset, options: EvalOptions, net
             values = {name: _clip_metrics(t, recon, networks, options) for name, t in targets.items()}
             for j, i in enumerate(idx):
                 per_set = {s: {m: float(v[j]) for m, v in vals.items()} for s, vals in values.items()}
-                shard.records.append(ClipRecord(i, batch["path"][j], int(batch["start"][j]), per_set))
+                shard.records.append(ClipRecord(i, batch["path"][j], int(batch["start"][j]), *x.shape[-2:], per_set))
             if extractor is not None:
                 clips = {"input": x, "recon": recon, "clean": clean}
                 for k in feature_sets:
@@ -259,7 +278,7 @@ def evaluate_shard(model: LCVAE, dataset: ClipDataset, options: EvalOptions, net
             _write_samples(x, clean, recon, batch, options)
             bar.update(len(idx))
             psnr_sum += float(values[options.metric_sets[0]]["psnr"].sum())
-            bar.set_postfix(psnr=f"{psnr_sum / len(shard.records):.2f}")
+            bar.set_postfix(f"PSNR {psnr_sum / len(shard.records):.2f} dB")
     shard.seconds = time.perf_counter() - started
     return shard
 

@@ -36,6 +36,7 @@ from lcvae.perceptual import (
     load_lpips,
     load_st_lpips,
 )
+from lcvae.perceptual.weights import TORCHVISION_CHECKPOINTS, find_hub_checkpoint, hub_checkpoint_dir
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ def load_networks(lpips: str = "alex", lpips_backbone: str | None = None, i3d: s
     nets = MetricNetworks()
     if lpips == "none":
         nets.lpips_skipped = "not requested (--lpips none)"
+    elif not lpips.startswith("st-") and _lpips_backbone_file(lpips, lpips_backbone) is None:
+        nets.lpips_skipped = _lpips_missing(lpips, lpips_backbone)
+        logger.warning("LPIPS skipped: %s", nets.lpips_skipped)
     else:
         try:
             net = load_st_lpips(lpips[3:]) if lpips.startswith("st-") else load_lpips(lpips, lpips_backbone)
@@ -111,6 +115,23 @@ def load_networks(lpips: str = "alex", lpips_backbone: str | None = None, i3d: s
             nets.fvd_skipped = str(err)
             logger.warning("FVD skipped: %s", err)
     return nets
+
+
+def _lpips_backbone_file(net: str, given: str | None) -> Path | None:
+    """The torchvision backbone file LPIPS ``net`` would load: ``given``, else torch's hub cache."""
+    if given is not None:
+        return Path(given) if Path(given).is_file() else None
+    return find_hub_checkpoint(TORCHVISION_CHECKPOINTS[net])
+
+
+def _lpips_missing(net: str, given: str | None) -> str:
+    """Why LPIPS ``net`` is skipped, in the words of the command line (``--lpips-backbone``)."""
+    file_name = TORCHVISION_CHECKPOINTS[net]
+    why = f"--lpips-backbone {given} does not exist" if given else "no --lpips-backbone was given"
+    return (f"LPIPS ({net}) needs torchvision's ImageNet {'AlexNet' if net == 'alex' else 'VGG16'} weights "
+            f"({file_name}), and {why} nor is the file in {hub_checkpoint_dir()}; nothing is downloaded. "
+            f"Give it with --lpips-backbone PATH (Python: lpips_backbone=PATH), or score ST-LPIPS with "
+            f"--lpips st-{net} (weights ship with stlpips-pytorch; a different metric, reported under its own name)")
 
 
 def open_dataset(path: str | Path, data_format: str = "auto", *, frames: int, size: int | None,
