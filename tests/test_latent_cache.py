@@ -176,3 +176,25 @@ def test_request_errors_are_explained(videos, tmp_path):
         cache_latents(_vae(), _dataset(videos), tmp_path / "x", _request(frames=17))
     with pytest.raises(FileNotFoundError, match="not a latent cache"):
         LatentCache(tmp_path)
+
+
+def test_cache_latents_command_exits_1_listing_why_when_nothing_was_cached(videos, tmp_path, capsys):
+    from lcvae.cli import main
+    from lcvae.models.io import save_pretrained
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.mp4").write_bytes((videos / "broken.mp4").read_bytes())
+    (bad / "empty.mp4").write_bytes(b"")
+    model = save_pretrained(_vae(), tmp_path / "vae")
+    args = ["cache-latents", "--model", str(model), "--data", str(bad), "--out", str(tmp_path / "cache"),
+            "--frames", str(FRAMES), "--size", str(SIZE), "--workers", "0", "--device", "cpu", "--no-progress"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "complete; this run encoded 1 shards (0 latents, 2 unreadable videos skipped)" in captured.out
+    assert "no latents cached: every input was skipped (2)" in captured.err
+    assert f"{bad / 'broken.mp4'}: " in captured.err and f"{bad / 'empty.mp4'}: " in captured.err
+    # the same folder with one readable clip added succeeds
+    (bad / "carphone.mp4").symlink_to(next(videos.glob("carphone*.mp4")))
+    assert main([*args[:6], str(tmp_path / "cache2"), *args[7:]]) == 0
+    assert json.loads((tmp_path / "cache2" / INDEX_NAME).read_text())["num_items"] == 1

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lcvae.data.datasets import collate
 from lcvae.models.lcvae import LCVAE
+from lcvae.progress import Progress
 from lcvae.utils import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class CacheReport:
     items: int  # latents this process wrote now
     skipped_videos: int  # unreadable videos met by this process now
     complete: bool  # index.json lists every shard (rank 0 only)
+    cached_items: int | None = None  # latents in the whole cache once complete (rank 0), else None
+    skipped: list[dict[str, str]] = field(default_factory=list)  # the complete cache's skipped videos (path, reason; first 100)
 
 
 def _shard_name(s: int) -> str:
@@ -172,8 +175,8 @@ def _collate_with_epoch(items: list) -> dict[str, Any]:
 
 
 def _encode_shard(vae: LCVAE, dataset: Dataset, items: range, request: CacheRequest, batch_size: int,
-                  device: torch.device, num_workers: int, chunk: int | None) -> tuple[dict, dict]:
-    """Encode one shard's items -> (tensors, metadata) for safetensors."""
+                  device: torch.device, num_workers: int, chunk: int | None, bar: Progress) -> tuple[dict, dict]:
+    """Encode one shard's items -> (tensors, metadata) for safetensors; ``bar`` counts the items."""
     n = len(dataset)
     keys = [(i // n, i % n) for i in items]  # (epoch, index): ClipDataset's per-item RNG key
     loader = DataLoader(_WithEpoch(dataset), batch_size=batch_size, sampler=keys, collate_fn=_collate_with_epoch,
@@ -185,6 +188,7 @@ def _encode_shard(vae: LCVAE, dataset: Dataset, items: range, request: CacheRequ
     expected = (3, request.frames, request.height, request.width)
     for batch in loader:
         skipped += [{"path": s.path, "reason": s.reason} for s in batch["skipped"]]
+        bar.update(len(batch["skipped"]))
         if not batch["path"]:
             continue
         video = batch["video"]
@@ -199,6 +203,7 @@ def _encode_shard(vae: LCVAE, dataset: Dataset, items: range, request: CacheRequ
         for name in ("label", "index", "epoch", "start"):
             columns[name].append(batch[name])
         paths += batch["path"]
+        bar.update(len(batch["path"]))
     shape = vae.config.diffusion_shape(request.frames, request.height, request.width)
     z = torch.cat(columns["latent"]) if paths else torch.zeros(0, *shape)
     flat = z.transpose(0, 1).reshape(shape[0], -1).double()  # (C', every value of the channel)
@@ -213,14 +218,15 @@ def _encode_shard(vae: LCVAE, dataset: Dataset, items: range, request: CacheRequ
 def cache_latents(
     vae: LCVAE, dataset: Dataset, root: str | Path, request: CacheRequest, *, vae_source: str = "",
     batch_size: int = 4, device: torch.device | str = "cpu", num_workers: int = 0, chunk: int | None = None,
-    rank: int = 0, world_size: int = 1, barrier=None,
+    rank: int = 0, world_size: int = 1, barrier=None, progress: bool = True,
 ) -> CacheReport:
     """Encode ``dataset`` (items {"video": (3, T, H, W) in [-1, 1], ...} or ``Skipped``, as ``ClipDataset``
     gives) with ``vae`` into shards under ``root``; see the module docstring for layout and resume rules.
 
     ``rank``/``world_size`` split the shards; ``barrier`` (a callable, e.g.
     ``lcvae.train.distributed.barrier``) is called after the header is written and before the index
-    is completed, so pass it under torchrun. Returns what this process did.
+    is completed, so pass it under torchrun. ``progress``: rank 0 shows items done, rate and time
+    left (:mod:`lcvae.progress`). Returns what this process did.
     """
     root = Path(root)
     device = torch.device(device)
@@ -243,13 +249,17 @@ def cache_latents(
 
     encoded, existing, items, skipped = [], [], 0, 0
     fp = json.dumps(header["vae_fingerprint"], sort_keys=True)
-    for s in range(rank, header["num_shards"], world_size):
+    span_of = lambda s: range(s * request.shard_size, min((s + 1) * request.shard_size, total))  # noqa: E731
+    mine = range(rank, header["num_shards"], world_size)
+    todo = sum(len(span_of(s)) for s in mine if not (root / _shard_name(s)).is_file())
+    bar = Progress(todo, "cache-latents", "clip", enabled=progress and rank == 0)
+    for s in mine:
         path = root / _shard_name(s)
         if path.is_file():
             existing.append(s)
             continue
-        span = range(s * request.shard_size, min((s + 1) * request.shard_size, total))
-        tensors, meta = _encode_shard(vae, dataset, span, request, batch_size, device, num_workers, chunk)
+        span = span_of(s)
+        tensors, meta = _encode_shard(vae, dataset, span, request, batch_size, device, num_workers, chunk, bar)
         metadata = {"vae_fingerprint": fp, "first_item": str(span.start), "num_items": str(len(span)),
                     **{k: json.dumps(v) for k, v in meta.items()}}
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
@@ -258,12 +268,17 @@ def cache_latents(
         skipped += len(meta["skipped"])
         logger.info("shard %d/%d: %d latents, %d videos skipped", s + 1, header["num_shards"],
                     tensors["latent"].shape[0], len(meta["skipped"]))
+    bar.close()
     if existing:
         logger.info("resumed: %d shards were already complete and were not re-encoded", len(existing))
     if barrier is not None:
         barrier()
     complete = finalize_cache(root) if rank == 0 else False
-    return CacheReport(root, encoded, existing, items, skipped, complete)
+    report = CacheReport(root, encoded, existing, items, skipped, complete)
+    if complete:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        report.cached_items, report.skipped = index["num_items"], index["skipped"]
+    return report
 
 
 def _shard_metadata(path: Path) -> dict[str, str]:

@@ -46,12 +46,15 @@ class Progress:
 
             self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
-    def line(self) -> str:
-        """The state in words: "desc: 3/10 clips, 0.52 clips/s, 00:13 left (stage)"."""
+    def line(self, final: bool = False) -> str:
+        """The state in words: "desc: 3/10 clip, 0.52 clip/s, 00:06 elapsed, 00:13 left (stage)";
+        ``final``: no time left, and "(done)" or "(stopped at n/total)" instead of the stage."""
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
         text = f"{self.desc}: {count} {self.unit}, {rate:.3g} {self.unit}/s, {_clock(elapsed)} elapsed"
+        if final:
+            return text + (" (stopped early)" if self.total is not None and self.done < self.total else " (done)")
         if self.total is not None and 0 < rate and self.done < self.total:
             text += f", {_clock((self.total - self.done) / rate)} left"
         return text + (f" ({self.postfix})" if self.postfix else "")
@@ -74,8 +77,7 @@ class Progress:
             self.bar.close()
             self.bar = None
         elif self.enabled:
-            self.postfix = "done"
-            logger.info("%s", self.line())
+            logger.info("%s", self.line(final=True))
         self.enabled = False
 
     def __enter__(self) -> "Progress":

@@ -21,6 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from lcvae.diffusion import GaussianDiffusion, model_fn
 from lcvae.latent_cache import vae_fingerprint
 from lcvae.models.denoisers import build_denoiser
 from lcvae.models.lcvae import LCVAE
+from lcvae.progress import Progress
 from lcvae.train.checkpoint import load_checkpoint, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -96,12 +98,13 @@ def video_generator(seed: int, i: int) -> torch.Generator:
 def sample_latents(
     model: nn.Module, diffusion: GaussianDiffusion, latent_shape: tuple[int, ...], indices: range | list[int], *,
     seed: int, labels: Tensor | None = None, guidance: float = 1.0, steps: int = 250, method: str = "ddpm",
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", on_step: Callable[[], None] | None = None,
 ) -> Tensor:
     """Latents (len(indices), C, F, h, w) on the CPU for videos `indices` of the run `seed`, in one batch.
 
     labels: (len(indices),) class labels for class-conditional models, else None. guidance != 1
-    applies classifier-free guidance. The model must be in eval mode.
+    applies classifier-free guidance. `on_step` is called after each denoising step (progress).
+    The model must be in eval mode.
     """
     if model.training:
         raise ValueError("put the denoiser in eval mode (model.eval()) before sampling: label dropout is a training behaviour")
@@ -109,6 +112,13 @@ def sample_latents(
     noise = torch.stack([torch.randn(tuple(latent_shape), generator=g) for g in gens])
     y = None if labels is None else labels.to(device)
     fn = model_fn(model, y, guidance)
+    if on_step is not None:
+        denoise = fn
+
+        def fn(x: Tensor, t: Tensor) -> Tensor:
+            out = denoise(x, t)
+            on_step()
+            return out
     x = diffusion.sample(fn, noise.shape, steps=steps, method=method, generator=gens, noise=noise, device=device)
     return x.float().cpu()
 
@@ -150,7 +160,7 @@ def generate(
     guidance: float = 1.0, steps: int = 250, method: str = "ddpm", class_label: int | None = None,
     device: torch.device | str = "cpu", use_ema: bool = True, fps: float | None = None, grid: bool = True,
     fvd_real: str | Path | None = None, i3d: str | None = None, i3d_random: bool = False, fvd_extractor: Any = None,
-    fvd_frames: int = 16,
+    fvd_frames: int = 16, progress: bool = True,
 ) -> dict[str, Any]:
     """Sample `n` videos with the denoiser checkpoint `latte`, decode them with `vae` (which must be the
     VAE the denoiser was trained on: checked by fingerprint), and write mp4 files and grid.png to
@@ -159,6 +169,7 @@ def generate(
     With `fvd_real` (a folder of real videos) the FVD of the first `fvd_frames` frames is computed
     between it and the written samples by ``lcvae.evaluation.folder_fvd``, with I3D weights `i3d`,
     a random-weight I3D (`i3d_random`, labelled in the result), or any `fvd_extractor`.
+    `progress`: denoising steps done, rate and time left (:mod:`lcvae.progress`).
     Returns a summary (also written to out_dir/summary.json).
     """
     if n < 1 or batch_size < 1:
@@ -183,17 +194,20 @@ def generate(
             raise ValueError(f"{out_dir} holds other videos ({foreign[0]}, ...) that FVD would count; use an empty --out")
     vae = vae.to(device).eval()
     written, preview, seconds = [], [], 0.0
-    for start in range(0, n, batch_size):
-        idx = list(range(start, min(start + batch_size, n)))
-        labels = None if labels_all is None else labels_all[idx]
-        tic = time.perf_counter()
-        z = sample_latents(den.model, den.diffusion, den.latent_shape, idx, seed=seed, labels=labels,
-                           guidance=guidance, steps=steps, method=method, device=device)
-        videos = decode_latents(vae, z, device)
-        seconds += time.perf_counter() - tic
-        written += write_videos(videos, out_dir, fps or den.fps, [names[i] for i in idx])
-        preview += list(videos[:max(16 - len(preview), 0)])
-        logger.info("sampled %d/%d videos", len(written), n)
+    batches = range(0, n, batch_size)
+    with Progress(len(batches) * steps, "sample", "step", enabled=progress) as bar:
+        for start in batches:
+            idx = list(range(start, min(start + batch_size, n)))
+            labels = None if labels_all is None else labels_all[idx]
+            tic = time.perf_counter()
+            bar.set_postfix(f"videos {start + 1}-{idx[-1] + 1} of {n}")
+            z = sample_latents(den.model, den.diffusion, den.latent_shape, idx, seed=seed, labels=labels,
+                               guidance=guidance, steps=steps, method=method, device=device, on_step=bar.update)
+            videos = decode_latents(vae, z, device)
+            seconds += time.perf_counter() - tic
+            written += write_videos(videos, out_dir, fps or den.fps, [names[i] for i in idx])
+            preview += list(videos[:max(16 - len(preview), 0)])
+            logger.info("sampled %d/%d videos", len(written), n)
     summary: dict[str, Any] = {
         "checkpoint": str(den.path), "step": den.step, "n": n, "seed": seed, "steps": steps, "method": method,
         "guidance": guidance, "video_shape": list(videos.shape[1:]),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lcvae.commands.common import report_nothing_done
+
 NAME = "cache-latents"
 HELP = "encode a video dataset into a latent cache for diffusion training (resumable, torchrun-aware)"
 
@@ -30,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, help="encode this many frames at a time (causal models)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes for decoding")
     p.add_argument("--device", default="auto", help="torch device (auto: this rank's GPU if any, else cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress log lines)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,10 +58,13 @@ def run(args: argparse.Namespace) -> int:
     device = info.device if args.device == "auto" else args.device
     report = cache_latents(from_pretrained(args.model), dataset, args.out, request, vae_source=str(args.model),
                            batch_size=args.batch, device=device, num_workers=args.workers, chunk=args.chunk,
-                           rank=info.rank, world_size=info.world_size, barrier=barrier)
+                           rank=info.rank, world_size=info.world_size, barrier=barrier, progress=not args.no_progress)
     cleanup_distributed()
-    if info.is_main:
-        state = "complete" if report.complete else "INCOMPLETE (rerun to finish)"
-        print(f"{args.out}: {state}; this run encoded {len(report.encoded_shards)} shards ({report.items} latents, "
-              f"{report.skipped_videos} unreadable videos skipped), {len(report.skipped_shards)} shards were already done")
-    return 0
+    if not info.is_main:
+        return 0
+    state = "complete" if report.complete else "INCOMPLETE (rerun to finish)"
+    print(f"{args.out}: {state}; this run encoded {len(report.encoded_shards)} shards ({report.items} latents, "
+          f"{report.skipped_videos} unreadable videos skipped), {len(report.skipped_shards)} shards were already done")
+    if not report.complete:
+        return 1
+    return report_nothing_done(report.cached_items, [(s["path"], s["reason"]) for s in report.skipped], "latents cached")

@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--sample", action="store_true", help="posterior samples instead of the mean")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress log lines)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
 
     data = stats_data_section(args.model, args.data, args.kind, args.frames, args.size, args.workers)
     out = latent_stats(args.model, data, max_clips=args.max_clips, batch_size=args.batch_size, device=args.device,
-                       sample=args.sample, bf16=args.bf16)
+                       sample=args.sample, bf16=args.bf16, progress=not args.no_progress)
     print(f"{out['clips']} clips: mean {[round(m, 4) for m in out['mean']]}, std {[round(s, 4) for s in out['std']]}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lcvae.commands.common import check_output_folder
+
 NAME = "sample"
 HELP = "generate videos with a train-latte checkpoint and its VAE (mp4 files + grid.png), optionally FVD16"
 
@@ -26,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--i3d", help="I3D weights: StyleGAN-V i3d_torchscript.pt or a pytorch-i3d state dict")
     p.add_argument("--i3d-random", action="store_true",
                    help="use an I3D with RANDOM weights (pipeline check only; the FVD is labelled as such)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress log lines)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--fvd needs exactly one of --i3d PATH (real weights) or --i3d-random (pipeline check)")
     if not args.fvd and (args.i3d or args.i3d_random):
         raise ValueError("--i3d/--i3d-random only apply with --fvd REAL_DIR")
+    check_output_folder(args.out)
     summary = generate(
         args.latte, from_pretrained(args.vae), args.out, n=args.n, seed=args.seed, batch_size=args.batch,
         guidance=args.guidance, steps=args.steps, method="ddim" if args.ddim else "ddpm", class_label=args.class_label,
         device=args.device, use_ema=not args.no_ema, fps=args.fps, fvd_real=args.fvd, i3d=args.i3d,
-        i3d_random=args.i3d_random,
+        i3d_random=args.i3d_random, progress=not args.no_progress,
     )
     print(f"wrote {summary['n']} videos {summary['video_shape']} to {args.out} "
           f"({summary['seconds_per_video']:.2f} s per video, step {summary['step']})")

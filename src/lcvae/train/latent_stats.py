@@ -26,6 +26,7 @@ from lcvae.data import collate
 from lcvae.data.sources import resolve_kind
 from lcvae.models.io import CONFIG_NAME, from_pretrained, load_config
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
+from lcvae.progress import Progress
 from lcvae.train.vae_config import DataSection
 from lcvae.train.vae_data import build_eval_dataset
 from lcvae.utils import write_json
@@ -100,31 +101,42 @@ def write_latent_stats(folder: str | Path, mean: list[float], std: list[float]) 
 
 
 def latent_stats(folder: str | Path, data: DataSection, *, max_clips: int | None = None, batch_size: int = 1,
-                 device: str = "cpu", sample: bool = False, bf16: bool = False) -> dict:
+                 device: str = "cpu", sample: bool = False, bf16: bool = False, progress: bool = True) -> dict:
     """Measure the diffusion latent's per-channel statistics of the model in ``folder`` over the
     deterministic clips of ``data`` (``data.root``; first frames, centre crop) and write them into
-    its config. Returns {"clips", "values", "mean", "std"}."""
+    its config. ``progress``: clips done, rate and time left (:mod:`lcvae.progress`). Returns
+    {"clips", "values", "mean", "std"}; a ValueError listing the skipped videos when none could be read."""
     config = load_config(folder)
     model = from_pretrained(folder, config=replace(config, latent_mean=None, latent_std=None))
     dataset = build_eval_dataset(data, data.root)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=data.num_workers, collate_fn=collate)
-    clips = 0
+    clips, skipped = 0, []
+    total = len(dataset) if max_clips is None else min(len(dataset), max_clips)
+    bar = Progress(total, "latent-stats", "clip", enabled=progress)
 
     def videos() -> Iterable[Tensor]:
         nonlocal clips
         for batch in loader:
+            skipped.extend(batch["skipped"])
+            bar.update(len(batch["skipped"]))
             video = batch["video"]
             if max_clips is not None:
                 video = video[: max_clips - clips]
             if len(video):
                 clips += len(video)
                 yield video
-                if clips % 50 < len(video):
-                    logger.info("latent statistics: %d clips", clips)
+                bar.update(len(video))
             if max_clips is not None and clips >= max_clips:
                 return
 
-    stats = measure_latent_stats(model, videos(), device, sample, bf16)
+    with bar:
+        try:
+            stats = measure_latent_stats(model, videos(), device, sample, bf16)
+        except ValueError:
+            if clips or not skipped:
+                raise
+            reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:10])
+            raise ValueError(f"no clips were measured: every video was skipped ({len(skipped)}): {reasons}") from None
     mean, std = stats.mean.tolist(), stats.std.tolist()
     write_latent_stats(folder, mean, std)
     logger.info("wrote latent statistics of %d clips (%d values per channel) to %s", clips, stats.count, Path(folder) / CONFIG_NAME)
