@@ -124,3 +124,36 @@ def test_latent_stats_refuses_folders_it_cannot_use(tmp_path, clips, capsys):
     one_video = sorted(clips.iterdir())[0]
     assert cli_main(["latent-stats", str(folder), str(one_video)]) == 2
     assert "is a single video" in capsys.readouterr().err
+
+
+def test_export_diffusers_format_reconstructs_as_our_folder_and_converts_back(run, tmp_path):
+    pytest.importorskip("diffusers")
+    from lcvae.models.diffusers_lcvae import AutoencoderKLLCVAE
+
+    ours, theirs, back = tmp_path / "ours", tmp_path / "diffusers", tmp_path / "back"
+    assert cli_main(["export", str(run), str(ours)]) == 0
+    assert cli_main(["export", str(run), str(theirs), "--format", "diffusers"]) == 0
+    assert json.loads((theirs / "config.json").read_text())["_class_name"] == "AutoencoderKLLCVAE"
+    assert (theirs / "diffusion_pytorch_model.safetensors").is_file()
+    assert json.loads((theirs / "export.json").read_text())["format"] == "diffusers"
+    model, vae = from_pretrained(ours), AutoencoderKLLCVAE.from_pretrained(str(theirs)).eval()
+    x = torch.rand(1, 3, 33, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        expected = model.reconstruct(x)
+        got = vae.decode(vae.encode(x).latent_dist.mode()).sample
+    assert (got - expected).abs().max().item() <= 1e-5
+    # an existing folder converts (diffusers -> ours) without a training checkpoint; the weights are equal
+    assert cli_main(["export", str(theirs), str(back)]) == 0
+    again = from_pretrained(back)
+    assert again.config.to_dict() == model.config.to_dict()
+    assert all(torch.equal(p, model.state_dict()[n]) for n, p in again.state_dict().items())
+
+
+def test_export_converts_a_preset_only_with_random_weights(tmp_path, capsys):
+    pytest.importorskip("diffusers")
+    assert cli_main(["export", "lcvae-tiny", str(tmp_path / "x"), "--format", "diffusers"]) == 2
+    assert "--random-weights" in capsys.readouterr().err
+    assert cli_main(["export", "lcvae-tiny", str(tmp_path / "x"), "--format", "diffusers", "--random-weights"]) == 0
+    assert json.loads((tmp_path / "x" / "config.json").read_text())["_class_name"] == "AutoencoderKLLCVAE"
+    assert cli_main(["export", "lcvae-tiny", str(tmp_path / "y"), "--random-weights", "--weights", "model"]) == 2
+    assert "--weights applies to training checkpoints" in capsys.readouterr().err
