@@ -1,42 +1,75 @@
-"""Achieved FLOP rate of WF-VAE-L encode + decode against a plain fp32 matmul, as JSON.
+"""Encode + decode FLOP rate of a WF-VAE as a fraction of the machine's best convolution rate, fp32 and bf16.
 
-FLOPs are counted with torch.utils.flop_counter (convolutions and matmuls; elementwise work is not
-counted, so the rate is a lower bound). The reference rate is a 2048 x 2048 fp32 matmul measured in
-the same run; the ratio is what to compare across machines.
+The baseline is the model's own convolutions run alone on oneDNN (``aten.mkldnn_convolution``, the
+fastest CPU kernel torch has, in both dtypes), each at the input shape it sees inside the model,
+measured in the same run. Its rate is FLOP-weighted: all convolution FLOPs / the summed best times of
+the convolutions, i.e. the rate the model would reach if everything but its convolutions were free
+and every convolution ran at its best. The fraction "model rate / baseline rate" is therefore
+(convolutions alone) / (whole model): what norms, attention, wavelets, copies and layout changes cost.
 
-    python benchmarks/bench_flops.py [--frames 17] [--size 128] [--preset wfvae-l-16]
+FLOPs are counted with torch.utils.flop_counter on the plain path (convolutions and attention
+matmuls; elementwise work is not counted). Rounds interleave the fp32 model, the bf16 model and the
+two convolution sets, and every time is the minimum over rounds (a shared machine's speed drifts).
+
+    python benchmarks/bench_flops.py [--preset wfvae-l-16] [--frames 17] [--size 128] [--rounds 3]
+        [--threads 2] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
-
+from collections.abc import Callable
 from unittest import mock
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from lcvae.models import layers
-
 from lcvae.models.autoencoder import WFVAE
 from lcvae.models.presets import get_preset
 
 
-def timed(fn) -> float:
+def best_time(fn: Callable[[], object], times: list[float]) -> None:
     t0 = time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    times.append(time.perf_counter() - t0)
 
 
-def matmul_rate(a: torch.Tensor, b: torch.Tensor, seconds: float = 1.5) -> float:
-    """Best 2048^2 fp32 matmul rate (FLOP/s) over about ``seconds`` of repeats."""
-    best, spent = float("inf"), 0.0
-    while spent < seconds:
-        dt = timed(lambda: a @ b)
-        best, spent = min(best, dt), spent + dt
-    return 2 * a.shape[0] ** 3 / best
+def conv_shapes(model: WFVAE, run: Callable[[], object]) -> dict[tuple, dict]:
+    """Every distinct convolution the model runs: key (input shape, weight shape, stride, padding, dilation,
+    groups) -> {"flops": per call, "calls": n, "layer": first layer seen}."""
+    seen: dict[tuple, dict] = {}
+    plain = layers.conv
+
+    def record(layer: nn.Conv2d | nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+        y = plain(layer, x)
+        key = (tuple(x.shape), tuple(layer.weight.shape), layer.stride, layer.padding, layer.dilation, layer.groups)
+        k = layer.weight.shape[1] * layer.weight[0, 0].numel()  # cin/groups * kernel volume
+        entry = seen.setdefault(key, {"flops": 2 * y.numel() * k, "calls": 0, "layer": layer})
+        entry["calls"] += 1
+        return y
+
+    with mock.patch.object(layers, "conv", record), torch.no_grad():
+        run()
+    return seen
+
+
+def conv_set_runner(shapes: dict[tuple, dict], dtype: torch.dtype, channels_last: bool) -> list[tuple[Callable[[], object], dict]]:
+    """One oneDNN call per distinct shape on random data of ``dtype``, channels-first or channels-last."""
+    calls = []
+    for (xs, ws, stride, padding, dilation, groups), entry in shapes.items():
+        x = torch.randn(xs).to(dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+        w = entry["layer"].weight.detach().to(dtype)
+        b = None if entry["layer"].bias is None else entry["layer"].bias.detach().to(dtype)
+        args = (x, w, b, list(padding), list(stride), list(dilation), groups)
+        calls.append((lambda a=args: torch.ops.aten.mkldnn_convolution(*a), entry))
+    return calls
 
 
 def main() -> None:
@@ -44,42 +77,87 @@ def main() -> None:
     ap.add_argument("--preset", default="wfvae-l-16")
     ap.add_argument("--frames", type=int, default=17)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--profile", action="store_true", help="also print torch.profiler's top ops per dtype")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    model = WFVAE(get_preset(args.preset).backbone).eval()
-    x = torch.randn(1, 3, args.frames, args.size, args.size)
+    models = {"fp32": WFVAE(get_preset(args.preset).backbone).eval()}
+    models["bf16"] = copy.deepcopy(models["fp32"]).to(torch.bfloat16)
+    x = torch.rand(1, 3, args.frames, args.size, args.size) * 2 - 1
+    inputs = {"fp32": x, "bf16": x.bfloat16()}
 
-    def run():
-        with torch.no_grad():
-            model.decode(model.encode(x).mode())
+    def runner(name: str) -> Callable[[], object]:
+        def run() -> object:
+            with torch.no_grad():
+                return models[name].decode(models[name].encode(inputs[name]).mode())
+        return run
 
-    # FlopCounterMode counts aten.convolution; our oneDNN fast path calls aten.mkldnn_convolution
-    # directly, so count on the plain path (the same convolutions) and time the fast one.
+    # FlopCounterMode counts aten.convolution: count on the plain path (the same convolutions).
     with mock.patch.object(layers, "_mkldnn_ok", lambda x, w: False), FlopCounterMode(display=False) as counter:
-        run()
+        runner("fp32")()
     flops = counter.get_total_flops()
-    # A shared machine's speed drifts: bracket every model run with matmul measurements and take the
-    # ratio per repeat, so both sides of each ratio saw the same conditions.
-    ratios, rows = [], []
-    for _ in range(args.repeats):
-        before = matmul_rate(a, b)
-        vae_s = timed(run)
-        after = matmul_rate(a, b)
-        ref = max(before, after)
-        ratios.append(flops / vae_s / ref)
-        rows.append({"seconds": round(vae_s, 3), "vae_gflops_per_s": round(flops / vae_s / 1e9, 1),
-                     "matmul_gflops_per_s": round(ref / 1e9, 1)})
-    print(json.dumps({
+    shapes = conv_shapes(models["fp32"], runner("fp32"))
+    conv_flops = sum(e["flops"] * e["calls"] for e in shapes.values())
+    # each shape's best time over both memory layouts: the baseline is the fastest kernel, not ours
+    sets = {
+        name: [*conv_set_runner(shapes, dt, False), *conv_set_runner(shapes, dt, True)]
+        for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
+
+    model_times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    conv_times = {name: [[] for _ in calls] for name, calls in sets.items()}
+    for name in ("fp32", "bf16"):  # warm-up: oneDNN primitive creation, allocator
+        runner(name)()
+        for fn, _ in sets[name]:
+            fn()
+    for _ in range(args.rounds):
+        for name in ("fp32", "bf16"):
+            best_time(runner(name), model_times[name])
+            for (fn, entry), times in zip(sets[name], conv_times[name]):
+                best_time(fn, times)
+
+    result: dict = {
         "preset": args.preset, "input": [1, 3, args.frames, args.size, args.size], "threads": args.threads,
-        "gflop": round(flops / 1e9, 1), "repeats": rows,
-        "fraction_of_matmul_rate_best": round(max(ratios), 3),
-        "fraction_of_matmul_rate_median": round(sorted(ratios)[len(ratios) // 2], 3),
-    }, indent=2))
+        "rounds": args.rounds, "gflop": round(flops / 1e9, 1), "conv_gflop": round(conv_flops / 1e9, 1),
+        "distinct_convolutions": len(shapes),
+    }
+    n = len(shapes)
+    best = {name: [min(min(a), min(b)) for a, b in zip(conv_times[name][:n], conv_times[name][n:])] for name in sets}
+    entries = list(shapes.values())
+    for name in ("fp32", "bf16"):
+        conv_s = sum(t * e["calls"] for e, t in zip(entries, best[name]))
+        rates = [e["flops"] / t for e, t in zip(entries, best[name])]
+        layout_wins = sum(min(b) < min(a) for a, b in zip(conv_times[name][:n], conv_times[name][n:]))
+        model_s = min(model_times[name])
+        baseline = conv_flops / conv_s
+        result[name] = {
+            "model_seconds": round(model_s, 3), "model_gflops_per_s": round(flops / model_s / 1e9, 1),
+            "baseline_gflops_per_s": round(baseline / 1e9, 1),
+            "fastest_single_conv_gflops_per_s": round(max(rates) / 1e9, 1),
+            "convs_alone_seconds": round(conv_s, 3),
+            "shapes_faster_channels_last": f"{layout_wins}/{n}",
+            "fraction_of_conv_baseline": round(flops / model_s / baseline, 3),
+        }
+    result["bf16_speedup"] = round(min(model_times["fp32"]) / min(model_times["bf16"]), 2)
+    top = sorted(zip(shapes.items(), best["fp32"], best["bf16"]), key=lambda kv: -kv[0][1]["flops"] * kv[0][1]["calls"])[:6]
+    result["dominant_convs"] = [
+        {"input": "x".join(map(str, k[0])), "weight": "x".join(map(str, k[1])), "stride": "x".join(map(str, k[2])), "calls": e["calls"],
+         "share_of_conv_flops": round(e["flops"] * e["calls"] / conv_flops, 3),
+         "fp32_gflops_per_s": round(e["flops"] / t32 / 1e9, 1), "bf16_gflops_per_s": round(e["flops"] / t16 / 1e9, 1)}
+        for (k, e), t32, t16 in top
+    ]
+    print(json.dumps(result, indent=2))
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for name in ("fp32", "bf16"):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                runner(name)()
+            print(f"== {name}")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
 
 
 if __name__ == "__main__":

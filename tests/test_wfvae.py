@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from lcvae.models.autoencoder import WFVAE
 from lcvae.models.vae import FrameRule
-from lcvae.models.layers import upsample_time_linear
+from lcvae.models.layers import CausalConv3d, silu_conv, upsample_time_linear
 from lcvae.models.wfvae import WFVAEConfig
 
 TSV = Path(__file__).parent / "data" / "wfvae-l16-state-dict.tsv"
@@ -208,3 +208,29 @@ def test_onednn_convolution_equals_plain_conv3d_values_and_gradients(frames, str
         assert torch.allclose(a, b, atol=1e-3, rtol=1e-4)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast goes through the regular op
         assert conv3d(conv, x).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_silu_into_padded_buffer_equals_plain_silu_then_conv(causal, dtype):
+    """The whole-video fast path of silu_conv against its plain twin (F.silu, temporal_pad's cat, conv),
+    on a channels-last view like the one LayerNorm hands over."""
+    torch.manual_seed(3)
+    layer = CausalConv3d(8, 16, 3, spatial_padding=1, causal=causal).to(dtype)
+    h = torch.randn(1, 5, 16, 16, 8).to(dtype).movedim(-1, 1)  # (1, 8, 5, 16, 16), channels-last strides
+    with torch.no_grad():
+        fast = silu_conv(layer, h)
+        plain = layer(F.silu(h))
+    assert fast.shape == plain.shape == (1, 16, 5, 16, 16)
+    # the same numbers up to float rounding (oneDNN's fp32 result differs in the last bit between buffers)
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    assert (fast.float() - plain.float()).abs().max() <= tol * plain.float().abs().max()
+
+
+def test_silu_conv_takes_the_plain_path_under_autograd():
+    torch.manual_seed(4)
+    layer = CausalConv3d(4, 4, 3, spatial_padding=1)
+    h = torch.randn(1, 4, 3, 16, 16, requires_grad=True)
+    silu_conv(layer, h).sum().backward()
+    want = torch.autograd.grad(layer(F.silu(h)).sum(), h)[0]
+    assert torch.allclose(h.grad, want, atol=1e-6)

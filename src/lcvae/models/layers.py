@@ -217,6 +217,29 @@ class CausalConv3d(nn.Module):
         return conv(self.conv, x)
 
 
+def silu_conv(layer: CausalConv3d, h: Tensor, cache: StreamCache | None = None) -> Tensor:
+    """``layer(F.silu(h), cache)``, with SiLU writing straight into the temporally padded buffer the
+    convolution reads: saves :func:`temporal_pad`'s copy of the whole activation, and SiLU's output lands
+    channels-first whatever the layout of ``h`` (LayerNorm hands over a channels-last view).
+
+    Whole-video inference only: streaming, strides, autograd (``out=`` ops have no backward) and traced
+    graphs (the compiler fuses the padding itself) take the plain path, which gives the same numbers.
+    """
+    if cache is not None or layer.st != 1 or layer.kt == 1 or torch.compiler.is_compiling() or (torch.is_grad_enabled() and h.requires_grad):
+        return layer(F.silu(h), cache)
+    b, c, t, hh, ww = h.shape
+    front = layer.kt - 1 if layer.causal else (layer.kt - 1) // 2
+    back = 0 if layer.causal else (layer.kt - 1) // 2
+    buf = h.new_empty(b, c, front + t + back, hh, ww)
+    torch.ops.aten.silu.out(h, out=buf[:, :, front : front + t])
+    if layer.causal:
+        buf[:, :, :front] = buf[:, :, front : front + 1]  # the first frame, repeated
+    else:
+        buf[:, :, :front] = 0
+        buf[:, :, front + t :] = 0
+    return conv(layer.conv, buf)
+
+
 def temporal_pad(owner: nn.Module, x: Tensor, kernel: int, stride: int, causal: bool, cache: StreamCache | None) -> Tensor:
     """Pad along time for a window of ``kernel`` frames moving by ``stride``."""
     if cache is not None:
@@ -262,8 +285,11 @@ class ResBlock3D(nn.Module):
         self.nin_shortcut = CausalConv3d(cin, cout, 1, causal=causal) if cin != cout else None
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)), cache)
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))), cache)
+        h = silu_conv(self.conv1, self.norm1(x), cache)
+        if self.dropout.p and self.training:
+            h = self.conv2(self.dropout(F.silu(self.norm2(h))), cache)
+        else:
+            h = silu_conv(self.conv2, self.norm2(h), cache)
         skip = self.nin_shortcut(x) if self.nin_shortcut is not None else x
         return skip + h
 

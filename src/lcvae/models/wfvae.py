@@ -34,6 +34,7 @@ from lcvae.models.layers import (
     ResBlock3D,
     Upsample2D,
     Upsample3D,
+    silu_conv,
     to_model_dtype,
 )
 from lcvae.models.stream import StreamCache, StreamTag
@@ -137,7 +138,7 @@ class Encoder(nn.Module):
         if cache is not None:
             h, l2 = cache.align(self, h, l2, StreamTag.MERGE_L2)
         h = _run(self, self.mid, torch.cat([h, l2], dim=1), cache)
-        h = self.conv_out(F.silu(self.norm_out(h)), cache)
+        h = silu_conv(self.conv_out, self.norm_out(h), cache)
         return EncoderOutput(to_model_dtype(h, self.conv_out.conv.weight.dtype, "encoder output"), w2, w3)
 
 
