@@ -71,3 +71,29 @@ def test_errors_exit_2_with_a_message(clip, checkpoint, tmp_path, capsys):
     assert "--fit crop" in capsys.readouterr().err
     assert main(["info", "lcvae-chn9"]) == 2
     assert "did you mean" in capsys.readouterr().err
+
+
+def test_dtype_is_the_models_dtype_and_bf16_stays_close_to_fp32(clip, checkpoint, tmp_path):
+    from lcvae.inference import load_model
+
+    assert next(load_model(checkpoint, dtype="bf16").parameters()).dtype == torch.bfloat16
+    outs = {}
+    for dtype in ("fp32", "bf16"):
+        outs[dtype] = tmp_path / f"{dtype}.mp4"
+        assert main(["reconstruct", clip, str(outs[dtype]), "--model", checkpoint, "--frames", "33", "--fit", "crop",
+                     "--lossless", "--dtype", dtype, "--no-progress"]) == 0
+    a, b = read_video(outs["fp32"]).double(), read_video(outs["bf16"]).double()
+    psnr = 10 * np.log10(255 ** 2 / ((a - b) ** 2).mean().item())
+    assert 35 < psnr < 100  # close, and not the fp32 run again
+
+
+def test_encode_help_lists_only_the_options_that_apply_to_encoding(capsys):
+    with pytest.raises(SystemExit):
+        main(["encode", "--help"])
+    text = capsys.readouterr().out
+    assert "--chunk" in text and "--pad" in text and "--dtype" in text
+    assert "--decode-chunk" not in text and "--lossless" not in text
+    with pytest.raises(SystemExit):
+        main(["decode", "--help"])
+    text = capsys.readouterr().out
+    assert "--decode-chunk" in text and "--pad" not in text and "--trim" not in text
