@@ -97,3 +97,23 @@ def test_encode_help_lists_only_the_options_that_apply_to_encoding(capsys):
         main(["decode", "--help"])
     text = capsys.readouterr().out
     assert "--decode-chunk" in text and "--pad" not in text and "--trim" not in text
+
+
+def test_dataset_commands_exit_1_with_the_reasons_when_every_input_was_skipped(checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "noise.mp4").write_bytes(np.random.default_rng(0).bytes(3000))
+    (bad / "empty.mp4").write_bytes(b"")
+    assert main(["ablate", "ptlc", "--model", checkpoint, "--data", str(bad), "--out", str(tmp_path / "abl"),
+                 "--lpips", "none", "--masks", "paper", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "no clips evaluated in any row: every input was skipped (2)" in err
+    assert f"{bad / 'noise.mp4'}: " in err and f"{bad / 'empty.mp4'}: " in err
+    # the others that read a dataset refuse with exit 2 and a message
+    assert main(["analyze", "--model", checkpoint, "--data", str(bad), "--out", str(tmp_path / "an"),
+                 "--no-figures", "--no-progress"]) == 2
+    assert "no latents were analysed" in capsys.readouterr().err
+    assert main(["subsets", "--data", str(bad), "--out", str(tmp_path / "sub"), "--top-k", "1", "--no-progress"]) == 2
+    assert "no scorable clips" in capsys.readouterr().err
+    assert main(["fvd", str(bad), str(bad), "--i3d-random", "--no-progress"]) == 2
+    assert "gave 0 (2 skipped" in capsys.readouterr().err

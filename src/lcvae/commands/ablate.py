@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from lcvae.commands.common import add_eval_options, eval_options
+from lcvae.commands.common import add_eval_options, eval_options, report_nothing_done
 
 NAME = "ablate"
 HELP = "the paper's ablations: ptlc, keep-ratio, adaptive, subsets"
@@ -74,4 +74,19 @@ def run(args: argparse.Namespace) -> int:
                            data_format=args.data_format, random_weights=args.random_weights)
     print(format_markdown(table), end="")
     print(f"wrote {args.out}/table.json and {args.out}/table.md")
-    return 0
+    used, skipped = clips_in_table(table)
+    return report_nothing_done(used, skipped, "clips evaluated in any row")
+
+
+def clips_in_table(table: dict) -> tuple[int, list[tuple[str, str]]]:
+    """(clips evaluated over every report behind ``table``'s cells, the skipped (path, reason), each path once)."""
+    import json
+    from pathlib import Path
+
+    used, skipped = 0, {}
+    for row in table["rows"]:
+        for source in row["sources"].values():
+            clips = json.loads(Path(source).read_text(encoding="utf-8"))["clips"]
+            used += clips["used"]
+            skipped.update((s["path"], s["reason"]) for s in clips["skipped_reasons"])
+    return used, list(skipped.items())

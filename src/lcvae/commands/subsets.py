@@ -40,5 +40,6 @@ def run(args: argparse.Namespace) -> int:
     for name, info in summary["subsets"].items():
         print(f"{name}: {info['count']} clips with {info['score']} >= {info['threshold']:.4g} "
               f"(median {info['median_subset']:.4g} vs {info['median_all']:.4g} overall) -> {args.out}/{info['manifest']}")
-    print(f"evaluate with: lcvae eval --data {args.out}/<subset>.jsonl --start {args.start} --size {args.size} ...")
+    size_arg = f" --size {args.size}" if args.size else ""
+    print(f"evaluate with: lcvae eval --data {args.out}/<subset>.jsonl --start {args.start}{size_arg} --out DIR ...")
     return 0
