@@ -92,6 +92,15 @@ def test_latent_stats_match_an_independent_computation_and_normalise(clips, tmp_
     d = torch.cat(latents).transpose(0, 1).reshape(4, -1)
     torch.testing.assert_close(d.mean(1), torch.zeros(4, dtype=torch.float64), atol=1e-5, rtol=0)
     torch.testing.assert_close(d.std(1, unbiased=False), torch.ones(4, dtype=torch.float64), atol=1e-5, rtol=0)
+    # --dtype bf16 measures with a bf16 model: within bf16's 3 significant digits of the fp32 numbers
+    half = save_pretrained(LCVAE(resolve_model_config(ModelSection(preset="lcvae-tiny", backbone=SMALL))), tmp_path / "h")
+    half.joinpath("model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    assert cli_main(["latent-stats", str(half), str(clips), "--size", "32", "--workers", "0", "--dtype", "bf16",
+                     "--no-progress"]) == 0
+    half_cfg = json.loads((half / "config.json").read_text())["config"]
+    assert half_cfg["latent_std"] == pytest.approx(cfg["latent_std"], rel=3e-2)
+    assert half_cfg["latent_mean"] == pytest.approx(cfg["latent_mean"], abs=3e-2 * max(cfg["latent_std"]))
+    assert half_cfg["latent_std"] != cfg["latent_std"]  # measured in bf16, not fp32 again
 
 
 def test_channel_stats_streaming_equals_one_shot():

@@ -54,15 +54,20 @@ class RunOptions:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        return DTYPES[self.dtype]
+        return parse_dtype(self.dtype)
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    """"fp32", "bf16" or "fp16" -> the torch dtype (ValueError naming the choices otherwise)."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
 
 
 def load_model(source: str, device: str = "cpu", random_weights: bool = False, dtype: str = "fp32") -> LCVAE:
     """A checkpoint folder / .ckpt, or a preset name with ``random_weights=True`` (demos, benchmarks),
     in eval mode on ``device`` with its weights cast to ``dtype`` ("fp32", "bf16" or "fp16")."""
-    torch_dtype = RunOptions(dtype=dtype).torch_dtype
+    torch_dtype = parse_dtype(dtype)
     if source in PRESETS:
         if not random_weights:
             raise ValueError(f"{source!r} is a preset, not trained weights; pass a checkpoint folder, or --random-weights to try the architecture")

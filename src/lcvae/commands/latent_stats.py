@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lcvae.commands.common import DTYPE_HELP
+
 NAME = "latent-stats"
 HELP = "measure the diffusion latent's per-channel mean and std over videos and store them in the model folder"
 
@@ -18,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help=DTYPE_HELP)
     p.add_argument("--sample", action="store_true", help="posterior samples instead of the mean")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress log lines)")
 
@@ -28,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
 
     data = stats_data_section(args.model, args.data, args.kind, args.frames, args.size, args.workers)
     out = latent_stats(args.model, data, max_clips=args.max_clips, batch_size=args.batch_size, device=args.device,
-                       sample=args.sample, bf16=args.bf16, progress=not args.no_progress)
+                       sample=args.sample, dtype=args.dtype, progress=not args.no_progress)
     print(f"{out['clips']} clips: mean {[round(m, 4) for m in out['mean']]}, std {[round(s, 4) for s in out['std']]}")
     return 0

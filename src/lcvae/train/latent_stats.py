@@ -11,7 +11,6 @@ channel on that data.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from dataclasses import replace
@@ -24,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from lcvae.data import collate
 from lcvae.data.sources import resolve_kind
+from lcvae.inference import parse_dtype
 from lcvae.models.io import CONFIG_NAME, from_pretrained, load_config
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.progress import Progress
@@ -63,9 +63,10 @@ class ChannelStats:
 
 @torch.no_grad()
 def measure_latent_stats(model: LCVAE, videos: Iterable[Tensor], device: str | torch.device = "cpu",
-                         sample: bool = False, bf16: bool = False, seed: int = 0) -> ChannelStats:
+                         sample: bool = False, seed: int = 0) -> ChannelStats:
     """Per-channel statistics of the packed diffusion latent (before normalisation) over ``videos``,
-    each (B, 3, T, H, W) in [-1, 1]. ``sample``: posterior samples instead of the mean."""
+    each (B, 3, T, H, W) in [-1, 1], cast to the model's dtype. ``sample``: posterior samples
+    instead of the mean. Sums are float64 whatever the model's dtype."""
     raw = model.config.latent_mean is None
     if not raw:
         raise ValueError("measure on a model without latent_mean/latent_std (see latent_stats, which strips them)")
@@ -73,10 +74,9 @@ def measure_latent_stats(model: LCVAE, videos: Iterable[Tensor], device: str | t
     generator = torch.Generator(device=device).manual_seed(seed) if sample else None
     stats = ChannelStats(model.config.diffusion_channels)
     model = model.to(device).eval()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    dtype = next(model.parameters()).dtype
     for video in videos:
-        with autocast:
-            latent = model.diffusion_latent(video.to(device), sample=sample, generator=generator)
+        latent = model.diffusion_latent(video.to(device, dtype), sample=sample, generator=generator)
         stats.update(latent.float())
     if stats.count == 0:
         raise ValueError("no clips were measured; check the data path")
@@ -101,13 +101,15 @@ def write_latent_stats(folder: str | Path, mean: list[float], std: list[float]) 
 
 
 def latent_stats(folder: str | Path, data: DataSection, *, max_clips: int | None = None, batch_size: int = 1,
-                 device: str = "cpu", sample: bool = False, bf16: bool = False, progress: bool = True) -> dict:
+                 device: str = "cpu", sample: bool = False, dtype: str = "fp32", progress: bool = True) -> dict:
     """Measure the diffusion latent's per-channel statistics of the model in ``folder`` over the
     deterministic clips of ``data`` (``data.root``; first frames, centre crop) and write them into
-    its config. ``progress``: clips done, rate and time left (:mod:`lcvae.progress`). Returns
+    its config. ``dtype``: the model's precision while measuring ("fp32", "bf16" or "fp16"; the
+    weights are cast, no autocast). ``progress``: clips done, rate and time left (:mod:`lcvae.progress`). Returns
     {"clips", "values", "mean", "std"}; a ValueError listing the skipped videos when none could be read."""
     config = load_config(folder)
     model = from_pretrained(folder, config=replace(config, latent_mean=None, latent_std=None))
+    model = model.to(parse_dtype(dtype))
     dataset = build_eval_dataset(data, data.root)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=data.num_workers, collate_fn=collate)
     clips, skipped = 0, []
@@ -131,7 +133,7 @@ def latent_stats(folder: str | Path, data: DataSection, *, max_clips: int | None
 
     with bar:
         try:
-            stats = measure_latent_stats(model, videos(), device, sample, bf16)
+            stats = measure_latent_stats(model, videos(), device, sample)
         except ValueError:
             if clips or not skipped:
                 raise
