@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from lcvae.data.datasets import Skipped, VideoFolder, collate
 from lcvae.metrics import FeatureStats, fvd_from_features
 from lcvae.evaluation.setup import RANDOM_I3D_NOTE, random_i3d
 from lcvae.perceptual import VideoFeatureExtractor, load_i3d, preprocess_clips
 from lcvae.perceptual.i3d import INPUT_SIZE, MIN_FRAMES
+from lcvae.progress import progress as progress_iter
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def folder_features(folder: str | Path, extractor: VideoFeatureExtractor, frames
             pending.clear()
 
     with torch.no_grad():
-        for batch in tqdm(loader, desc=f"features {Path(folder).name}", unit="video", disable=not progress):
+        for batch in progress_iter(loader, f"features {Path(folder).name}", unit="video", enabled=progress):
             skipped.extend(batch["skipped"])
             if batch["path"]:
                 pending.append(preprocess_clips(batch["video"], INPUT_SIZE))
