@@ -1,0 +1,126 @@
+"""The paper's claims, checked against a study's numbers with a stated rule.
+
+Rule. Each claim is a signed margin, positive in the direction the paper reports (e.g. LC-VAE PSNR
+minus WF-VAE PSNR), measured as the mean over seeds at the study's last step, and a noise level:
+the pooled seed-to-seed standard deviation of the compared quantities,
+sqrt((s_a^2 + s_b^2) / 2) (sample std over seeds), or the seed std of a single quantity. With
+``factor`` (default 2):
+
+    margin >  factor * noise   -> "reproduced"
+    margin < -factor * noise   -> "contradicted"
+    otherwise                  -> "within noise"
+    a single seed (no spread)  -> "undetermined"
+
+The verdict is about this budget and data only: a few hundred CPU steps are not the paper's
+200k-step runs, which is why every sentence names the step count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+__all__ = ["seed_std", "pooled_std", "verdict", "compare_claim", "level_claim", "study_claims"]
+
+VERDICTS = ("reproduced", "contradicted", "within noise", "undetermined")
+
+
+def seed_std(values: Sequence[float]) -> float | None:
+    """Sample standard deviation over seeds; None for a single seed."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def pooled_std(a: Sequence[float], b: Sequence[float]) -> float | None:
+    sa, sb = seed_std(a), seed_std(b)
+    return None if sa is None or sb is None else math.sqrt((sa * sa + sb * sb) / 2)
+
+
+def verdict(margin: float, noise: float | None, factor: float = 2.0) -> str:
+    """See the module docstring; ``margin`` is positive in the paper's direction."""
+    if noise is None:
+        return "undetermined"
+    if margin > factor * noise:
+        return "reproduced"
+    if margin < -factor * noise:
+        return "contradicted"
+    return "within noise"
+
+
+def _sentence(claim: dict[str, Any], unit: str, digits: int) -> str:
+    noise = claim["noise"]
+    spread = f"seed std {noise:.{digits}f}{unit}" if noise is not None else "one seed, no spread"
+    return (f"{claim['statement']} — {claim['verdict']} at {claim['step']} steps, {claim['seeds']} seed(s): "
+            f"margin {claim['margin']:+.{digits}f}{unit} ({claim['detail']}; {spread}, "
+            f"threshold {claim['factor']:g}x).")
+
+
+def compare_claim(name: str, statement: str, a: Sequence[float], b: Sequence[float], *, labels: tuple[str, str],
+                  metric: str, step: int, factor: float = 2.0, higher_better: bool = True, unit: str = "",
+                  digits: int = 2) -> dict[str, Any]:
+    """Model A better than model B on ``metric`` (per-seed values at ``step``)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"claim {name!r}: need one value per seed for both models, got {len(a)} and {len(b)}")
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    margin = (mean_a - mean_b) * (1 if higher_better else -1)
+    noise = pooled_std(a, b)
+    claim = {"claim": name, "statement": statement, "metric": metric, "step": step, "seeds": len(a),
+             "values": {labels[0]: list(a), labels[1]: list(b)}, "means": {labels[0]: mean_a, labels[1]: mean_b},
+             "margin": margin, "noise": noise, "factor": factor, "threshold": None if noise is None else factor * noise,
+             "verdict": verdict(margin, noise, factor),
+             "detail": f"{labels[0]} {mean_a:.{digits}f}{unit} vs {labels[1]} {mean_b:.{digits}f}{unit} {metric}"}
+    claim["sentence"] = _sentence(claim, unit, digits)
+    return claim
+
+
+def level_claim(name: str, statement: str, values: Sequence[float], *, reference: float, metric: str, step: int,
+                factor: float = 2.0, digits: int = 3) -> dict[str, Any]:
+    """A quantity above a reference level (per-seed values at ``step``)."""
+    if not values:
+        raise ValueError(f"claim {name!r}: no values")
+    mean = sum(values) / len(values)
+    noise = seed_std(values)
+    claim = {"claim": name, "statement": statement, "metric": metric, "step": step, "seeds": len(values),
+             "values": list(values), "mean": mean, "reference": reference, "margin": mean - reference, "noise": noise,
+             "factor": factor, "threshold": None if noise is None else factor * noise,
+             "verdict": verdict(mean - reference, noise, factor),
+             "detail": f"{metric} {mean:.{digits}f} against {reference:g}"}
+    claim["sentence"] = _sentence(claim, "", digits)
+    return claim
+
+
+def study_claims(final: Mapping[str, Mapping[str, Sequence[float]]], step: int, *,
+                 energy: Mapping[str, Sequence[float]] | None = None, overlap: Sequence[float] | None = None,
+                 factor: float = 2.0) -> list[dict[str, Any]]:
+    """The claims a study can check from what it ran.
+
+    final: ``{model: {"psnr": [per seed], ...}}`` at the last step; energy: ``{model: [temporal-low
+    energy share per seed]}``; overlap: the adaptive run's late mean overlap with the paper mask per seed.
+    """
+    claims = []
+    if "lcvae" in final and "wfvae" in final:
+        claims.append(compare_claim(
+            "lcvae_vs_wfvae", "LC-VAE reconstructs better than WF-VAE at the same diffusion-latent size "
+            "(paper Tab. 1-2: higher PSNR)", final["lcvae"]["psnr"], final["wfvae"]["psnr"],
+            labels=("LC-VAE", "WF-VAE"), metric="PSNR", unit=" dB", step=step, factor=factor))
+    if "lcvae" in final and "ptlc" in final:
+        claims.append(compare_claim(
+            "joint_vs_ptlc", "Training with the compression beats compressing a trained VAE afterwards "
+            "(paper Tab. 4: PTLC 2-5 dB lower)", final["lcvae"]["psnr"], final["ptlc"]["psnr"],
+            labels=("LC-VAE", "PTLC"), metric="PSNR", unit=" dB", step=step, factor=factor))
+    for model, label in (("wfvae", "WF-VAE"), ("wfvae-2c", "WF-VAE 2C")):
+        if energy and model in energy:
+            claims.append(level_claim(
+                f"low_band_energy_{model}", f"Most of the {label} latent energy is in the temporally low 3D Haar "
+                "subbands (paper Fig. 10: LLL+LLH+LHL+LHH about 85 %; 0.5 is an even split)", energy[model],
+                reference=0.5, metric="temporal-low energy share", step=step, factor=factor))
+            break
+    if overlap:
+        claims.append(level_claim(
+            "adaptive_overlap", "Adaptive Top-50 % selects the paper mask's channels (supplement D.1: 98 % overlap "
+            "after 20k steps; 0.5 is chance)", overlap, reference=0.5, metric="late mean overlap", step=step,
+            factor=factor))
+    return claims

@@ -1,0 +1,146 @@
+"""lcvae study at a tiny size: same seed -> same numbers, exact resume after an interruption, PTLC is
+the uncompressed run's weights with the paper mask, the verdict rule, and report.html shows the JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+from pathlib import Path
+
+import pytest
+import torch
+
+from lcvae.data import read_video, resize_short_side, sample_clip_path, to_tensor
+from lcvae.data.transforms import center_crop
+from lcvae.masks import paper_mask
+from lcvae.metrics import psnr
+from lcvae.models.io import from_pretrained
+from lcvae.study import claims as claims_mod
+from lcvae.study import load_study_config, run_study
+from lcvae.study import runner
+from lcvae.study.config import StudyConfig
+from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint
+
+TINY = ["steps=2", "eval_every=1", "seeds=[0, 1]", "models=[lcvae, wfvae, ptlc]", "video_upscale=2", "video_clips=1",
+        "train.model.backbone={base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}",
+        "train.data.short_side=32", "train.data.crop=16", "train.data.val_crop=32", "train.data.val_clips=1"]
+NUMBERS = ("models", "curves", "energy", "claims")  # everything but wall-time figures and the config's out_dir
+
+
+def _cfg(out: Path, extra: list[str] = ()) -> StudyConfig:
+    return load_study_config(None, [f"out_dir={out}", *TINY, *extra])
+
+
+def _numbers(results: dict) -> dict:
+    return {k: results[k] for k in NUMBERS}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    cfg = _cfg(tmp_path_factory.mktemp("study"))
+    return cfg, run_study(cfg)
+
+
+def test_same_seed_gives_the_same_numbers(study, tmp_path):
+    cfg, first = study
+    again = _cfg(tmp_path / "again")
+    runner.train_runs(again)
+    second = runner.gather_results(again)
+    assert _numbers(second) == _numbers(first)
+    assert first["models"]["lcvae"]["psnr"] != first["models"]["wfvae"]["psnr"]  # the models do differ
+    psnr_per_seed = first["curves"]["lcvae"]["psnr_per_seed"]
+    assert psnr_per_seed["0"] != psnr_per_seed["1"]  # and so do the seeds
+    assert first["curves"]["lcvae"]["steps"] == [1, 2] and first["models"]["ptlc"]["steps"] == 2
+
+
+def test_resume_after_an_interruption_gives_the_same_numbers(study, tmp_path, monkeypatch):
+    cfg, first = study
+    cfg_b = _cfg(tmp_path / "resumed")
+    real_train, real_eval = runner.train_main, runner.evaluate_clips
+
+    class Interrupted(Exception):
+        pass
+
+    def train_then_stop(run_cfg):
+        if run_cfg.train.max_steps == 2:  # the second segment of the first run: the study is "killed" here
+            raise Interrupted
+        return real_train(run_cfg)
+
+    monkeypatch.setattr(runner, "train_main", train_then_stop)
+    with pytest.raises(Interrupted):
+        runner.train_runs(cfg_b)
+    cached = sorted(p.relative_to(cfg_b.out_dir).as_posix() for p in Path(cfg_b.out_dir, "evals").rglob("*.json"))
+    assert cached == ["evals/wfvae/seed0/step_000000001.json"]
+    calls = []
+    monkeypatch.setattr(runner, "train_main", real_train)
+    monkeypatch.setattr(runner, "evaluate_clips", lambda *a, **k: calls.append(1) or real_eval(*a, **k))
+    runner.train_runs(cfg_b)
+    assert len(calls) == 3 * 2 * 2 - 1  # models x seeds x steps, the cached evaluation not redone
+    assert _numbers(runner.gather_results(cfg_b)) == _numbers(first)
+
+
+def test_ptlc_is_the_uncompressed_run_with_the_paper_mask(study):
+    cfg, results = study
+    out = Path(cfg.out_dir)
+    ckpt = load_checkpoint(latest_checkpoint(out / "runs" / "seed0" / "wfvae-2c" / "checkpoints"))
+    assert ckpt.step == 2 and ckpt.state["model_config"]["compression"] is None  # trained without compression
+    ptlc = from_pretrained(out / "models" / "ptlc").eval()
+    trained = {k.removeprefix("backbone."): v for k, v in ckpt.weights["model"].items() if k.startswith("backbone.")}
+    own = ptlc.backbone.state_dict()
+    assert trained.keys() == own.keys()
+    for key, value in trained.items():
+        assert torch.equal(own[key], value), key
+    assert ptlc.config.backbone.latent_channels == 8 and ptlc.compressor is not None
+    assert ptlc.compressor.kept_index.tolist() == paper_mask(8)
+    # the table's PTLC number is this model on the held-out clip, evaluated independently here
+    frames = read_video(sample_clip_path(results["clips"][0]))[-33:]
+    x = center_crop(resize_short_side(to_tensor(frames), 32), 32).unsqueeze(0)
+    with torch.no_grad():
+        value = float(psnr(x, ptlc.reconstruct(x).clamp(-1, 1))[0])
+    per_seed = results["curves"]["ptlc"]["psnr_per_seed"]["0"][-1]
+    assert value == pytest.approx(per_seed, rel=1e-6)
+    assert results["models"]["ptlc"]["diffusion_channels"] == 4 == results["models"]["lcvae"]["diffusion_channels"]
+
+
+def test_verdict_rule_on_synthetic_numbers():
+    assert claims_mod.verdict(1.0, 0.4) == "reproduced" and claims_mod.verdict(-1.0, 0.4) == "contradicted"
+    assert claims_mod.verdict(0.7, 0.4) == "within noise" and claims_mod.verdict(0.7, None) == "undetermined"
+    # LC-VAE 30 +- 0.1 vs WF-VAE 29: margin 1 dB, pooled std 0.1 -> reproduced; swapped -> contradicted
+    a, b = [29.9, 30.1], [28.9, 29.1]
+    c = claims_mod.compare_claim("x", "s", a, b, labels=("A", "B"), metric="PSNR", step=5)
+    assert c["verdict"] == "reproduced" and c["margin"] == pytest.approx(1.0)
+    assert c["noise"] == pytest.approx(0.1 * 2**0.5, rel=1e-9)  # sample std of (29.9, 30.1) is 0.1414
+    assert claims_mod.compare_claim("x", "s", b, a, labels=("A", "B"), metric="PSNR", step=5)["verdict"] == "contradicted"
+    noisy = claims_mod.compare_claim("x", "s", [29, 31], [28.5, 30.5], labels=("A", "B"), metric="PSNR", step=5)
+    assert noisy["verdict"] == "within noise" and "within noise at 5 steps" in noisy["sentence"]
+    lower = claims_mod.compare_claim("x", "s", [0.2, 0.21], [0.3, 0.31], labels=("A", "B"), metric="LPIPS", step=5,
+                                     higher_better=False)
+    assert lower["verdict"] == "reproduced" and lower["margin"] == pytest.approx(0.1)
+    level = claims_mod.level_claim("e", "s", [0.85, 0.86, 0.84], reference=0.5, metric="share", step=5)
+    assert level["verdict"] == "reproduced" and level["noise"] == pytest.approx(0.01)
+    assert claims_mod.level_claim("e", "s", [0.9], reference=0.5, metric="share", step=5)["verdict"] == "undetermined"
+
+
+def test_report_table_numbers_are_those_of_results_json(study):
+    cfg, results = study
+    out = Path(cfg.out_dir)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["models"] == results["models"]
+    assert json.loads((out / "claims.json").read_text()) == results["claims"]
+    page = (out / "report.html").read_text()
+    cells = re.findall(r'data-key="([^"]+)" data-value="([^"]+)"', page)
+    model_cells = [(k, v) for k, v in cells if k.startswith("models.")]
+    assert len(model_cells) >= 3 * 8  # psnr, ssim, st-lpips, their std, channels, steps, seeds per model
+    for key, value in cells:
+        if key.startswith("models."):
+            _, name, column = key.split(".", 2)
+            expected = on_disk["models"][name][column]
+        else:
+            expected = on_disk[key]
+        assert json.loads(unescape(value)) == expected, key
+    for label in ("LC-VAE", "WF-VAE", "PTLC"):
+        assert f"<td>{label}</td>" in page
+    assert page.count("<video") == 1 and page.count("<img") >= 3 + 3 * 2  # curves, energy + autocorrelation per run
+    for name in ("lcvae", "wfvae", "ptlc"):
+        assert (out / "models" / name / "config.json").is_file()
