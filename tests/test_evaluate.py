@@ -19,7 +19,7 @@ from lcvae.cli import main
 from lcvae.compression import multi_iwt_reference, multi_wt_reference
 from lcvae.masks import CompressionConfig, block_mask
 from lcvae.data.degrade import degrade_frames
-from lcvae.data.video import probe
+from lcvae.data.video import probe, read_video, to_tensor
 from lcvae.evaluation import (
     EvalOptions,
     MetricNetworks,
@@ -35,7 +35,7 @@ from lcvae.evaluation import (
     with_compression,
     write_report,
 )
-from lcvae.metrics import PSNR_CAP_DB
+from lcvae.metrics import PSNR_CAP_DB, psnr
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.wfvae import WFVAEConfig
@@ -392,6 +392,24 @@ def test_cli_eval_default_clips_are_33_frames_at_the_stored_size_and_recorded(cl
     assert eval_frames(non_causal, 16) == 16
     with pytest.raises(ValueError, match="pass --frames 32"):
         eval_frames(non_causal, None)
+
+
+def test_cli_eval_pad_scores_any_length_on_the_padded_reconstruction_cropped_back(clips, checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "10", "--max-clips", "1",
+                 "--samples", "0", "--lpips", "none", "--out", str(out), "--no-progress"]) == 2
+    assert "--pad" in capsys.readouterr().err  # 10 frames is not 1 + 4k
+    assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "10", "--max-clips", "1",
+                 "--samples", "0", "--lpips", "none", "--pad", "--out", str(out), "--no-progress"]) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["data"]["frames"] == 10 and "padded for the model" in saved["data"]["clips"]
+    # by hand: the first 10 frames, the last one repeated 3 times (13 = 1 + 4*3), reconstructed, cut to 10
+    x = to_tensor(read_video(clips / GOOD[0], 0, 10)).unsqueeze(0)
+    padded = torch.cat([x, x[:, :, -1:].expand(-1, -1, 3, -1, -1)], dim=2)
+    with torch.no_grad():
+        y = from_pretrained(checkpoint).eval().reconstruct(padded)[:, :, :10].clamp(-1, 1)
+    record = json.loads((out / "per_clip.jsonl").read_text().splitlines()[0])
+    assert record["vs_input"]["psnr"] == pytest.approx(psnr(x, y).item(), abs=1e-4)
 
 
 def test_cli_eval_exits_1_listing_the_reasons_when_every_clip_is_skipped(clips, checkpoint, tmp_path, capsys):

@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                             "their stored size; a clip the model cannot take is skipped with the reason)")
     p.add_argument("--fit", default="error", choices=["error", "crop"],
                    help="crop: centre-crop stored frames to the model's spatial multiple (without --size)")
+    p.add_argument("--pad", action="store_true",
+                   help="pad each clip to the model's next valid length and size by repeating the last frame and the "
+                        "edge pixels, and score the output cropped back (any --frames for any model)")
     p.add_argument("--stride", type=int, default=1, help="take every STRIDE-th frame")
     p.add_argument("--start", type=int, default=0, help="first frame of each clip")
     p.add_argument("--compress", metavar="MASK", help="apply a compression mask at inference only: paper, keep25, keep75, reference, or a mask .json")
@@ -38,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.size is not None and args.size <= 0:
         raise ValueError(f"--size must be a positive number of pixels, got {args.size}; leave it out to keep the stored size")
     check_output_folder(args.out)
-    options = eval_options(args, degrade_qp=args.degrade_qp)
-    print(f"eval clips: {describe_clips(args.frames or EVAL_FRAMES, args.size, args.fit, args.stride, args.start)}",
+    options = eval_options(args, degrade_qp=args.degrade_qp, pad=args.pad)
+    print(f"eval clips: {describe_clips(args.frames or EVAL_FRAMES, args.size, args.fit, args.stride, args.start, args.pad)}",
           file=sys.stderr)
     result, paths = evaluate_checkpoint(
         args.model, args.data, args.out, options, data_format=args.data_format, frames=args.frames,

@@ -31,22 +31,28 @@ the same clips. 33 = 1 + 32 is valid for every causal model (1 + 4k WF-VAE, 1 + 
 non-causal models (4k / 32k frames) need an explicit count, e.g. 32."""
 
 
-def eval_frames(config: LCVAEConfig, frames: int | None) -> int:
-    """``frames``, or :data:`EVAL_FRAMES` when None; checked against the model's frame rule with an
-    error that says what to pass."""
+def eval_frames(config: LCVAEConfig, frames: int | None, pad: bool = False) -> int:
+    """``frames``, or :data:`EVAL_FRAMES` when None; checked against the model's frame rule (any
+    count with ``pad``) with an error that says what to pass."""
     rule = config.frame_rule
     if frames is not None:
-        rule.check_frames(frames)
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}")
+        if not pad and not rule.is_valid(frames):
+            low, high = rule.nearest_valid(frames)
+            raise ValueError(f"this model needs {rule.describe()}, got {frames} frames per clip; pass --frames "
+                             f"{low or high}, or --pad to pad each clip to {high} and score the output cropped back")
         return frames
-    if not rule.is_valid(EVAL_FRAMES):
+    if not pad and not rule.is_valid(EVAL_FRAMES):
         low, high = rule.nearest_valid(EVAL_FRAMES)
         raise ValueError(f"eval scores {EVAL_FRAMES}-frame clips by default (the same clips for every model), and "
                          f"this model needs {rule.describe()}; pass --frames {low or high} (and the same count "
-                         f"for the models you compare it with)")
+                         f"for the models you compare it with), or --pad")
     return EVAL_FRAMES
 
 
-def describe_clips(frames: int, size: int | None, fit: str, frame_stride: int = 1, start_frame: int = 0) -> str:
+def describe_clips(frames: int, size: int | None, fit: str, frame_stride: int = 1, start_frame: int = 0,
+                   pad: bool = False) -> str:
     """The clips an evaluation scores, in words (printed by ``lcvae eval`` and kept in metrics.json)."""
     if size is not None:
         space = f"short side resized to {size}, centre-cropped to {size}x{size}"
@@ -54,7 +60,9 @@ def describe_clips(frames: int, size: int | None, fit: str, frame_stride: int = 
         space = "stored size, centre-cropped to the model's spatial multiple"
     else:
         space = "stored size (no resize or crop)"
-    return f"{frames} frames from frame {start_frame}, stride {frame_stride}; {space}"
+    padding = ("; padded for the model to its next valid length and size (edge replication), scored on the "
+               "output cropped back") if pad else ""
+    return f"{frames} frames from frame {start_frame}, stride {frame_stride}; {space}{padding}"
 
 
 def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: EvalOptions, *,
@@ -86,11 +94,11 @@ def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: Eva
             vae = load_model(model, options.device, random_weights)
         if compress is not None:
             vae = with_compression(vae, compress)
-        frames = eval_frames(vae.config, frames)
+        frames = eval_frames(vae.config, frames, options.pad)
         dataset = open_dataset(data, data_format, frames=frames, size=size, frame_stride=frame_stride,
                                start_frame=start_frame, split_file=split_file,
                                multiple=vae.frame_rule.pixel_step if fit == "crop" else None)
-        check_model_and_data(vae, dataset)  # before loading the metric networks
+        check_model_and_data(vae, dataset, options.pad)  # before loading the metric networks
         if options.samples and options.sample_dir is None:
             options = dataclasses.replace(options, sample_dir=str(Path(out_dir) / "samples"))
         networks = load_networks(options.lpips, options.lpips_backbone, options.i3d, options.i3d_random, options.device)
@@ -103,7 +111,7 @@ def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: Eva
             "data": {"path": str(data), "format": data_format, "clips_in_dataset": len(dataset),
                      "frames": frames, "size": size, "fit": fit, "frame_stride": frame_stride,
                      "start_frame": start_frame, "degrade_qp": options.degrade_qp,
-                     "clips": describe_clips(frames, size, fit, frame_stride, start_frame),
+                     "clips": describe_clips(frames, size, fit, frame_stride, start_frame, options.pad),
                      "frame_sizes": sorted({f"{r.height}x{r.width}" for r in result.records})},
             "options": dataclasses.asdict(options),
         }

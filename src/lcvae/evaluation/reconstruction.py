@@ -15,6 +15,11 @@ QP after resizing and cropping; the model sees the degraded clip and every metri
 twice: against the degraded input (``vs_degraded``) and against the clean clip (``vs_clean``).
 Without it the single set is ``vs_input``.
 
+Padding. With ``pad`` a clip of a length or size the model does not take is extended to the next
+valid one by edge replication (``lcvae.inference.pad_video``) and the reconstruction is cropped
+back, so every metric compares clips of the length and size asked for (e.g. 17-frame clips for a
+1 + 32k model, beside a WF-VAE that takes them as they are).
+
 Distribution. Clips are sharded by striding (rank r takes clips r, r + W, ...: no padding, no
 duplicates). Each rank keeps per-clip metrics and FeatureStats (n, Σx, Σxxᵀ) for its shard; the
 shards are gathered and merged (records sorted by clip index, statistics summed), so W processes
@@ -39,6 +44,7 @@ from lcvae.data.degrade import degrade_frames
 from lcvae.data.video import to_tensor, to_uint8
 from lcvae.evaluation.report import summarise, write_sample
 from lcvae.evaluation.setup import MetricNetworks, load_networks
+from lcvae.inference import crop_video, pad_video
 from lcvae.metrics import FeatureStats, fvd_from_features, psnr, reference_fvd_mean_over_batches, ssim
 from lcvae.models.lcvae import LCVAE
 from lcvae.perceptual import lpips_video
@@ -84,6 +90,7 @@ class EvalOptions:
     seed: int = 0  # posterior samples (reference protocol)
     reference_fvd_batch: int = 10
     progress: bool = True
+    pad: bool = False  # pad clips to the model's next valid length and size, score the output cropped back
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -158,11 +165,17 @@ class EvalResult:
         }
 
 
-def check_model_and_data(model: LCVAE, dataset: ClipDataset) -> None:
-    """Refuse before the first clip when the clip length or crop breaks the model's rules."""
+def check_model_and_data(model: LCVAE, dataset: ClipDataset, pad: bool = False) -> None:
+    """Refuse before the first clip when the clip length or crop breaks the model's rules (with
+    ``pad`` any length and size is taken)."""
     if model.training:
         raise ValueError("the model is in training mode; call model.eval() before evaluating")
-    model.frame_rule.check_frames(dataset.num_frames)
+    if pad:
+        return
+    try:
+        model.frame_rule.check_frames(dataset.num_frames)
+    except ValueError as err:
+        raise ValueError(f"{err} (or --pad: pad each clip to the next valid length and crop the output back)") from None
     crop = dataset.transform.crop
     if crop is not None:
         model.frame_rule.check_size(crop, crop)
@@ -185,7 +198,7 @@ def _size_mismatch(model: LCVAE, video: Tensor) -> str | None:
     if h % step == 0 and w % step == 0:
         return None
     return (f"{w}x{h} frames are not multiples of {step} (the model's spatial rule); evaluate at a size "
-            f"(--size N: resize and centre-crop) or crop to the multiple (--fit crop)")
+            f"(--size N: resize and centre-crop), crop to the multiple (--fit crop) or pad (--pad)")
 
 
 def _fvd_skip_reason(networks: MetricNetworks, frames: int) -> str | None:
@@ -202,7 +215,17 @@ def _degrade(clips: Tensor, qp: int) -> Tensor:
 
 
 def _reconstruct(model: LCVAE, x: Tensor, indices: list[int], options: EvalOptions) -> Tensor:
-    """x (B, 3, T, H, W) in [-1, 1] -> reconstruction in [-1, 1] (clamped), float32 on the CPU."""
+    """x (B, 3, T, H, W) in [-1, 1] -> reconstruction in [-1, 1] (clamped), float32 on the CPU, of
+    the same shape (with ``options.pad`` made on the padded clip and cropped back)."""
+    if not options.pad:
+        return _reconstruct_valid(model, x, indices, options)
+    size = x.shape[2:]
+    y = _reconstruct_valid(model, pad_video(x, *model.frame_rule.pad_amounts(*size)), indices, options)
+    return crop_video(y, *size)
+
+
+def _reconstruct_valid(model: LCVAE, x: Tensor, indices: list[int], options: EvalOptions) -> Tensor:
+    """:func:`_reconstruct` of clips the model takes as they are."""
     device = torch.device(options.device)
     if options.protocol == "standard":
         y = model.reconstruct(x.to(device), options.chunk, options.decode_chunk, options.tile)
@@ -229,7 +252,7 @@ def _clip_metrics(target: Tensor, recon: Tensor, networks: MetricNetworks, optio
 def evaluate_shard(model: LCVAE, dataset: ClipDataset, options: EvalOptions, networks: MetricNetworks,
                    rank: int = 0, world_size: int = 1) -> ShardResult:
     """Evaluate clips rank, rank + world_size, ... of the dataset (the first ``max_clips``)."""
-    check_model_and_data(model, dataset)
+    check_model_and_data(model, dataset, options.pad)
     _check_options(dataset, options)
     if not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
@@ -253,7 +276,7 @@ def evaluate_shard(model: LCVAE, dataset: ClipDataset, options: EvalOptions, net
             bar.update(len(batch["skipped"]))
             if not batch["path"]:
                 continue
-            wrong_size = _size_mismatch(model, batch["video"])
+            wrong_size = None if options.pad else _size_mismatch(model, batch["video"])
             if wrong_size is not None:  # frames kept as stored (no crop size): batches hold one clip
                 shard.skipped.append(Skipped(int(batch["index"][0]), batch["path"][0], wrong_size))
                 logger.warning("skipping %s: %s", batch["path"][0], wrong_size)
