@@ -1,6 +1,7 @@
 """Latent cache: a video dataset encoded once into the normalised, packed latents diffusion sees.
 
-The reference re-encoded every training batch with the VAE; SPEC §8 asks for one encoding pass.
+The reference re-encoded every training batch with the VAE; here each clip is encoded once
+(docs/generation.md#datasets-and-the-latent-cache).
 A cache is a folder::
 
     index.json              what was encoded and by which VAE (written first, completed last)

@@ -8,7 +8,7 @@ Seeds. Video i starts from noise drawn by its own generator (seeded by (seed, i)
 step noise comes from the same generator, so a video does not depend on the batch size or on
 which other videos are generated with it.
 
-FVD16 (SPEC §6) is ``lcvae fvd``'s computation (``lcvae.evaluation.folder_fvd``) between the real
+FVD16 (docs/evaluation.md#metrics) is ``lcvae fvd``'s computation (``lcvae.evaluation.folder_fvd``) between the real
 videos and the written samples: the first 16 frames of every video, resized to 224, I3D logits,
 dataset-level Fréchet distance. An I3D with random weights is used only when asked for; the result
 then carries a note that the number is a pipeline check, comparable to nothing.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from lcvae.commands.common import add_eval_options, eval_options, report_nothing_done
+from lcvae.commands.common import add_eval_options, check_output_folder, eval_options, report_nothing_done
 
 NAME = "ablate"
 HELP = "the paper's ablations: ptlc, keep-ratio, adaptive, subsets"
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from lcvae.ablations.selection import adaptive_report
     from lcvae.comparison import format_markdown
 
+    check_output_folder(args.out)
     if args.ablation == "adaptive":
         s = adaptive_report(args.run, args.out, args.latent_channels, args.from_step, args.against)
         print(f"{len(s['steps'])} logged steps, top-{s['kept']} of {32 * s['latent_channels']} channels")

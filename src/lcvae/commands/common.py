@@ -77,7 +77,7 @@ def add_eval_options(p: argparse.ArgumentParser, samples: int) -> None:
     ``samples``: the default number of clips written side by side."""
     p.add_argument("--max-clips", type=int, help="evaluate only the first N clips")
     p.add_argument("--protocol", default="standard", choices=["standard", "reference"],
-                   help="standard: [-1, 1], posterior mode, fp32, dataset-level rFVD; reference: the authors' quirks (SPEC §6)")
+                   help="standard: [-1, 1], posterior mode, fp32, dataset-level rFVD; reference: the authors' quirks (docs/evaluation.md)")
     p.add_argument("--lpips", default="alex", help="alex or vgg (LPIPS: needs --lpips-backbone), st-alex or st-vgg (ST-LPIPS: weights ship with stlpips-pytorch), or none")
     p.add_argument("--lpips-backbone", help="torchvision ImageNet AlexNet/VGG16 weights for LPIPS")
     i3d = p.add_mutually_exclusive_group()

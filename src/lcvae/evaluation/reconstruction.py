@@ -1,4 +1,4 @@
-"""Reconstruction evaluation: PSNR, SSIM, LPIPS and rFVD of a VAE over a dataset (SPEC §6).
+"""Reconstruction evaluation: PSNR, SSIM, LPIPS and rFVD of a VAE over a dataset (docs/evaluation.md).
 
 Protocols. ``standard``: inputs in [-1, 1], posterior mode, fp32, dataset-level rFVD.
 ``reference`` reproduces the authors' evaluation only to compare with the paper's tables:

@@ -7,7 +7,7 @@ is reported as skipped with the loader's message, which says how to provide the 
 ``i3d_random`` builds an I3D with seeded random weights, the same on every rank, to exercise
 the FVD pipeline without weights; its numbers are labelled and mean nothing.
 
-Mask override (post-training compression, SPEC §1 "PTLC"). :func:`with_compression` wraps a
+Mask override (post-training compression, docs/compression.md#post-training-compression). :func:`with_compression` wraps a
 loaded model's backbone in an LC-VAE with a chosen Multi-WT mask, applied only at inference, so
 a plain WF-VAE checkpoint can be scored as if it had been compressed after training. The frame
 rule becomes the compressed one (32k frames, or 1 + 32k causal).
