@@ -120,3 +120,16 @@ def test_sample_command_writes_the_requested_class(trained, tmp_path, capsys):
                      "--steps", "4", "--ddim", "--class-label", "1", "--guidance", "2"])
     assert code == 0 and "wrote 2 videos [3, 33, 32, 32]" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["video_00000_class1.mp4", "video_00001_class1.mp4"]
+
+
+def test_sample_progress_counts_every_denoising_step_and_out_must_be_a_folder(trained, tmp_path, caplog, capsys):
+    import logging
+
+    ckpt, vae_dir = trained
+    caplog.set_level(logging.INFO, logger="lcvae.progress")
+    generate(ckpt.parent.parent, from_pretrained(vae_dir), tmp_path / "s", n=3, batch_size=2, steps=2, seed=4)
+    # 2 batches x 2 steps; the final line (no TTY under pytest) says so
+    assert [m for m in caplog.messages if m.startswith("sample: ")][-1].startswith("sample: 4/4 step,")
+    (tmp_path / "file").write_text("x")
+    assert cli_main(["sample", "--latte", "nowhere", "--vae", "nowhere", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file; --out takes a folder" in capsys.readouterr().err  # before the checkpoints are read
