@@ -71,7 +71,7 @@ def test_reconstruct_pad_returns_exactly_the_input_length_and_size(files, capsys
     assert "--trim keeps 1, --pad pads to 33" in capsys.readouterr().err
 
 
-def test_encode_pad_records_the_size_and_decode_crops_back(files):
+def test_encode_pad_records_the_size_and_decode_crops_back(files, capsys):
     root, clip, ckpt = files
     latent, dec, rec = root / "z.safetensors", root / "dec.mp4", root / "rec2.mp4"
     assert main(["encode", clip, str(latent), "--model", ckpt, "--pad", "--no-progress"]) == 0
@@ -82,6 +82,7 @@ def test_encode_pad_records_the_size_and_decode_crops_back(files):
     assert json.loads(meta["padded"]) == {"frames": 23, "height": 12, "width": 8}
     assert shape[3:] == [32 // 8, 48 // 8]  # the padded 32x48 frames, 8x downsampled
     assert main(["decode", str(latent), str(dec), "--model", ckpt, "--lossless", "--no-progress"]) == 0
+    assert "10 frames 40x20 (cropped back from the padded 33 frames 48x32" in capsys.readouterr().out
     assert main(["reconstruct", clip, str(rec), "--model", ckpt, "--pad", "--lossless", "--no-progress"]) == 0
     a, b = read_video(dec).int(), read_video(rec).int()
     assert a.shape == (10, 20, 40, 3) and (a - b).abs().max() <= 1  # the same frames up to 8-bit rounding

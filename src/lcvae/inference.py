@@ -219,9 +219,10 @@ def encode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
     return tuple(latent.shape), padded
 
 
-def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions, fps: float | None = None) -> int:
-    """Latent file -> video file; returns the frame count written. A latent of a padded clip
-    (``encode_file(pad=True)``) is cropped back to the clip's frames and size from its metadata."""
+def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions, fps: float | None = None) -> dict:
+    """Latent file -> video file. A latent of a padded clip (``encode_file(pad=True)``) is cropped
+    back to the clip's frames and size from its metadata. Returns {"frames", "height", "width"}
+    written and "decoded": the (T, H, W) the model produced before that crop."""
     with Progress(3, f"decode {Path(src).name}", "step", opts.progress) as bar:
         bar.set_postfix("reading")
         with safe_open(str(src), "pt") as f:
@@ -239,6 +240,7 @@ def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
                 video = model.backbone.decode(z, opts.decode_chunk)
         bar.update()
         bar.set_postfix("writing")
+        decoded = list(video.shape[2:])
         if any(json.loads(meta.get("padded", "{}")).values()):
             t, h, w = (int(meta[k]) for k in ("frames", "height", "width"))
             logger.info("%s: the clip was padded before encoding; cropping %d frames %dx%d back to %d frames %dx%d",
@@ -246,7 +248,7 @@ def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
             video = crop_video(video, t, h, w)
         save_video(dst, video[0], fps or float(meta.get("fps", 24)), opts)
         bar.update()
-    return video.shape[2]
+    return {"frames": video.shape[2], "height": video.shape[3], "width": video.shape[4], "decoded": decoded}
 
 
 def model_info(source: str, frames: int | None = None, height: int = 256, width: int = 256) -> dict:

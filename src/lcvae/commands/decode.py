@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     check_latent_file(args.input)
     check_output_path(args.output)
     model = load_model(args.model, args.device, args.random_weights, args.dtype)
-    frames = decode_file(model, args.input, args.output, run_options(args), args.fps)
-    print(f"wrote {args.output}: {frames} frames")
+    out = decode_file(model, args.input, args.output, run_options(args), args.fps)
+    size = [out["frames"], out["height"], out["width"]]
+    note = "" if out["decoded"] == size else (f" (cropped back from the padded {out['decoded'][0]} frames "
+                                              f"{out['decoded'][2]}x{out['decoded'][1]}, as encode --pad recorded)")
+    print(f"wrote {args.output}: {out['frames']} frames {out['width']}x{out['height']}{note}")
     return 0
