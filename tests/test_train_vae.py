@@ -278,7 +278,8 @@ def _official_folder(tmp_path: Path, model: LCVAE) -> Path:
     folder = tmp_path / "official"
     folder.mkdir()
     save_file({k: v.contiguous() for k, v in model.backbone.state_dict().items()}, folder / "diffusion_pytorch_model.safetensors")
-    (folder / "config.json").write_text(json.dumps({"_class_name": "WFVAEModel", "base_channels": 8, "latent_dim": 4}))
+    (folder / "config.json").write_text(json.dumps({"_class_name": "WFVAEModel", "base_channels": 8, "latent_dim": 4,
+                                                   "t_interpolation": "trilinear"}))
     return folder
 
 

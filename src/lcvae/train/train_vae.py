@@ -175,7 +175,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
     torch.manual_seed(t.seed)
     model = LCVAE(model_cfg)
     if cfg.model.init_from is not None:
-        init_backbone_from(model, cfg.model.init_from)
+        init_backbone_from(model, cfg.model.init_from, allow_causality_change=cfg.model.init_allow_causality_change)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing = True  # the backbone recomputes its blocks in backward
         logger.info("gradient checkpointing on")

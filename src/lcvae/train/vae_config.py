@@ -48,6 +48,7 @@ class ModelSection:
     latent_channels: int | None = None  # VAE latent width C (diffusion sees C/2 with a 50 % mask)
     backbone: dict[str, Any] = field(default_factory=dict)  # backbone config fields to change
     init_from: str | None = None  # pretrained folder (ours or the official WF-VAE) to start from
+    init_allow_causality_change: bool = False  # start a causal model from a non-causal one or back (the latent changes)
     gradient_checkpointing: bool = False  # recompute backbone blocks in backward instead of storing activations
 
 

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from lcvae.models.io import OFFICIAL_WEIGHTS, WEIGHTS_NAME, load_backbone_state
+from lcvae.models.io import CONFIG_NAME, OFFICIAL_WEIGHTS, WEIGHTS_NAME, load_backbone_state, load_config
 from lcvae.models.lcvae import LCVAE
 from lcvae.perceptual import LPIPS, load_lpips, load_st_lpips
 from lcvae.train.vae_config import PerceptualSection
@@ -64,18 +64,44 @@ def _read_backbone_state(folder: Path) -> dict[str, Tensor]:
     raise FileNotFoundError(f"{folder}: no {WEIGHTS_NAME} (ours) or {OFFICIAL_WEIGHTS} (official WF-VAE)")
 
 
-def init_backbone_from(model: LCVAE, folder: str | Path) -> list[str]:
+def _check_causality(model: LCVAE, folder: Path, allow_change: bool) -> None:
+    """A causal backbone started from a non-causal one (or back) computes another function with the same
+    weights (the latent of a clip changes by tens of percent): refused unless ``allow_change``."""
+    if not (folder / CONFIG_NAME).is_file():
+        logger.warning("%s has no %s: cannot check that its causality matches this model's", folder, CONFIG_NAME)
+        return
+    source, own = getattr(load_config(folder).backbone, "causal", None), getattr(model.config.backbone, "causal", None)
+    if source is None or own is None or source == own:
+        return
+    kind = {True: "causal", False: "non-causal"}
+    if not allow_change:
+        raise ValueError(f"model.init_from {folder} is a {kind[source]} backbone but the model being trained is "
+                         f"{kind[own]}: the copied weights would compute a different latent. Pick a "
+                         f"{kind[source]} model (e.g. model.backbone={{causal: {str(source).lower()}}}), or set "
+                         f"model.init_allow_causality_change=true to start from it anyway")
+    logger.warning("initialising a %s model from the %s backbone %s (model.init_allow_causality_change=true): "
+                   "the starting latent differs from the source's", kind[own], kind[source], folder)
+
+
+def init_backbone_from(model: LCVAE, folder: str | Path, allow_causality_change: bool = False) -> list[str]:
     """Start ``model``'s backbone from a pretrained folder (ours or the official WF-VAE).
 
-    A different latent width C_src -> C is adapted on the two layers that see it; n = min(C_src, C):
-    ``encoder.conv_out`` (rows = C means, then C log-variances): the first n mean rows and the
-    first n log-variance rows are copied, further rows keep their fresh initialisation;
-    ``decoder.conv_in`` (input columns = latent channels): the first n columns are copied and the
-    others are zero, so at the start the decoder ignores the new channels and decodes the copied
-    ones exactly as the pretrained decoder did. With C < C_src the extra source channels are dropped.
-    Every other tensor must match exactly (an error lists what does not). Returns the adapted names.
+    The source's causality must equal the model's (a ValueError names both) unless
+    ``allow_causality_change``. A different latent width C_src -> C is adapted on the two layers
+    that see it; n = min(C_src, C): ``encoder.conv_out`` (rows = C means, then C log-variances):
+    the first n mean rows and the first n log-variance rows are copied, further rows keep their
+    fresh initialisation; ``decoder.conv_in`` (input columns = latent channels): the first n
+    columns are copied and the others are zero, so the backbone's decoder ignores the new channels
+    at the start. With C < C_src the extra source channels are dropped. Every other tensor must
+    match exactly (an error lists what does not). Returns the adapted names.
+
+    What the started model computes: without compression (and with C = C_src) exactly the source's
+    reconstruction. With a compressor, the latent is projected by the mask before decoding (the
+    copied channels too), so the starting model is *not* the source: training has to adapt the
+    decoder to the masked latent (tests/test_train_vae.py measures the gap).
     """
     folder = Path(folder)
+    _check_causality(model, folder, allow_causality_change)
     state = {k: v for k, v in _read_backbone_state(folder).items() if "wavelet_transform" not in k}
     own = model.backbone.state_dict()
     adapted = []
