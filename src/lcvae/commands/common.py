@@ -7,7 +7,7 @@ from typing import Any
 
 
 DTYPE_HELP = ("model precision: the weights are cast to it and run in it, no autocast (fp32 default; bf16 "
-              "halves memory and on most hardware time, within ~40 dB of fp32; fp16 is for GPUs)")
+              "halves memory and on most hardware time, its output >= 40 dB PSNR against fp32's; fp16 is for GPUs)")
 
 
 def add_model_args(p: argparse.ArgumentParser, video_in: bool = True, video_out: bool = True) -> None:
@@ -27,9 +27,10 @@ def add_model_args(p: argparse.ArgumentParser, video_in: bool = True, video_out:
         p.add_argument("--frames", type=int, help="number of frames to read (default: all)")
         p.add_argument("--fit", default="error", choices=["error", "crop", "resize"], help="make frames a valid size (default: refuse)")
         p.add_argument("--trim", action="store_true", help="drop trailing frames to the nearest valid count")
+        back = "crop the output back" if video_out else "record the input's size so that decode crops back"
         p.add_argument("--pad", action="store_true",
-                       help="pad to the next valid frame count and size by repeating the last frame and the edge "
-                            "pixels, and crop the output back (reported)")
+                       help=f"pad to the next valid frame count and size by repeating the last frame and the edge "
+                            f"pixels, and {back} (reported)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (or progress log lines)")
 
 
