@@ -160,16 +160,23 @@ def test_nan_loss_is_skipped_and_counted(tmp_path, clips, monkeypatch):
     assert all(torch.isfinite(v).all() for v in ckpt.weights["model"].values())
 
 
-def test_nan_in_a_row_stops_with_the_last_good_state_saved(tmp_path, clips, monkeypatch, resume_runs):
+def test_nan_in_a_row_stops_with_the_state_before_the_last_update_saved(tmp_path, clips, monkeypatch, resume_runs):
+    clean = load_checkpoint(main(tiny(tmp_path / "clean", clips, *RESUME, "train.max_steps=1")).checkpoint)
     _nan_loss(monkeypatch, {2, 3})
-    with pytest.raises(TrainingDiverged, match="2 non-finite steps in a row .step 2.; the last good state is saved") as err:
+    with pytest.raises(TrainingDiverged, match="2 non-finite steps in a row .step 2.; the state from before the last "
+                                               "update is saved in .*step_000000001") as err:
         main(tiny(tmp_path / "run", clips, *RESUME, "train.max_steps=4", "train.max_nonfinite=2"))
-    saved, clean = load_checkpoint(err.value.checkpoint), load_checkpoint(resume_runs[2].checkpoint)
-    assert saved.step == clean.step == 2
-    for group in saved.weights:  # bit-identical to a clean run stopped after the last good step
+    saved = load_checkpoint(err.value.checkpoint)
+    assert saved.step == clean.step == 1
+    for group in saved.weights:  # bit-identical to a clean run stopped before the last good update
         for name, tensor in saved.weights[group].items():
             assert torch.equal(tensor, clean.weights[group][name]), f"{group}/{name}"
     assert saved.state["counters"]["nonfinite_total"] == 2
+    # the step-2 checkpoint holds that update's result: set aside, so resume=auto and keep_last skip it
+    root = tmp_path / "run/checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["diverged-step_000000002", "step_000000001"]
+    aside, clean2 = load_checkpoint(root / "diverged-step_000000002"), load_checkpoint(resume_runs[0] / "B/checkpoints/step_000000002")
+    assert all(torch.equal(t, clean2.weights["model"][k]) for k, t in aside.weights["model"].items())
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_and_the_run_resumes_from_it(tmp_path, clips, monkeypatch, resume_runs):

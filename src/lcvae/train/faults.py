@@ -106,6 +106,13 @@ class PreviousState:
         self._last = names
 
     @torch.no_grad()
+    def amend(self, name: str, entries: dict[str, torch.Tensor]) -> None:
+        """Overwrite entries of the kept state of ``name`` (a module), e.g. BatchNorm statistics that
+        the step's forward passes changed before ``keep`` ran, with their values from before them."""
+        for key, value in entries.items():
+            self._saved[name][key].copy_(value)
+
+    @torch.no_grad()
     def restore(self) -> bool:
         """Undo the last update; False when there was none to undo (nothing changed)."""
         if not self._last:

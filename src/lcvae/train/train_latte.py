@@ -23,7 +23,6 @@ import copy
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -320,10 +319,9 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         main(cfg)
     except TrainingDiverged as err:
-        print(f"lcvae train-latte: stopped: {err}", file=sys.stderr)
+        logger.error("stopped: %s", err)
         return EXIT_DIVERGED
-    except TrainingInterrupted as err:
-        print(f"lcvae train-latte: interrupted: {err}", file=sys.stderr)
+    except TrainingInterrupted:  # logged where it stopped; resume with the same command
         return EXIT_INTERRUPTED
     return 0
 

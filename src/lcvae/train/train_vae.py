@@ -25,10 +25,13 @@ the reference; ``disc.bn_group`` gives a single process the same per-group stati
 processes with the same global batch follow the same curve. Adaptive compression (supplement D.1)
 chooses its channels from each rank's own batch. Rank 0 logs and writes checkpoints.
 
-Failure handling. A non-finite loss or gradient norm on any rank skips the step on every rank (the
-batch is dropped, no weight changes, the step counter stays) and is counted; after
-``train.max_nonfinite`` in a row the run saves a checkpoint of the last good state and stops with
-:class:`TrainingDiverged`.
+Failure handling (``lcvae.train.faults``). A non-finite loss or gradient norm on any rank skips the
+step on every rank (the batch is dropped, no weight changes, the step counter stays) and is counted;
+after ``train.max_nonfinite`` in a row the run saves the state from before the last update (whose
+weights gave only non-finite losses since), sets later checkpoints aside and stops with
+:class:`TrainingDiverged`. SIGTERM / SIGINT finish the step, all ranks agree to stop after it, a
+checkpoint is written and :class:`TrainingInterrupted` is raised; the same command resumes exactly.
+A rank that stops answering fails the others after ``train.dist_timeout_s`` (:class:`RankTimeout`).
 """
 
 from __future__ import annotations
@@ -54,27 +57,24 @@ from lcvae.losses import DiscriminatorLoss, GeneratorLoss
 from lcvae.masks import paper_mask
 from lcvae.models.discriminator import DISCRIMINATOR_PRESETS, PatchDiscriminator3D
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
-from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint
-from lcvae.train.distributed import (all_reduce_mean, any_rank, barrier, cleanup_distributed, gather_rng_states,
-                                     init_distributed, mean_over_ranks, min_over_ranks, seed_everything, setup_logging)
+from lcvae.train.checkpoint import (latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint,
+                                    set_aside_after)
+from lcvae.train.distributed import (DistInfo, all_reduce_mean, any_rank, any_rank_each, barrier, cleanup_distributed,
+                                     gather_rng_states, init_distributed, mean_over_ranks, min_over_ranks,
+                                     seed_everything, setup_logging, stalled_rank_errors)
 from lcvae.train.ema import EMA
+from lcvae.train.faults import (EXIT_INTERRUPTED, PreviousState, StopSignals, TrainingDiverged, TrainingInterrupted,
+                                ignore_stop_signals)
+from lcvae.train.run_log import append_jsonl, open_tensorboard, progress_line, truncate_jsonl
 from lcvae.train.vae_config import TrainVAEConfig, check, load_train_config
 from lcvae.train.vae_data import build_eval_dataset, build_train_dataset, eval_clips, make_train_loader
 from lcvae.train.vae_model import TrainForward, init_backbone_from, load_perceptual, posterior_noise
 from lcvae.train.validation import evaluate_clips, load_metric_lpips, preview_image, reconstruct
-from lcvae.utils import format_duration
+from lcvae.utils import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingDiverged", "TrainResult", "main", "run_cli"]
-
-
-class TrainingDiverged(RuntimeError):
-    """Too many non-finite steps in a row; the last good state was saved to ``checkpoint``."""
-
-    def __init__(self, message: str, checkpoint: Path | None) -> None:
-        super().__init__(message)
-        self.checkpoint = checkpoint
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "TrainResult", "main", "run_cli"]
 
 
 @dataclass
@@ -120,19 +120,6 @@ def _backward_clipped(loss: Tensor, optimizer: torch.optim.Optimizer, parameters
     return torch.nn.utils.clip_grad_norm_(parameters, clip or math.inf)
 
 
-def _append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def _progress_line(step: int, max_steps: int, kind: str, logs: dict, rate: float, eta: float, name: str | None,
-                   gan: bool) -> str:
-    shown = [("total", "total"), ("mae", "mae"), ("perceptual", name), ("kl", "kl"), ("gan", "gan" if gan else None),
-             ("adaptive_weight", "λ" if gan else None), ("d_hinge", "d")]
-    parts = [f"{label} {logs[key]:.4g}" for key, label in shown if key in logs and label is not None]
-    return f"step {step}/{max_steps} [{kind}] " + " ".join(parts) + f" | {rate:.2f} step/s, ETA {format_duration(eta)}"
-
-
 def _save(root: Path, step: int, cfg: TrainVAEConfig, model_cfg: LCVAEConfig, model: LCVAE, ema: EMA,
           disc: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, data: dict,
           counters: dict, rank: int, world: int) -> Path | None:
@@ -153,10 +140,17 @@ def _save(root: Path, step: int, cfg: TrainVAEConfig, model_cfg: LCVAEConfig, mo
 
 
 def main(cfg: TrainVAEConfig) -> TrainResult:
-    """Train (or resume) the VAE described by ``cfg``; see the module docstring."""
+    """Train (or resume) the VAE described by ``cfg``; see the module docstring. Raises
+    :class:`TrainingDiverged`, :class:`TrainingInterrupted` (a checkpoint was written in both cases)
+    and, under torchrun, :class:`lcvae.train.distributed.RankTimeout`."""
     model_cfg = check(cfg)  # every config error surfaces here, before anything is created
+    info = init_distributed(timeout_s=cfg.train.dist_timeout_s)
+    with StopSignals() as stop, stalled_rank_errors(cfg.train.dist_timeout_s, "train.dist_timeout_s"):
+        return _train(cfg, model_cfg, info, stop)
+
+
+def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: StopSignals) -> TrainResult:
     t = cfg.train
-    info = init_distributed()
     rank, world, device = info.rank, info.world_size, info.device
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -165,9 +159,6 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
     out_dir = Path(t.out_dir)
     ckpt_root = out_dir / "checkpoints"
     metrics_path = out_dir / "metrics.jsonl"
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     logger.info("world size %d, device %s, %s, model %s", world, device, "bf16 autocast" if bf16 else "fp32",
                 json.dumps(model_cfg.to_dict()))
 
@@ -241,10 +232,15 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
     if rank == 0 and cfg.log.val_every:
         val_clips = [item["video"] for item in eval_clips(build_eval_dataset(cfg.data), cfg.data.val_clips)]
         eval_model, metric = LCVAE(model_cfg).to(device), load_metric_lpips(cfg.log.lpips_weights)
+    loader.worker_init_fn = ignore_stop_signals  # a cluster's SIGTERM to the process group must not kill them mid-step
+    if rank == 0:  # written only now that the config, the data and the resume point are known to be good
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "config.json", to_dict(cfg))
+        if resume_from is not None:  # the steps after the checkpoint are redone: their old rows go
+            for name in ("metrics.jsonl", "adaptive_selection.jsonl"):
+                truncate_jsonl(out_dir / name, step)
     if rank == 0 and cfg.log.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+        writer = open_tensorboard(out_dir / "tensorboard", step if resume_from is not None else 0)
 
     # -- the loop
     seed_everything(t.seed, rank)
@@ -254,6 +250,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
     window: dict[str, list[float]] = {}  # logged values since the last log line: [sum, count]
     bad_in_row, last_saved, stopped_by, checkpoint_path = 0, step, "max_steps", None
     start_step, t0 = step, time.perf_counter()
+    previous = PreviousState(model=model, opt_g=opt_g, ema=ema, disc=disc, opt_d=opt_d)
 
     def position() -> dict:
         return {"epoch": epoch, "items": items_done}
@@ -277,7 +274,8 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                 group["lr"] = (cfg.disc.lr or o.lr) * lr_scale
             logs: dict[str, float] = {}
             bad, x_hat = False, None
-            disc_buffers = [b.clone() for b in disc.buffers()]  # BatchNorm statistics, restored if the step is skipped
+            # BatchNorm statistics before this step's forward passes: restored if the step is skipped
+            disc_buffers = {name: b.clone() for name, b in disc.named_buffers()}
 
             if g_step:  # generator: reconstruction + KL + adaptive-weighted GAN term
                 disc.requires_grad_(False)
@@ -299,7 +297,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                         overlap = model.compressor.overlap_with(paper_indices)
                         logs["adaptive_overlap"] = overlap
                         if rank == 0 and step % cfg.log.every == 0:
-                            _append_jsonl(out_dir / "adaptive_selection.jsonl", {
+                            append_jsonl(out_dir / "adaptive_selection.jsonl", {
                                 "step": step, "overlap_paper": overlap, "selection": model.compressor.last_selection.tolist()})
 
             if d_step and not bad:  # discriminator: hinge loss on real clips and reconstructions
@@ -318,29 +316,40 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                 opt_g.zero_grad(set_to_none=True)
                 opt_d.zero_grad(set_to_none=True)
                 with torch.no_grad():
-                    for buffer, saved in zip(disc.buffers(), disc_buffers):
-                        buffer.copy_(saved)
+                    for name, buffer in disc.named_buffers():
+                        buffer.copy_(disc_buffers[name])
                 bad_in_row += 1
                 nonfinite_total += 1
                 counters["nonfinite_total"] = nonfinite_total
                 logger.warning("non-finite loss or gradient at step %d: batch skipped (%d in a row, %d in all)",
                                step, bad_in_row, nonfinite_total)
                 if rank == 0:
-                    _append_jsonl(metrics_path, {"step": step, "event": "nonfinite", "in_a_row": bad_in_row, "total": nonfinite_total})
+                    append_jsonl(metrics_path, {"step": step, "event": "nonfinite", "in_a_row": bad_in_row, "total": nonfinite_total})
                 if bad_in_row >= t.max_nonfinite:
-                    path = _save(ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world)
                     if writer is not None:
                         writer.close()
+                    # the weights of the last update gave only non-finite losses since: save those from before it
+                    if previous.restore():  # labelled with that update's step; later checkpoints hold its result
+                        if rank == 0:
+                            set_aside_after(ckpt_root, step - 1)
+                        path = _save(ckpt_root, step - 1, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(),
+                                     counters, rank, world)
+                    else:  # no update in this invocation: the checkpoint it resumed from is that state
+                        path = latest_checkpoint(ckpt_root) if rank == 0 else None
                     raise TrainingDiverged(
-                        f"{bad_in_row} non-finite steps in a row (step {step}); the last good state is saved in "
-                        f"{path or ckpt_root}. Lower optim.lr, set optim.clip_grad_norm, or check the data, then "
-                        f"resume (train.resume=auto).", path)
+                        f"{bad_in_row} non-finite steps in a row (step {step}); the state from before the last update "
+                        f"is saved in {path or ckpt_root}. Lower optim.lr, set optim.clip_grad_norm, or check the "
+                        f"data, then resume (train.resume=auto).", path)
                 continue
             bad_in_row = 0
             for key, value in logs.items():
                 acc = window.setdefault(key, [0.0, 0])
                 acc[0] += value
                 acc[1] += 1
+            # the parts this step changes; the discriminator's BatchNorm statistics change in a G step too,
+            # already in its forward passes: the copy holds them as they were before
+            previous.keep(*(("model", "opt_g", "ema") if g_step else ()), "disc", *(("opt_d",) if d_step else ()))
+            previous.amend("disc", disc_buffers)
             if g_step:
                 opt_g.step()
                 ema.update(model)
@@ -350,8 +359,9 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
 
             # -- logging, validation, checkpoints, time budget
             elapsed = time.perf_counter() - t0
-            if t.time_budget_s is not None and any_rank(elapsed >= t.time_budget_s):
-                stopped_by = "time_budget"
+            over_budget, signalled = any_rank_each(t.time_budget_s is not None and elapsed >= t.time_budget_s,
+                                                   stop.received is not None)  # all ranks stop after the same step
+            stopped_by = "signal" if signalled else "time_budget" if over_budget else stopped_by
             final = step >= t.max_steps or stopped_by != "max_steps"
             if step % cfg.log.every == 0 or final:
                 logs = all_reduce_mean({key: total / count for key, (total, count) in window.items()})
@@ -363,8 +373,8 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                     if t.time_budget_s is not None:
                         eta = min(eta, max(0.0, t.time_budget_s - elapsed))
                     kind = "G+D" if g_step and d_step else "G" if g_step else "D"
-                    logger.info(_progress_line(step, t.max_steps, kind, logs, rate, eta, perceptual_name, gan_on))
-                    _append_jsonl(metrics_path, {"step": step, "time": round(elapsed, 3), **logs})
+                    logger.info(progress_line(step, t.max_steps, kind, logs, rate, eta, perceptual_name, gan_on))
+                    append_jsonl(metrics_path, {"step": step, "time": round(elapsed, 3), **logs})
                     if writer is not None:
                         for key, value in logs.items():
                             writer.add_scalar(f"train/{key}", value, step)
@@ -374,7 +384,7 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                     val = evaluate_clips(eval_model, val_clips, metric, device, bf16)
                     logger.info("validation at step %d (EMA): PSNR %.2f dB, SSIM %.4f, %s %.4f", step, val["psnr"],
                                 val["ssim"], val["metric"], val[val["metric"].lower()])
-                    _append_jsonl(metrics_path, {"step": step, "val": {k: v for k, v in val.items() if k != "per_clip"}})
+                    append_jsonl(metrics_path, {"step": step, "val": {k: v for k, v in val.items() if k != "per_clip"}})
                     if writer is not None:
                         for key in ("psnr", "ssim", val["metric"].lower()):
                             writer.add_scalar(f"val/{key}", val[key], step)
@@ -400,6 +410,12 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
                 train_seconds, nonfinite_total)
     if writer is not None:
         writer.close()
+    if stopped_by == "signal":
+        name = stop.received or "a stop signal on another rank"
+        where = checkpoint_path or ckpt_root
+        logger.warning("stopped by %s after step %d; checkpoint %s; run the same command to resume", name, step, where)
+        raise TrainingInterrupted(f"stopped by {name} after step {step}; the state is saved in {where}; run the same "
+                                  f"command to resume", checkpoint_path if rank == 0 else None, step, name)
     cleanup_distributed()
     return TrainResult(step, out_dir, checkpoint_path if rank == 0 else None, stopped_by, nonfinite_total, train_seconds)
 
@@ -409,4 +425,7 @@ def run_cli(config: str | Path | None, overrides: Sequence[str] = ()) -> TrainRe
     logging, train."""
     cfg = load_train_config(config, overrides)
     setup_logging(logging.INFO, rank=int(os.environ.get("RANK", "0")))
-    return main(cfg)
+    try:
+        return main(cfg)
+    except TrainingInterrupted:  # a clean stop to resume later (logged): its own exit status, no traceback
+        raise SystemExit(EXIT_INTERRUPTED) from None

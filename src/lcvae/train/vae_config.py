@@ -110,6 +110,7 @@ class TrainSection:
     keep_last: int = 3
     resume: str = "auto"  # auto (latest in out_dir), never, or a checkpoint folder
     max_nonfinite: int = 10  # consecutive non-finite steps before the run stops
+    dist_timeout_s: float = 600.0  # torchrun: seconds a collective waits for a silent rank before failing
     threads: int | None = None  # torch CPU threads (default: torch's choice)
 
 
@@ -202,7 +203,8 @@ def check(cfg: TrainVAEConfig) -> LCVAEConfig:
                          f"without them use st-lpips-vgg, whose weights ship with stlpips-pytorch")
     positive = {"train.batch_size": t.batch_size, "train.ckpt_every": t.ckpt_every, "train.keep_last": t.keep_last,
                 "train.max_nonfinite": t.max_nonfinite, "log.every": cfg.log.every, "data.val_clips": d.val_clips,
-                "data.samples_per_epoch": d.samples_per_epoch, "optim.lr": cfg.optim.lr}
+                "data.samples_per_epoch": d.samples_per_epoch, "optim.lr": cfg.optim.lr,
+                "train.dist_timeout_s": t.dist_timeout_s}
     for name, value in positive.items():
         if value <= 0:
             raise ValueError(f"{name} must be > 0, got {value}")
