@@ -12,7 +12,14 @@ checkpoints and sample videos decoded through the VAE.
 Exact resume. The data order is a function of (seed, step): epoch e is a permutation seeded by
 seed + e, split over ranks. Timesteps, noise and label dropout use the global torch RNG, whose
 state (every rank's) is saved with the weights, EMA and optimiser; so N steps equal N/2 steps,
-a restart and N/2 more, bit for bit on the CPU.
+a restart and N/2 more, bit for bit on the CPU. A resume takes the optimiser hyper-parameters (lr,
+betas, weight decay) from the config, not from the checkpoint.
+
+Faults (``lcvae.train.faults``). A non-finite loss or gradient norm skips the step on every rank
+(counted, logged); ``max_nonfinite`` in a row save the state from before the last update as its
+step, set later checkpoints aside (``diverged-step_*``) and raise :class:`TrainingDiverged` (exit 3).
+SIGTERM / SIGINT finish the step, write a checkpoint and raise :class:`TrainingInterrupted` (exit 75);
+the same command resumes exactly. Under torchrun a silent rank fails the others after ``dist_timeout_s``.
 """
 
 from __future__ import annotations
