@@ -15,6 +15,7 @@ from lcvae.data import read_video, resize_short_side, sample_clip_path, to_tenso
 from lcvae.data.transforms import center_crop
 from lcvae.metrics import psnr, ssim
 from lcvae.models.io import from_pretrained
+from lcvae.study import load_study_config
 from lcvae.train.quickstart import load_quickstart_config, quickstart_config, run_quickstart
 from lcvae.train.vae_config import load_train_config
 
@@ -70,6 +71,9 @@ def test_pretrained_mode_evaluates_the_given_folders(demo, tmp_path):
 
 def test_shipped_configs_load_and_check():
     assert load_quickstart_config(CONFIGS / "quickstart.yaml") == quickstart_config()
+    for name, steps in (("study_tiny_cpu.yaml", 2000), ("study_gpu.yaml", 6000)):  # every run's train-vae config checks
+        study = load_study_config(CONFIGS / name)
+        assert study.steps == steps and study.runs == ["wfvae", "lcvae", "wfvae-2c", "adaptive"]
     load_train_config(CONFIGS / "train_tiny_cpu.yaml")
     for override in (["model.preset=lcvae-chn4"], ["model.preset=lcvae-chn16"],  # one file, the size an override
                      ["model.preset=lcvae-chn8-causal", "data.num_frames=33"]):

@@ -16,7 +16,7 @@ Layout of ``out_dir``::
 
     runs/seed<k>/<run>/       train-vae run folders (config.json, metrics.jsonl, checkpoints/, segments.json)
     evals/<model>/seed<k>/    held-out metrics per evaluation step
-    analysis/seed<k>/<run>.json  latent energy and autocorrelation of the final weights
+    analysis/seed<k>/<run>_step_<N>.json  latent energy and autocorrelation of the final weights
     results.json, claims.json, report.html, models/<model>/, videos/, analysis/<run>/*.png (lcvae.study.report)
 """
 
@@ -99,6 +99,10 @@ def _eval_path(out: Path, model: str, seed: int, step: int) -> Path:
     return out / "evals" / model / f"seed{seed}" / f"step_{step:09d}.json"
 
 
+def _analysis_path(out: Path, run: str, seed: int, step: int) -> Path:
+    return out / "analysis" / f"seed{seed}" / f"{run}_step_{step:09d}.json"
+
+
 def _analysis(model: LCVAE, clips: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
     """Energy per 3D Haar subband and lag-1 autocorrelation of the backbone latent on the held-out clips."""
     model = model.to(device)
@@ -145,7 +149,7 @@ def train_runs(cfg: StudyConfig) -> None:
                 if rank != 0:
                     continue
                 missing = [m for m in names if not _eval_path(out, m, seed, target).is_file()]
-                analysis_path = out / "analysis" / f"seed{seed}" / f"{run}.json"
+                analysis_path = _analysis_path(out, run, seed, target)
                 final = target == cfg.eval_steps[-1]
                 if not missing and not (final and not analysis_path.is_file()):
                     continue
@@ -217,7 +221,7 @@ def gather_results(cfg: StudyConfig, metric_key: str = "st-lpips") -> dict[str, 
                         "steps": steps[-1], "seeds": len(cfg.seeds)}
     energy = {}
     for run in cfg.runs:
-        rows = [_read_json(out / "analysis" / f"seed{seed}" / f"{run}.json") for seed in cfg.seeds]
+        rows = [_read_json(_analysis_path(out, run, seed, steps[-1])) for seed in cfg.seeds]
         energy[run] = {"temporal_low_share": [r["temporal_low_share"] for r in rows],
                        "paper_mask_kept_share": [(r["kept_share"] or {}).get("paper") for r in rows],
                        "subband_share_seed0": rows[0]["subband_share"],
