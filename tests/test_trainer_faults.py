@@ -196,6 +196,8 @@ def test_vae_resume_drops_the_redone_steps_from_metrics_and_tensorboard(tmp_path
     events = acc.Scalars("train/total")  # G steps only (alternate schedule): 1 and 3, step 3 once, the resumed value
     assert [e.step for e in events] == [r["step"] for r in rows(run) if "total" in r] == [1, 3]
     assert [e.value for e in events] == pytest.approx([r["total"] for r in rows(run) if "total" in r], rel=1e-6)
+    train_vae.main(tiny(run, clips, *FAST, "train.max_steps=1", "train.resume=never"))  # started over in the folder
+    assert [r["step"] for r in rows(run)] == [1]
 
 
 def test_a_bad_restart_leaves_the_run_config_alone(tmp_path, clips):

@@ -54,12 +54,12 @@ def truncate_jsonl(path: Path, step: int) -> int:
     return dropped
 
 
-def open_tensorboard(folder: Path, resumed_step: int) -> Any:
-    """A SummaryWriter on ``folder``; after a resume at step N it purges the events of steps > N that
-    the interrupted run had written (they are logged again)."""
+def open_tensorboard(folder: Path, start_step: int) -> Any:
+    """A SummaryWriter on ``folder`` for a run that continues after ``start_step`` steps (0: from
+    scratch); events of later steps that an earlier run there had written are purged (logged again)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(folder), purge_step=resumed_step + 1 if resumed_step else None)
+    return SummaryWriter(log_dir=str(folder), purge_step=start_step + 1)
 
 
 def progress_line(step: int, max_steps: int, kind: str, logs: dict, rate: float, eta: float, name: str | None,

@@ -236,11 +236,10 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
     if rank == 0:  # written only now that the config, the data and the resume point are known to be good
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "config.json", to_dict(cfg))
-        if resume_from is not None:  # the steps after the checkpoint are redone: their old rows go
-            for name in ("metrics.jsonl", "adaptive_selection.jsonl"):
-                truncate_jsonl(out_dir / name, step)
+        for name in ("metrics.jsonl", "adaptive_selection.jsonl"):  # rows of steps redone (or of a run started over) go
+            truncate_jsonl(out_dir / name, step)
     if rank == 0 and cfg.log.tensorboard:
-        writer = open_tensorboard(out_dir / "tensorboard", step if resume_from is not None else 0)
+        writer = open_tensorboard(out_dir / "tensorboard", step)
 
     # -- the loop
     seed_everything(t.seed, rank)
