@@ -137,7 +137,9 @@ def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
     compiler can trace (it has a shape rule and a backward) but keeps on oneDNN.
     """
     if _mkldnn_ok(x, conv.weight):
-        args = (x.contiguous(), conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        if not x.is_contiguous(memory_format=torch.channels_last_3d):
+            x = x.contiguous()
+        args = (x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         if torch.compiler.is_compiling():
             return onednn_conv3d(*args)
         return torch.ops.aten.mkldnn_convolution(*args)
@@ -160,11 +162,24 @@ def _fp16_conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
     return y
 
 
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` (N, C, H, W) or (N, C, T, H, W) laid out channels-last (a no-op when it already is)."""
+    return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+
+
 def conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
     """Apply a 2D (on (N, C, H, W)) or 3D convolution layer: oneDNN for fp32 CPU 3D convolutions
-    (:func:`conv3d`), the fp16 guard of :func:`_fp16_conv` for fp16 weights, else the layer's own."""
+    (:func:`conv3d`), the fp16 guard of :func:`_fp16_conv` for fp16 weights, else the layer's own.
+
+    On a CPU the input goes channels-last: oneDNN's kernels are fastest there (22 and 29 of WF-VAE-L's
+    33 convolution shapes, fp32 and bf16; benchmarks/bench_flops.py), its outputs stay channels-last, so
+    the layout change happens once per stream and LayerNorm over channels reads a contiguous view.
+    Traced graphs keep the compiler's layout.
+    """
     if layer.weight.dtype == torch.float16:
         return _fp16_conv(layer, x)
+    if x.device.type == "cpu" and x.dim() >= 4 and not torch.compiler.is_compiling():
+        x = channels_last(x)
     if isinstance(layer, nn.Conv3d):
         return conv3d(layer, x)
     return layer._conv_forward(x, layer.weight, layer.bias)
@@ -231,6 +246,8 @@ def silu_conv(layer: CausalConv3d, h: Tensor, cache: StreamCache | None = None) 
     front = layer.kt - 1 if layer.causal else (layer.kt - 1) // 2
     back = 0 if layer.causal else (layer.kt - 1) // 2
     buf = h.new_empty(b, c, front + t + back, hh, ww)
+    if h.device.type == "cpu":
+        buf = channels_last(buf)  # the layout conv() would convert to
     torch.ops.aten.silu.out(h, out=buf[:, :, front : front + t])
     if layer.causal:
         buf[:, :, :front] = buf[:, :, front : front + 1]  # the first frame, repeated

@@ -139,7 +139,8 @@ class Encoder(nn.Module):
             h, l2 = cache.align(self, h, l2, StreamTag.MERGE_L2)
         h = _run(self, self.mid, torch.cat([h, l2], dim=1), cache)
         h = silu_conv(self.conv_out, self.norm_out(h), cache)
-        return EncoderOutput(to_model_dtype(h, self.conv_out.conv.weight.dtype, "encoder output"), w2, w3)
+        # contiguous: the convolutions ran channels-last (layers.conv); callers get the plain layout
+        return EncoderOutput(to_model_dtype(h, self.conv_out.conv.weight.dtype, "encoder output").contiguous(), w2, w3)
 
 
 class Decoder(nn.Module):
@@ -184,4 +185,5 @@ class Decoder(nn.Module):
         h = self.conv_out(F.silu(self.norm_out(h)))  # (B, 24, T2, H/2, W/2)
         h = torch.cat([h[:, :3] + l1, h[:, 3:]], dim=1)
         video = to_model_dtype(_ihaar3d(self, h, self.causal, cache, StreamTag.OUTPUT), self.conv_out.weight.dtype, "decoder output")
+        video = video.contiguous()  # the convolutions ran channels-last (layers.conv)
         return DecoderOutput(video, w2, w3)
