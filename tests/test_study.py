@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from html import unescape
 from pathlib import Path
 
@@ -144,3 +146,18 @@ def test_report_table_numbers_are_those_of_results_json(study):
     assert page.count("<video") == 1 and page.count("<img") >= 3 + 3 * 2  # curves, energy + autocorrelation per run
     for name in ("lcvae", "wfvae", "ptlc"):
         assert (out / "models" / name / "config.json").is_file()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium on PATH: run scripts/install_browser.sh")
+def test_report_loads_in_chromium(study, tmp_path):
+    cfg, results = study
+    page = Path(cfg.out_dir) / "report.html"
+    cmd = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--mute-audio",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    status = json.loads(unescape(re.search(r'<pre id="report-self-check"[^>]*>([^<]*)</pre>', done.stdout).group(1)))
+    # 3 learning curves + energy and autocorrelation figures of the 3 runs; one labelled video
+    assert status == {"images": 9, "images_loaded": 9, "videos": 1, "videos_loaded": 1, "video_errors": [], "done": True}
+    shown = dict(re.findall(r'data-key="(models\.[^"]+)" data-value="[^"]*">([^<]*)<', done.stdout))
+    assert shown["models.lcvae.psnr"] == f"{results['models']['lcvae']['psnr']:.2f}"
