@@ -2,13 +2,19 @@
 
 Checks on the tiny LC-VAE (assertions; a failure exits non-zero after printing what was measured):
 the device's fp32 output equals the CPU's (TF32 off), chunked decoding equals whole decoding, the
-bf16 model's output is at least 40 dB PSNR from fp32's, and torch.compile (inductor) equals eager.
+bf16 and fp16 models' outputs are at least 40 dB PSNR from fp32's, and torch.compile (inductor)
+equals eager. WF-VAE-L runs in fp32, bf16 and fp16 (guarded convolutions, lcvae.models.layers).
+``--check-train DIR`` instead checks a training run folder (metrics.jsonl, checkpoints) after
+``lcvae train-vae`` ran to ``--resumed-from`` steps and was resumed to ``--steps`` (gpu_check.sh).
 Timings on WF-VAE-L with random weights (the paper's anchor: 0.05 s encode + 0.15 s decode of
 33x256x256 on an H100; 7.2 GB to encode 33x512x512): encode and decode, fp32 and bf16, minimum of
 ``--repeats`` runs after a warm-up, and peak allocated memory of an encode at ``--mem-size``.
 
     python benchmarks/gpu_bench.py [--device cuda] [--preset wfvae-l-16] [--frames 33] [--size 256]
         [--mem-size 512] [--repeats 5] [--skip-compile]
+    python benchmarks/gpu_bench.py --check-train RUN_DIR --steps 30 --resumed-from 20
+
+On a CPU (``--device cpu``) it runs as a smoke test: pass a small ``--preset``/``--size``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -63,6 +70,9 @@ def checks(device: torch.device, compile_too: bool) -> dict:
             out["chunked_vs_whole_max_abs"] = float((chunked - model.decode_latent(z)).abs().max())
             half = _model("lcvae-tiny", device, torch.bfloat16).reconstruct(x.bfloat16())
             out["bf16_psnr_vs_fp32_tiny"] = round(_psnr(half, whole), 2)
+            if device.type == "cuda":  # fp16 convolutions on a CPU are correct but take minutes
+                half = _model("lcvae-tiny", device, torch.float16).reconstruct(x.half())
+                out["fp16_psnr_vs_fp32_tiny"] = round(_psnr(half, whole), 2)
             if compile_too:
                 t0 = time.perf_counter()
                 got = torch.compile(model.diffusion_latent, fullgraph=True)(x)
@@ -80,7 +90,7 @@ def timings(preset: str, frames: int, size: int, repeats: int, device: torch.dev
     out: dict = {"tf32": torch.backends.cudnn.allow_tf32}
     x = _video(frames, size, device)
     recon = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for name, dtype in _dtypes(device):
         model = _model(preset, device, dtype)
         xi = x.to(dtype)
         with torch.no_grad():
@@ -98,8 +108,15 @@ def timings(preset: str, frames: int, size: int, repeats: int, device: torch.dev
                 dec.append(time.perf_counter() - t1)
         out[name] = {"encode_s": round(min(enc), 4), "decode_s": round(min(dec), 4), "finite": bool(torch.isfinite(recon[name]).all())}
         del model
-    out["bf16_psnr_vs_fp32"] = round(_psnr(recon["bf16"], recon["fp32"]), 2)
+    for name in recon:
+        if name != "fp32":
+            out[f"{name}_psnr_vs_fp32"] = round(_psnr(recon[name], recon["fp32"]), 2)
     return out
+
+
+def _dtypes(device: torch.device) -> list[tuple[str, torch.dtype]]:
+    """fp32, bf16, and fp16 where its convolutions are fast (not on a CPU)."""
+    return [("fp32", torch.float32), ("bf16", torch.bfloat16), *([("fp16", torch.float16)] if device.type == "cuda" else [])]
 
 
 def peak_memory(preset: str, frames: int, size: int, device: torch.device) -> dict:
@@ -108,7 +125,7 @@ def peak_memory(preset: str, frames: int, size: int, device: torch.device) -> di
         return {"skipped": "peak memory is measured with torch.cuda statistics"}
     out: dict = {}
     x = _video(frames, size, device)
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for name, dtype in _dtypes(device):
         model = _model(preset, device, dtype)
         xi = x.to(dtype)
         for mode, chunk in (("encode", None), ("encode_chunk16", 16)):
@@ -124,6 +141,35 @@ def peak_memory(preset: str, frames: int, size: int, device: torch.device) -> di
     return out
 
 
+def check_train(run_dir: Path, steps: int, resumed_from: int, train_log: Path | None) -> list[str]:
+    """Problems with a run folder that trained to ``resumed_from`` steps, then resumed to ``steps``
+    (``train_log``: the runs' captured output, which must say that the second run resumed)."""
+    failed = []
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    # every number a step row logs (total, l1, kl, perceptual, wavelet, gan, d_total, grad norms...)
+    losses = [(r["step"], k, v) for r in rows if "step" in r for k, v in r.items()
+              if k not in ("step", "time", "lr") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    bad = [(st, k, v) for st, k, v in losses if not math.isfinite(v)]
+    if not any("total" in r for r in rows):
+        failed.append("metrics.jsonl has no 'total' loss rows")
+    if bad:
+        failed.append(f"non-finite losses: {bad[:5]}")
+    last = max((r["step"] for r in rows if "step" in r), default=0)
+    if last != steps:
+        failed.append(f"the run ended at step {last}, expected {steps}")
+    ckpts = sorted(p.name for p in run_dir.rglob("step_*") if p.is_dir())
+    if f"step_{resumed_from:09d}" not in ckpts or f"step_{steps:09d}" not in ckpts:
+        failed.append(f"checkpoints {ckpts} lack step {resumed_from} or {steps}")
+    resumed = None
+    if train_log is not None:
+        resumed = "resumed from" in (text := train_log.read_text(errors="replace")) and f"at step {resumed_from}" in text
+        if not resumed:
+            failed.append(f"{train_log} does not say the run resumed at step {resumed_from}")
+    print(json.dumps({"train": {"rows": len(rows), "loss_values": len(losses), "last_step": last, "checkpoints": ckpts,
+                                "resume_logged": resumed}}))
+    return failed
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
@@ -133,7 +179,15 @@ def main() -> int:
     p.add_argument("--mem-size", type=int, default=512)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip-compile", action="store_true")
+    p.add_argument("--check-train", type=Path, help="check this training run folder instead of benchmarking")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--resumed-from", type=int, default=20)
+    p.add_argument("--train-log", type=Path, help="with --check-train: the training runs' output")
     args = p.parse_args()
+    if args.check_train is not None:
+        failed = check_train(args.check_train, args.steps, args.resumed_from, args.train_log)
+        print(json.dumps({"failed": failed}))
+        return 1 if failed else 0
     device = torch.device(args.device)
     result: dict = {"torch": torch.__version__, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
     failed = []
@@ -145,6 +199,8 @@ def main() -> int:
         failed.append("chunked decode differs from whole decode")
     if c["bf16_psnr_vs_fp32_tiny"] < 40:
         failed.append("bf16 PSNR against fp32 below 40 dB")
+    if c.get("fp16_psnr_vs_fp32_tiny", math.inf) < 40:
+        failed.append("fp16 PSNR against fp32 below 40 dB")
     if max(c.get("compiled_encode_max_abs", 0.0), c.get("compiled_decode_max_abs", 0.0)) > 1e-4:
         failed.append("compiled output differs from eager")
     print(json.dumps({"checks": c}), flush=True)  # partial results survive a later crash or timeout
