@@ -78,7 +78,7 @@ def test_cache_round_trip_equals_on_the_fly_encoding(full_cache, videos):
         with torch.no_grad():
             direct = vae.diffusion_latent(item["video"][None])[0]
         got = cache[i]
-        torch.testing.assert_close(got["latent"], direct, rtol=0, atol=2e-6)
+        torch.testing.assert_close(got["latent"], direct, rtol=2e-6, atol=2e-6)
         assert got["path"] == item["path"] and got["index"] == key[1] and got["label"] == -1
     # random starts differ between passes, so the same video gives different latents
     assert not torch.allclose(cache[0]["latent"], cache[2]["latent"])
@@ -141,8 +141,8 @@ def test_interrupted_cache_resumes_without_redoing_shards(full_cache, videos, tm
     assert {p.name: p.stat().st_mtime_ns for p in root.glob("shard_0000[01]*")} == before
     assert not list(root.glob(".*"))
     resumed, whole = LatentCache(root), LatentCache(full_cache[0])
-    for i in range(4):  # same clips; batches of 1 here and 3 there round differently
-        torch.testing.assert_close(resumed[i]["latent"], whole[i]["latent"], rtol=0, atol=2e-6)
+    for i in range(4):  # same clips; batches of 1 here and 3 there round differently (float32: a few ulps)
+        torch.testing.assert_close(resumed[i]["latent"], whole[i]["latent"], rtol=2e-6, atol=2e-6)
         assert resumed[i]["path"] == whole[i]["path"]
 
 
@@ -165,7 +165,7 @@ def test_ranks_encode_disjoint_shards_that_add_up_to_the_whole(full_cache, video
     split, whole = LatentCache(root), LatentCache(full_cache[0])
     assert len(split) == len(whole) == 4
     for i in range(4):
-        torch.testing.assert_close(split[i]["latent"], whole[i]["latent"], rtol=0, atol=2e-6)
+        torch.testing.assert_close(split[i]["latent"], whole[i]["latent"], rtol=2e-6, atol=2e-6)
         assert split[i]["path"] == whole[i]["path"]
 
 
