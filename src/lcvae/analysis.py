@@ -39,7 +39,6 @@ synthetic tensors). :mod:`lcvae.analysis_output` writes the results (``analysis.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -337,16 +336,13 @@ def analyze_latents(latents: Iterable[Tensor], causal: bool, leaves: bool = True
     return analyzer.result()
 
 
-def model_latents(model, videos: Iterable[Tensor], device: str = "cpu", dtype: torch.dtype | None = None,
-                  chunk: int | None = None) -> Iterator[Tensor]:
-    """Posterior means of videos (B, 3, T, H, W) in [-1, 1] under ``model`` (an LCVAE): the backbone
-    latent z (B, C, T', H', W') before any compression, in float32 on the CPU."""
+def model_latents(model, videos: Iterable[Tensor], device: str = "cpu", chunk: int | None = None) -> Iterator[Tensor]:
+    """Posterior means of videos (B, 3, T, H, W) in [-1, 1] under ``model`` (an LCVAE, in whatever dtype
+    it was cast to): the backbone latent z (B, C, T', H', W') before any compression, in float32 on the CPU."""
+    dtype = next(model.parameters()).dtype
     with torch.no_grad():
         for x in videos:
-            ctx = torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-            with ctx:
-                z = model.encode(x.to(device), chunk).mode()
-            yield z.float().cpu()
+            yield model.encode(x.to(device=device, dtype=dtype), chunk).mode().float().cpu()
 
 
 def dataset_videos(dataset, batch_size: int = 1, max_clips: int | None = None, progress: bool = True,
@@ -354,14 +350,13 @@ def dataset_videos(dataset, batch_size: int = 1, max_clips: int | None = None, p
     """Video batches (B, 3, T, H, W) in [-1, 1] from a ``lcvae.data`` dataset in order, with a progress
     bar; skipped clips are counted in ``counter`` (a ``SkipCounter``), the used clips' paths appended
     to ``paths``; stops after ``max_clips``."""
-    from tqdm import tqdm
-
     from lcvae.data import SkipCounter, make_loader
+    from lcvae.progress import Progress
 
     counter = counter if counter is not None else SkipCounter()
     total = len(dataset) if max_clips is None else min(max_clips, len(dataset))
     seen = 0
-    with tqdm(total=total, unit="clip", disable=not progress, desc="clips") as bar:
+    with Progress(total, "clips", unit="clip", enabled=progress) as bar:
         for batch in make_loader(dataset, batch_size, shuffle=False):
             good = counter.update(batch)
             bar.update(good + len(batch["skipped"]))
@@ -379,7 +374,7 @@ def dataset_videos(dataset, batch_size: int = 1, max_clips: int | None = None, p
 
 
 def analyze_dataset(model, dataset, *, batch_size: int = 1, max_clips: int | None = None, device: str = "cpu",
-                    dtype: torch.dtype | None = None, chunk: int | None = None, leaves: bool = True,
+                    chunk: int | None = None, leaves: bool = True,
                     progress: bool = True) -> tuple[LatentAnalysis, dict[str, Any]]:
     """Analyse the backbone latents (posterior means, before any compression) of ``model`` (an LCVAE)
     over a ``lcvae.data`` dataset. Returns (result, {"clips": used paths, "skipped", "skipped_summary"})."""
@@ -387,7 +382,7 @@ def analyze_dataset(model, dataset, *, batch_size: int = 1, max_clips: int | Non
 
     counter, paths = SkipCounter(), []
     videos = dataset_videos(dataset, batch_size, max_clips, progress, counter, paths)
-    result = analyze_latents(model_latents(model, videos, device, dtype, chunk), causal=model.causal, leaves=leaves)
+    result = analyze_latents(model_latents(model, videos, device, chunk), causal=model.causal, leaves=leaves)
     logger.info("analysed %d clips; %s", result.clips, counter.summary())
     return result, {"clips": paths, "skipped": counter.count, "skipped_summary": counter.summary()}
 

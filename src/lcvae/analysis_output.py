@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from lcvae.analysis import LatentAnalysis
 from lcvae.utils import atomic_write, write_json
 
@@ -39,7 +37,7 @@ def write_analysis(result: LatentAnalysis, out_dir: str | Path, *, figures: bool
 
 def analyze_checkpoint(model: str, data: str, out_dir: str | Path, *, data_format: str = "auto", frames: int | None = None,
                        size: int | None = 128, start_frame: int = 0, frame_stride: int = 1, max_clips: int | None = None,
-                       batch_size: int = 1, device: str = "cpu", bf16: bool = False, chunk: int | None = None,
+                       batch_size: int = 1, device: str = "cpu", dtype: str = "fp32", chunk: int | None = None,
                        leaves: bool = True, figures: bool = True, max_channels: int = 16, progress: bool = True,
                        random_weights: bool = False) -> dict[str, Any]:
     """The latent frequency analysis of ``model`` (a checkpoint folder, or a preset with
@@ -51,7 +49,7 @@ def analyze_checkpoint(model: str, data: str, out_dir: str | Path, *, data_forma
     from lcvae.evaluation import default_frames, open_dataset, with_default_mask
     from lcvae.inference import load_model
 
-    vae = load_model(model, device, random_weights)
+    vae = load_model(model, device, random_weights, dtype=dtype)
     # the analysis takes one 3D Haar level of the latent, so frames must suit the model with compression
     m = with_default_mask(vae.config).frame_rule.pixel_step
     if size is not None and size % m:
@@ -61,7 +59,7 @@ def analyze_checkpoint(model: str, data: str, out_dir: str | Path, *, data_forma
     dataset = open_dataset(data, data_format, frames=frames, size=size, start_frame=start_frame,
                            frame_stride=frame_stride, multiple=m if size is None else None)
     result, used = analyze_dataset(vae, dataset, batch_size=batch_size, max_clips=max_clips, device=device,
-                                   dtype=torch.bfloat16 if bf16 else None, chunk=chunk, leaves=leaves, progress=progress)
+                                   chunk=chunk, leaves=leaves, progress=progress)
     source = {"model": model, "random_weights": random_weights, "model_config": vae.config.to_dict(), "data": str(data),
               "frames": frames, "size": size, "start_frame": start_frame, "frame_stride": frame_stride, **used}
     return write_analysis(result, out_dir, figures=figures, max_channels=max_channels, source=source,

@@ -313,9 +313,9 @@ class GaussianDiffusion:
         channels = x.shape[1]
         timesteps = sched.timesteps
         if progress:
-            from tqdm import tqdm
+            from lcvae.progress import progress as show_progress
 
-            timesteps = tqdm(timesteps, desc=f"{method} sampling")
+            timesteps = show_progress(timesteps, f"{method} sampling", total=len(timesteps), unit="step")
         for step_t in timesteps:
             t = torch.full((x.shape[0],), int(step_t), device=x.device, dtype=torch.long)
             output = fn(x, t)

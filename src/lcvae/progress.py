@@ -14,16 +14,13 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+from lcvae.utils import format_duration
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 LOG_INTERVAL_S = 30.0
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
 class Progress:
@@ -52,11 +49,11 @@ class Progress:
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
-        text = f"{self.desc}: {count} {self.unit}, {rate:.3g} {self.unit}/s, {_clock(elapsed)} elapsed"
+        text = f"{self.desc}: {count} {self.unit}, {rate:.3g} {self.unit}/s, {format_duration(elapsed)} elapsed"
         if final:
             return text + (" (stopped early)" if self.total is not None and self.done < self.total else " (done)")
         if self.total is not None and 0 < rate and self.done < self.total:
-            text += f", {_clock((self.total - self.done) / rate)} left"
+            text += f", {format_duration((self.total - self.done) / rate)} left"
         return text + (f" ({self.postfix})" if self.postfix else "")
 
     def update(self, n: int = 1) -> None:

@@ -228,13 +228,12 @@ def score_dataset(dataset, block: int = 32, min_std: float = 0.02, max_clips: in
                   progress: bool = True) -> tuple[list[dict[str, Any]], int]:
     """Score every clip of a ``lcvae.data`` dataset in order. Returns (rows, skipped count); a row is
     {path (absolute), caption, label, index, start, texture, motion, frame_difference}."""
-    from tqdm import tqdm
-
     from lcvae.data import SkipCounter, make_loader
+    from lcvae.progress import Progress
 
     counter, rows = SkipCounter(), []
     total = len(dataset) if max_clips is None else min(max_clips, len(dataset))
-    with tqdm(total=total, unit="clip", disable=not progress, desc="scoring") as bar:
+    with Progress(total, "scoring", unit="clip", enabled=progress) as bar:
         for batch in make_loader(dataset, 1, shuffle=False):
             counter.update(batch)
             bar.update(1)

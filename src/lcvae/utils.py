@@ -40,11 +40,12 @@ def strict_from_dict(cls: type[T], d: dict[str, Any]) -> T:
 
 
 def format_duration(seconds: float) -> str:
-    """Seconds as "H:MM:SS" for progress lines ("?" when not finite, e.g. an ETA before the first step)."""
+    """Seconds as "MM:SS", or "H:MM:SS" from an hour on, for progress lines ("?" when not finite, e.g. an
+    ETA before the first step)."""
     if not math.isfinite(seconds):
         return "?"
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
 # ------------------------------------------------------------------------------------ atomic files

@@ -39,7 +39,7 @@ def common_frames(configs: Sequence, at_least: int = 16) -> list[int]:
 
 
 def mask_sweep(model: str, data: str, out_dir: str | Path, masks: Sequence[str], options=None, *,
-               name: str | None = None, frames: int | None = None, size: int | None = 256, start_frame: int = 0,
+               name: str | None = None, frames: int | None = None, size: int | None = None, start_frame: int = 0,
                data_format: str = "auto", random_weights: bool = False) -> dict[str, Any]:
     """Evaluate ``model`` with each mask applied at inference only ("none": as it is), write each
     report to ``out_dir/<mask>/`` and the comparison to ``out_dir/table.{json,md}``.

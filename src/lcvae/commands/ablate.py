@@ -30,7 +30,8 @@ def _sweep(p: argparse.ArgumentParser, masks: list[str]) -> None:
     p.add_argument("--masks", nargs="+", default=masks,
                    help=f"masks applied at inference: none (the model as is), paper, keep25, keep75, reference, or a mask .json (default: {' '.join(masks)})")
     p.add_argument("--name", help="method name in the table (default: the checkpoint folder's name)")
-    p.add_argument("--size", type=int, default=256, help="short side resized and centre-cropped to SIZE (0: keep)")
+    p.add_argument("--size", type=int, help="resize the short side and centre-crop to SIZE x SIZE (default: frames keep "
+                                            "their stored size, as in lcvae eval)")
     p.add_argument("--start", type=int, default=0)
     _eval_options(p)
 

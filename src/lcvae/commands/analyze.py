@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-clips", type=int, help="analyse only the first N clips")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast (statistics are float64 regardless)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the model's dtype while encoding (statistics are float64 regardless)")
     p.add_argument("--chunk", type=int, help="encode this many frames at a time (causal models)")
     p.add_argument("--no-leaves", action="store_true", help="skip the Multi-WT leaves (then any even latent length works)")
     p.add_argument("--max-channels", type=int, default=16, help="channels shown in the subband image grid")
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         data = analyze_checkpoint(
             args.model, args.data, args.out, data_format=args.data_format, frames=args.frames, size=args.size or None,
             start_frame=args.start, frame_stride=args.stride, max_clips=args.max_clips, batch_size=args.batch_size,
-            device=args.device, bf16=args.bf16, chunk=args.chunk, leaves=not args.no_leaves,
+            device=args.device, dtype=args.dtype, chunk=args.chunk, leaves=not args.no_leaves,
             figures=not args.no_figures, max_channels=args.max_channels, progress=not args.no_progress,
             random_weights=args.random_weights,
         )
