@@ -299,3 +299,15 @@ def test_init_from_a_wfvae_reproduces_it_exactly_only_without_the_mask(tmp_path)
     assert torch.equal(a, ref)  # no mask: the WF-VAE's function, bit for bit
     gap = float((b - ref).abs().mean() / ref.abs().mean())
     assert gap > 0.01, gap  # the mask projects the copied channels too: a different starting function
+
+
+def test_truncate_jsonl_keeps_what_the_first_steps_wrote(tmp_path):
+    from lcvae.train.run_log import truncate_jsonl
+
+    path = tmp_path / "metrics.jsonl"
+    written = [{"step": 1, "total": 1.0}, {"step": 2, "event": "nonfinite"}, {"step": 2, "val": {"psnr": 30.0}},
+               {"step": 2, "selection": [0]}, {"step": 3, "total": 0.5}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in written) + '{"step": 4, "tot')  # cut off by a crash
+    assert truncate_jsonl(path, 2) == 4  # during step 3: the event and the selection; after step 3; the torn line
+    assert [json.loads(x) for x in path.read_text().splitlines()] == [written[0], written[2]]
+    assert truncate_jsonl(path, 2) == 0 and truncate_jsonl(tmp_path / "absent.jsonl", 0) == 0
