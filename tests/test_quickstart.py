@@ -16,7 +16,11 @@ from lcvae.data.transforms import center_crop
 from lcvae.metrics import psnr, ssim
 from lcvae.models.io import from_pretrained
 from lcvae.study import load_study_config
-from lcvae.train.quickstart import load_quickstart_config, quickstart_config, run_quickstart
+from lcvae.train.quickstart import (
+    load_quickstart_config,
+    quickstart_config,
+    run_quickstart,
+)
 from lcvae.train.vae_config import load_train_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -38,7 +42,7 @@ def _heldout(name: str) -> torch.Tensor:
 
 
 def test_demo_writes_results_models_and_report(demo):
-    cfg, results = demo
+    cfg, _ = demo
     out = Path(cfg.out_dir)
     data = json.loads((out / "results.json").read_text())
     assert list(data["models"]) == ["lcvae", "wfvae", "ptlc"] and data["clips"] == ["bigbuckbunny"]

@@ -19,8 +19,7 @@ from lcvae.masks import paper_mask
 from lcvae.metrics import psnr
 from lcvae.models.io import from_pretrained
 from lcvae.study import claims as claims_mod
-from lcvae.study import load_study_config, run_study
-from lcvae.study import runner
+from lcvae.study import load_study_config, run_study, runner
 from lcvae.study.config import StudyConfig
 from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint
 
@@ -45,7 +44,7 @@ def study(tmp_path_factory):
 
 
 def test_same_seed_gives_the_same_numbers(study, tmp_path):
-    cfg, first = study
+    _, first = study
     again = _cfg(tmp_path / "again")
     runner.train_runs(again)
     second = runner.gather_results(again)
@@ -57,7 +56,7 @@ def test_same_seed_gives_the_same_numbers(study, tmp_path):
 
 
 def test_resume_after_an_interruption_gives_the_same_numbers(study, tmp_path, monkeypatch):
-    cfg, first = study
+    _, first = study
     cfg_b = _cfg(tmp_path / "resumed")
     real_train, real_eval = runner.train_main, runner.evaluate_clips
 
@@ -154,7 +153,7 @@ def test_report_loads_in_chromium(study, tmp_path):
     page = Path(cfg.out_dir) / "report.html"
     cmd = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--mute-audio",
            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     status = json.loads(unescape(re.search(r'<pre id="report-self-check"[^>]*>([^<]*)</pre>', done.stdout).group(1)))
     # 3 learning curves + energy and autocorrelation figures of the 3 runs; one labelled video

@@ -54,12 +54,15 @@ def run(args: argparse.Namespace) -> int:
 def print_summary(results: dict, out_dir: str) -> None:
     key = results["metric"]
     print(f"\n| model | steps | seeds | PSNR dB | SSIM | {key.upper()} |\n|---|---|---|---|---|---|")
-    for name, m in results["models"].items():
-        def cell(k: str, digits: int) -> str:
-            std = m.get(f"{k}_std")
-            return f"{m[k]:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
-        print(f"| {m['label']} | {m['steps']} | {m['seeds']} | {cell('psnr', 2)} | {cell('ssim', 4)} | {cell(key, 4)} |")
+    for m in results["models"].values():
+        cells = [_cell(m, "psnr", 2), _cell(m, "ssim", 4), _cell(m, key, 4)]
+        print(f"| {m['label']} | {m['steps']} | {m['seeds']} | " + " | ".join(cells) + " |")
     print()
     for claim in results["claims"]:
         print("- " + claim["sentence"])
     print(f"\nreport: {out_dir}/report.html (results.json, claims.json, models/, videos/ beside it)")
+
+
+def _cell(m: dict, key: str, digits: int) -> str:
+    std = m.get(f"{key}_std")
+    return f"{m[key]:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")

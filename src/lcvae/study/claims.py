@@ -18,9 +18,10 @@ The verdict is about this budget and data only: a few hundred CPU steps are not 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["seed_std", "pooled_std", "verdict", "compare_claim", "level_claim", "study_claims"]
+__all__ = ["compare_claim", "level_claim", "pooled_std", "seed_std", "study_claims", "verdict"]
 
 VERDICTS = ("reproduced", "contradicted", "within noise", "undetermined")
 

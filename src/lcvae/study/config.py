@@ -18,20 +18,39 @@ each changing only the fields it names.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from lcvae.config import apply_overrides, from_dict, read_yaml, to_dict
 from lcvae.losses import LossConfig
-from lcvae.train.vae_config import (DataSection, DiscSection, LogSection, ModelSection, OptimSection,
-                                    PerceptualSection, TrainSection, TrainVAEConfig, check)
+from lcvae.train.vae_config import (
+    DataSection,
+    DiscSection,
+    LogSection,
+    ModelSection,
+    OptimSection,
+    PerceptualSection,
+    TrainSection,
+    TrainVAEConfig,
+    check,
+)
 from lcvae.utils import suggest
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelSpec", "MODELS", "RUNS", "StudyConfig", "study_train_config", "load_study_config", "run_config",
-           "runs_of", "pretrained_folder"]
+__all__ = [
+    "MODELS",
+    "RUNS",
+    "ModelSpec",
+    "StudyConfig",
+    "load_study_config",
+    "pretrained_folder",
+    "run_config",
+    "runs_of",
+    "study_train_config",
+]
 
 
 @dataclass(frozen=True)

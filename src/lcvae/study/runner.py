@@ -48,7 +48,7 @@ from lcvae.utils import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["eval_device", "load_weights", "study_model", "heldout_clips", "run_study", "train_runs", "gather_results"]
+__all__ = ["eval_device", "gather_results", "heldout_clips", "load_weights", "run_study", "study_model", "train_runs"]
 
 
 def eval_device(cfg: StudyConfig) -> tuple[torch.device, bool]:

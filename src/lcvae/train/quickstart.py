@@ -22,13 +22,14 @@ Two modes:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lcvae.study.config import StudyConfig, load_study_config
 from lcvae.study.runner import run_study
 
-__all__ = ["quickstart_config", "load_quickstart_config", "run_quickstart"]
+__all__ = ["load_quickstart_config", "quickstart_config", "run_quickstart"]
 
 
 def quickstart_config() -> StudyConfig:
