@@ -15,13 +15,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lcvae.train.train_vae import TrainingDiverged, run_cli
+    from lcvae.train.faults import EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted
+    from lcvae.train.train_vae import run_cli
 
     try:
         result = run_cli(args.config, args.overrides)
     except TrainingDiverged as err:
         print(f"lcvae train-vae: stopped: {err}", file=sys.stderr)
-        return 3
+        return EXIT_DIVERGED
+    except TrainingInterrupted:  # logged where it stopped; the same command resumes
+        return EXIT_INTERRUPTED
     if result.checkpoint is not None:
         print(f"step {result.step} ({result.stopped_by}); last checkpoint {result.checkpoint}")
     return 0

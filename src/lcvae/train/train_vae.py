@@ -63,7 +63,7 @@ from lcvae.train.distributed import (DistInfo, all_reduce_mean, any_rank, any_ra
                                      gather_rng_states, init_distributed, mean_over_ranks, min_over_ranks,
                                      seed_everything, setup_logging, stalled_rank_errors)
 from lcvae.train.ema import EMA
-from lcvae.train.faults import (EXIT_INTERRUPTED, PreviousState, StopSignals, TrainingDiverged, TrainingInterrupted,
+from lcvae.train.faults import (PreviousState, StopSignals, TrainingDiverged, TrainingInterrupted,
                                 ignore_stop_signals)
 from lcvae.train.run_log import append_jsonl, open_tensorboard, progress_line, truncate_jsonl
 from lcvae.train.vae_config import TrainVAEConfig, check, load_train_config
@@ -424,7 +424,4 @@ def run_cli(config: str | Path | None, overrides: Sequence[str] = ()) -> TrainRe
     logging, train."""
     cfg = load_train_config(config, overrides)
     setup_logging(logging.INFO, rank=int(os.environ.get("RANK", "0")))
-    try:
-        return main(cfg)
-    except TrainingInterrupted:  # a clean stop to resume later (logged): its own exit status, no traceback
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    return main(cfg)
