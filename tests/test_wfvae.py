@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from lcvae.models.autoencoder import WFVAE
 from lcvae.models.vae import FrameRule
-from lcvae.models.layers import CausalConv3d, silu_conv, upsample_time_linear
+from lcvae.models.layers import CausalConv3d, conv, silu_conv, upsample_time_linear
 from lcvae.models.wfvae import WFVAEConfig
 
 TSV = Path(__file__).parent / "data" / "wfvae-l16-state-dict.tsv"
@@ -234,3 +234,19 @@ def test_silu_conv_takes_the_plain_path_under_autograd():
     silu_conv(layer, h).sum().backward()
     want = torch.autograd.grad(layer(F.silu(h)).sum(), h)[0]
     assert torch.allclose(h.grad, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("frames, cin", [(6, 8), (1, 64)])  # input larger than the weight: channels-last; smaller: not
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_layout_choosing_conv_equals_the_layer_itself(frames, cin, dtype):
+    """conv() picks channels-last or channels-first by size; its plain twin is the layer's own forward."""
+    torch.manual_seed(5)
+    for layer, x in (
+        (torch.nn.Conv3d(cin, 16, 3, padding=(0, 1, 1)).to(dtype), torch.randn(1, cin, frames + 2, 16, 16).to(dtype)),
+        (torch.nn.Conv2d(cin, 16, 3, padding=1).to(dtype), torch.randn(frames, cin, 16, 16).to(dtype)),
+    ):
+        with torch.no_grad():
+            got, want = conv(layer, x), layer(x)
+        tol = 1e-5 if dtype == torch.float32 else 2e-2
+        assert got.shape == want.shape
+        assert (got.float() - want.float()).abs().max() <= tol * want.float().abs().max()

@@ -167,19 +167,28 @@ def channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
 
 
+def _wants_channels_last(numel: int, weight: Tensor) -> bool:
+    """Whether a CPU convolution of an input of ``numel`` elements should run channels-last: only when the
+    input outweighs the weight, which PyTorch copies to channels-last on every such call (a chunk of a
+    few frames through a wide layer is cheaper to convert the other way)."""
+    return numel >= weight.numel()
+
+
 def conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
     """Apply a 2D (on (N, C, H, W)) or 3D convolution layer: oneDNN for fp32 CPU 3D convolutions
     (:func:`conv3d`), the fp16 guard of :func:`_fp16_conv` for fp16 weights, else the layer's own.
 
-    On a CPU the input goes channels-last: oneDNN's kernels are fastest there (22 and 29 of WF-VAE-L's
-    33 convolution shapes, fp32 and bf16; benchmarks/bench_flops.py), its outputs stay channels-last, so
-    the layout change happens once per stream and LayerNorm over channels reads a contiguous view.
-    Traced graphs keep the compiler's layout.
+    On a CPU the input goes channels-last: oneDNN runs most of WF-VAE-L's convolution shapes faster
+    there (benchmarks/bench_flops.py counts them), its outputs stay channels-last, so the layout change
+    happens once per stream, LayerNorm over channels reads a contiguous view and temporal padding needs
+    no generic-kernel fallback. PyTorch copies the weight to channels-last on each such call (caching
+    the copies would double weight memory), so inputs smaller than their weight (short chunks) run
+    channels-first instead. Traced graphs and CUDA keep their layout.
     """
     if layer.weight.dtype == torch.float16:
         return _fp16_conv(layer, x)
     if x.device.type == "cpu" and x.dim() >= 4 and not torch.compiler.is_compiling():
-        x = channels_last(x)
+        x = channels_last(x) if _wants_channels_last(x.numel(), layer.weight) else x.contiguous()
     if isinstance(layer, nn.Conv3d):
         return conv3d(layer, x)
     return layer._conv_forward(x, layer.weight, layer.bias)
@@ -246,7 +255,7 @@ def silu_conv(layer: CausalConv3d, h: Tensor, cache: StreamCache | None = None) 
     front = layer.kt - 1 if layer.causal else (layer.kt - 1) // 2
     back = 0 if layer.causal else (layer.kt - 1) // 2
     buf = h.new_empty(b, c, front + t + back, hh, ww)
-    if h.device.type == "cpu":
+    if h.device.type == "cpu" and _wants_channels_last(buf.numel(), layer.conv.weight):
         buf = channels_last(buf)  # the layout conv() would convert to
     torch.ops.aten.silu.out(h, out=buf[:, :, front : front + t])
     if layer.causal:
