@@ -2,9 +2,9 @@
 
 Order. For each seed, each run is trained with ``lcvae.train.train_vae.main`` up to the first
 evaluation step, checkpointed, evaluated, then trained on (exact resume from that checkpoint) to
-the next evaluation step, and so on. The trainings run one after the other in this process (under
-torchrun each one joins the process group on its own; rank 0 evaluates while the others wait in the
-next training's start).
+the next evaluation step, and so on. The trainings run one after the other in this process; under
+torchrun they share one process group (DDP inside each training) and rank 0 evaluates while the
+other ranks wait at a barrier.
 
 Caching and resumption. Every evaluation is written to ``evals/<model>/seed<k>/step_<N>.json`` the
 moment it is done and is never redone. A run's latest checkpoint says how far it trained: an
@@ -22,9 +22,11 @@ Layout of ``out_dir``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.study.claims import seed_std, study_claims
 from lcvae.study.config import MODELS, RUNS, StudyConfig, pretrained_folder, run_config
 from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint
+from lcvae.train.distributed import barrier, cleanup_distributed, init_distributed
 from lcvae.train.ema import EMA
 from lcvae.train.train_vae import main as train_main
 from lcvae.train.vae_data import build_eval_dataset, eval_clips
@@ -135,38 +138,71 @@ def _train_segment(cfg: StudyConfig, run: str, seed: int, target: int) -> tuple[
     return result.checkpoint, result.step
 
 
+@contextlib.contextmanager
+def _one_process_group() -> Iterator[None]:
+    """Under torchrun: one process group for the whole study. train_vae.main destroys the group at
+    its end, and re-creating the default group under torchrun's agent store hangs, so the study
+    creates it once and keeps train_vae from destroying it until the study ends (a keep-the-group
+    option for train_vae.main is requested in /tmp/lcvae_coord/requests.md)."""
+    if "WORLD_SIZE" not in os.environ:
+        yield
+        return
+    from lcvae.train import train_vae
+
+    init_distributed()
+    destroy = train_vae.cleanup_distributed
+    train_vae.cleanup_distributed = lambda: None
+    try:
+        yield
+    finally:
+        train_vae.cleanup_distributed = destroy
+        cleanup_distributed()
+
+
 def train_runs(cfg: StudyConfig) -> None:
     """Train and evaluate everything a study needs that is not cached yet (see the module docstring)."""
-    out = Path(cfg.out_dir)
     rank = int(os.environ.get("RANK", "0"))
-    device, bf16 = eval_device(cfg)
-    clips = metric = None
-    for seed in cfg.seeds:
-        for run in cfg.runs:
-            names = [m for m in cfg.models if MODELS[m].run == run]
-            for target in cfg.eval_steps:
-                source, reached = _train_segment(cfg, run, seed, target)
-                if rank != 0:
-                    continue
-                missing = [m for m in names if not _eval_path(out, m, seed, target).is_file()]
-                analysis_path = _analysis_path(out, run, seed, target)
-                final = target == cfg.eval_steps[-1]
-                if not missing and not (final and not analysis_path.is_file()):
-                    continue
-                if source is None:
-                    raise RuntimeError(f"run {run} seed {seed} is at step {reached} but step {target} was never evaluated "
-                                       f"and its checkpoint is gone; delete {out / 'runs' / f'seed{seed}' / run} to redo the run")
-                if clips is None:
-                    clips, metric = heldout_clips(cfg), load_metric_lpips(cfg.train.log.lpips_weights)
-                for name in missing:
-                    model = study_model(cfg, name, source)
-                    scores = evaluate_clips(model, [c["video"] for c in clips], metric, device, bf16)
-                    scores["per_clip"] = [{"clip": c["path"], **s} for c, s in zip(clips, scores["per_clip"])]
-                    write_json(_eval_path(out, name, seed, target), {"step": target, **scores})
-                    logger.info("study: %s seed %d step %d: PSNR %.2f dB, SSIM %.4f", name, seed, target,
-                                scores["psnr"], scores["ssim"])
-                if final and not analysis_path.is_file():
-                    write_json(analysis_path, _analysis(load_weights(source, cfg.eval_weights), clips, device))
+    evaluator = _Evaluator(cfg)
+    with _one_process_group():
+        for seed in cfg.seeds:
+            for run in cfg.runs:
+                for target in cfg.eval_steps:
+                    source, reached = _train_segment(cfg, run, seed, target)
+                    if rank == 0:
+                        evaluator(run, seed, target, source, reached)
+                    barrier()  # the other ranks wait for rank 0's evaluation before the next segment
+
+
+class _Evaluator:
+    """Rank 0's held-out evaluations (only what is not cached); clips and metric load on first use."""
+
+    def __init__(self, cfg: StudyConfig) -> None:
+        self.cfg, self.out = cfg, Path(cfg.out_dir)
+        self.device, self.bf16 = eval_device(cfg)
+        self.clips: list[dict[str, Any]] | None = None
+        self.metric = None
+
+    def __call__(self, run: str, seed: int, target: int, source: Path | None, reached: int) -> None:
+        cfg, out = self.cfg, self.out
+        missing = [m for m in cfg.models if MODELS[m].run == run and not _eval_path(out, m, seed, target).is_file()]
+        analysis_path = _analysis_path(out, run, seed, target)
+        analyse = target == cfg.eval_steps[-1] and not analysis_path.is_file()
+        if not missing and not analyse:
+            return
+        if source is None:
+            raise RuntimeError(f"run {run} seed {seed} is at step {reached} but step {target} was never evaluated "
+                               f"and its checkpoint is gone; delete {out / 'runs' / f'seed{seed}' / run} to redo the run")
+        if self.clips is None:
+            self.clips, self.metric = heldout_clips(cfg), load_metric_lpips(cfg.train.log.lpips_weights)
+        for name in missing:
+            model = study_model(cfg, name, source)
+            scores = evaluate_clips(model, [c["video"] for c in self.clips], self.metric, self.device, self.bf16)
+            scores["per_clip"] = [{"clip": c["path"], **s} for c, s in zip(self.clips, scores["per_clip"])]
+            write_json(_eval_path(out, name, seed, target), {"step": target, **scores})
+            logger.info("study: %s seed %d step %d: PSNR %.2f dB, SSIM %.4f", name, seed, target,
+                        scores["psnr"], scores["ssim"])
+        if analyse:
+            write_json(analysis_path, _analysis(load_weights(source, cfg.eval_weights), self.clips, self.device))
 
 
 def _adaptive(cfg: StudyConfig, out: Path) -> dict[str, Any] | None:
