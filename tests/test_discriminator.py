@@ -8,7 +8,7 @@ from lcvae.models.discriminator import (
     PatchDiscriminator3DConfig,
 )
 
-# SPEC §5, written out by hand: (in, out, stride, followed by BatchNorm)
+# docs/training.md#discriminator, written out by hand: (in, out, stride, followed by BatchNorm)
 PAPER_LAYERS = [
     (3, 64, (2, 2, 2), False),
     (64, 128, (2, 2, 2), True),

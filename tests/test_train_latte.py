@@ -145,7 +145,7 @@ def test_config_is_strict():
 def test_shipped_configs_load(name):
     cfg = load_config(TrainLatteConfig, CONFIGS / name)
     assert cfg.optim.lr == 1e-4 and cfg.optim.weight_decay == 0.0 and cfg.model.learn_sigma
-    if name != "latte_tiny_cpu.yaml":  # the paper's run (SPEC §8)
+    if name != "latte_tiny_cpu.yaml":  # the paper's run (docs/generation.md#training-recipe)
         assert (cfg.model.preset, cfg.batch_size, cfg.ema_decay, cfg.sample.steps) == ("L", 40, 0.9999, 250)
         with torch.device("meta"):  # sizes only: no memory, no initialisation time
             model = build_denoiser_for(cfg.model, (8, 8, 4, 4), num_classes=101 if "ucf" in name else 0)

@@ -130,7 +130,7 @@ def _is_st(name: str | None) -> bool:
 def format_markdown(table: dict[str, Any]) -> str:
     """The table as markdown: | Method | Chn | <dataset> PSNR ↑ | SSIM ↑ | LPIPS ↓ | rFVD ↓ | ... |.
 
-    ST-LPIPS is a different metric from LPIPS (SPEC §11): a dataset's column is headed ST-LPIPS when
+    ST-LPIPS is a different metric from LPIPS (docs/evaluation.md#metrics): a dataset's column is headed ST-LPIPS when
     every number in it is ST-LPIPS; in a mixed column each ST-LPIPS cell is marked "(ST)"."""
     head, st_columns = ["Method", "Chn"], {}
     for d in table["datasets"]:

@@ -7,7 +7,7 @@ of z = 16 channels, the first latent frame encoding the first video frame alone.
 frames of 32-pixel multiples, and diffusion sees 24 channels with no widening. The paper trained
 it into an LC-VAE with a widened latent, z = 32, whose Multi-WT keeps half the coefficients, so
 diffusion sees 16 channels (the width of the original Wan latent); the first latent frame passes
-the compressor uncompressed (SPEC §4, causal mode).
+the compressor uncompressed (docs/compression.md#causal-head-frame).
 
 How the adapter maps Wan onto the backbone protocol:
 

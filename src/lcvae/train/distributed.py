@@ -1,4 +1,4 @@
-"""Small helpers for one-process-per-GPU training under ``torchrun`` (SPEC §5: DDP).
+"""Small helpers for one-process-per-GPU training under ``torchrun`` (DDP; docs/training.md#distributed-training-resume-failures).
 
 ``init_distributed`` reads the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
 MASTER_PORT). Without WORLD_SIZE it returns a single-process setup and creates no process group, so

@@ -1,4 +1,4 @@
-"""Exponential moving average of a model's weights (SPEC §5: decay 0.999 on the generator).
+"""Exponential moving average of a model's weights (decay 0.999 on the generator; docs/training.md#schedule-optimiser-ema).
 
 After every optimiser step, for every floating-point parameter p and its shadow e:
 

@@ -1,7 +1,7 @@
 """Configuration of the Latte training recipe (``lcvae train-latte``), loaded strictly from YAML.
 
 Latent shape (channels, frames, size) is not configured here: it comes from the VAE config and
-the cache's clip size. Defaults are the paper's (SPEC §8): AdamW lr 1e-4 without weight decay,
+the cache's clip size. Defaults are the paper's (docs/generation.md#training-recipe): AdamW lr 1e-4 without weight decay,
 EMA 0.9999, 1000-step linear schedule, learned sigma, batch 40.
 """
 

@@ -1,4 +1,4 @@
-"""Latte training recipe (SPEC §8): a denoiser on the latent cache, one linear ``main(cfg)``.
+"""Latte training recipe (docs/generation.md#training-recipe): a denoiser on the latent cache, one linear ``main(cfg)``.
 
     lcvae train-latte --config configs/latte_tiny_cpu.yaml max_steps=200
     torchrun --nproc_per_node 8 -m lcvae.train.train_latte --config configs/latte_l_ucf101.yaml

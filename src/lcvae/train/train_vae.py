@@ -1,4 +1,4 @@
-"""The LC-VAE training recipe (SPEC §5): ``lcvae train-vae --config FILE [key=value ...]``.
+"""The LC-VAE training recipe (docs/training.md): ``lcvae train-vae --config FILE [key=value ...]``.
 
 ``main(cfg)`` reads top to bottom: check the config, join torchrun's process group, build the model
 (optionally from a pretrained WF-VAE), discriminator, EMA, losses and the two AdamW optimisers,

@@ -5,7 +5,7 @@ One dataclass per concern; a YAML file sets any subset of the fields and ``key=v
 with a suggestion. :func:`check` then resolves the model and checks the values against each other
 (frame count and crop against the model's rules, the discriminator preset, ...), so a bad config is
 rejected before any data, weight or output folder is touched. Defaults are the paper's recipe
-(SPEC §5, supplement Tab. 5) except where a field says otherwise.
+(docs/training.md#defaults-and-the-paper, supplement Tab. 5) except where a field says otherwise.
 
 The model is a preset (or a folder with ``config.json``) plus changes:
 

