@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -84,3 +86,12 @@ def test_posterior_sample_uses_the_given_noise():
     post = DiagonalGaussian(moments)
     noise = torch.tensor([0.5, -1.0]).view(1, 2, 1, 1, 1)
     torch.testing.assert_close(post.sample(noise=noise), torch.tensor([2.5, -2.0]).view(1, 2, 1, 1, 1))
+
+
+def test_kl_of_an_fp16_posterior_is_finite_and_equals_the_fp32_one():
+    moments = torch.cat([torch.full((1, 2, 1, 2, 2), 3.0), torch.full((1, 2, 1, 2, 2), 20.0)], dim=1)
+    want = 0.5 * (9.0 + math.exp(20.0) - 1.0 - 20.0) * 8  # 8 latent elements, by hand
+    for dtype in (torch.float32, torch.float16):
+        kl = DiagonalGaussian(moments.to(dtype)).kl()
+        assert kl.dtype == torch.float32 and torch.isfinite(kl).all()
+        assert abs(kl.item() - want) / want < 1e-6

@@ -51,8 +51,10 @@ class DiagonalGaussian:
         return self.mean
 
     def kl(self) -> Tensor:
-        """KL to N(0, I), summed over all latent elements: (B,)."""
-        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).flatten(1).sum(1)
+        """KL to N(0, I), summed over all latent elements: (B,), in float32 at least (exp(20) and the
+        sum over a latent overflow fp16)."""
+        mean, logvar = self.mean.float(), self.logvar.float()
+        return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
 
 
 @dataclass(frozen=True)
