@@ -79,6 +79,8 @@ def test_resume_after_an_interruption_gives_the_same_numbers(study, tmp_path, mo
     runner.train_runs(cfg_b)
     assert len(calls) == 3 * 2 * 2 - 1  # models x seeds x steps, the cached evaluation not redone
     assert _numbers(runner.gather_results(cfg_b)) == _numbers(first)
+    with pytest.raises(ValueError, match="different recipe \\(train differ"):  # a changed recipe never mixes with the cache
+        runner.train_runs(_cfg(tmp_path / "resumed", ["train.optim.lr=1e-3"]))
 
 
 def test_ptlc_is_the_uncompressed_run_with_the_paper_mask(study):

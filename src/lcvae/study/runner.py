@@ -17,6 +17,7 @@ Layout of ``out_dir``::
     runs/seed<k>/<run>/       train-vae run folders (config.json, metrics.jsonl, checkpoints/, segments.json)
     evals/<model>/seed<k>/    held-out metrics per evaluation step
     analysis/seed<k>/<run>_step_<N>.json  latent energy and autocorrelation of the final weights
+    recipe.json               what the cached numbers depend on; a rerun with another recipe is refused
     results.json, claims.json, report.html, models/<model>/, videos/, analysis/<run>/*.png (lcvae.study.report)
 """
 
@@ -159,9 +160,34 @@ def _one_process_group() -> Iterator[None]:
         cleanup_distributed()
 
 
+def _recipe(cfg: StudyConfig) -> dict[str, Any]:
+    """What the cached numbers depend on; a rerun into the same folder must keep it (seeds, models,
+    steps and evaluation interval may change: they add to the cache)."""
+    train = to_dict(cfg.train)
+    train["data"].pop("num_workers")
+    train["train"].pop("threads")
+    return {"backbone": cfg.backbone, "channels": cfg.channels, "eval_weights": cfg.eval_weights,
+            "pretrained": cfg.pretrained, "train": train}
+
+
+def _check_recipe(cfg: StudyConfig) -> None:
+    path = Path(cfg.out_dir) / "recipe.json"
+    recipe = json.loads(json.dumps(_recipe(cfg)))  # tuples -> lists, as read back
+    if path.is_file():
+        old = _read_json(path)
+        if old != recipe:
+            diff = sorted(k for k in set(old) | set(recipe) if old.get(k) != recipe.get(k))
+            raise ValueError(f"{cfg.out_dir} holds a study with a different recipe ({', '.join(diff)} differ, see "
+                             f"{path}); its cached runs and evaluations would be mixed with this one: use a new out_dir")
+    else:
+        write_json(path, recipe)
+
+
 def train_runs(cfg: StudyConfig) -> None:
     """Train and evaluate everything a study needs that is not cached yet (see the module docstring)."""
     rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        _check_recipe(cfg)
     evaluator = _Evaluator(cfg)
     with _one_process_group():
         for seed in cfg.seeds:
