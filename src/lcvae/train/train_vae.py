@@ -60,7 +60,7 @@ from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.train.checkpoint import (latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint,
                                     set_aside_after)
 from lcvae.train.distributed import (DistInfo, all_reduce_mean, any_rank, any_rank_each, barrier, cleanup_distributed,
-                                     gather_rng_states, init_distributed, mean_over_ranks, min_over_ranks,
+                                     gather_rng_states, init_distributed, is_distributed, mean_over_ranks, min_over_ranks,
                                      seed_everything, setup_logging, stalled_rank_errors)
 from lcvae.train.ema import EMA
 from lcvae.train.faults import (PreviousState, StopSignals, TrainingDiverged, TrainingInterrupted,
@@ -144,9 +144,13 @@ def main(cfg: TrainVAEConfig) -> TrainResult:
     :class:`TrainingDiverged`, :class:`TrainingInterrupted` (a checkpoint was written in both cases)
     and, under torchrun, :class:`lcvae.train.distributed.RankTimeout`."""
     model_cfg = check(cfg)  # every config error surfaces here, before anything is created
+    owns_group = not is_distributed()  # a caller's group (a study running several trainings) stays up
     info = init_distributed(timeout_s=cfg.train.dist_timeout_s)
     with StopSignals() as stop, stalled_rank_errors(cfg.train.dist_timeout_s, "train.dist_timeout_s"):
-        return _train(cfg, model_cfg, info, stop)
+        result = _train(cfg, model_cfg, info, stop)
+    if owns_group:
+        cleanup_distributed()
+    return result
 
 
 def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: StopSignals) -> TrainResult:
@@ -415,7 +419,6 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
         logger.warning("stopped by %s after step %d; checkpoint %s; run the same command to resume", name, step, where)
         raise TrainingInterrupted(f"stopped by {name} after step {step}; the state is saved in {where}; run the same "
                                   f"command to resume", checkpoint_path if rank == 0 else None, step, name)
-    cleanup_distributed()
     return TrainResult(step, out_dir, checkpoint_path if rank == 0 else None, stopped_by, nonfinite_total, train_seconds)
 
 
