@@ -141,22 +141,15 @@ def _train_segment(cfg: StudyConfig, run: str, seed: int, target: int) -> tuple[
 
 @contextlib.contextmanager
 def _one_process_group() -> Iterator[None]:
-    """Under torchrun: one process group for the whole study. train_vae.main destroys the group at
-    its end, and re-creating the default group under torchrun's agent store hangs, so the study
-    creates it once and keeps train_vae from destroying it until the study ends (a keep-the-group
-    option for train_vae.main is requested in /tmp/lcvae_coord/requests.md)."""
+    """Under torchrun: one process group for the whole study (train_vae.main keeps a group it did not
+    create; re-creating the default group under torchrun's agent store would hang)."""
     if "WORLD_SIZE" not in os.environ:
         yield
         return
-    from lcvae.train import train_vae
-
     init_distributed()
-    destroy = train_vae.cleanup_distributed
-    train_vae.cleanup_distributed = lambda: None
     try:
         yield
     finally:
-        train_vae.cleanup_distributed = destroy
         cleanup_distributed()
 
 
