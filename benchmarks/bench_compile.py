@@ -56,31 +56,49 @@ def main() -> None:
     model = LCVAE(get_preset(args.preset)).eval().to(device=device, dtype=dtype)
     video = (torch.rand(1, 3, args.frames, args.size, args.size, device=device) * 2 - 1).to(dtype)
     latent = torch.randn(1, *model.diffusion_shape(args.frames, args.size, args.size), device=device, dtype=dtype)
-    cases: dict[str, tuple[Callable, torch.Tensor]] = {"encode": (model.diffusion_latent, video), "decode": (model.decode_latent, latent)}
+    cases: dict[str, tuple[Callable, torch.Tensor]] = {
+        "encode": (model.diffusion_latent, video),
+        "decode": (model.decode_latent, latent),
+    }
     if model.causal:
         cases["chunked_decode"] = (lambda z: model.decode_latent(z, chunk=args.decode_chunk), latent)
 
-    result: dict = {"preset": args.preset, "video": [args.frames, args.size, args.size], "device": str(device),
-                    "dtype": args.dtype, "mode": args.mode, "threads": torch.get_num_threads(), "rounds": args.rounds,
-                    "torch": torch.__version__, "cases": {}}
+    result: dict = {
+        "preset": args.preset,
+        "video": [args.frames, args.size, args.size],
+        "device": str(device),
+        "dtype": args.dtype,
+        "mode": args.mode,
+        "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "torch": torch.__version__,
+        "cases": {},
+    }
     with torch.no_grad():
         compiled = {}
         for name, (fn, arg) in cases.items():
             compiled[name] = torch.compile(fn, fullgraph=True, mode=None if args.mode == "default" else args.mode)
             seconds, out = _timed(compiled[name], arg, device)
             want = fn(arg)
-            result["cases"][name] = {"compile_s": round(seconds, 2), "max_abs_diff": float((out.float() - want.float()).abs().max())}
+            result["cases"][name] = {
+                "compile_s": round(seconds, 2),
+                "max_abs_diff": float((out.float() - want.float()).abs().max()),
+            }
         times: dict[str, dict[str, list[float]]] = {name: {"eager": [], "compiled": []} for name in cases}
         for _ in range(args.rounds):
             for name, (fn, arg) in cases.items():
                 times[name]["eager"].append(_timed(fn, arg, device)[0])
                 times[name]["compiled"].append(_timed(compiled[name], arg, device)[0])
     for name, t in times.items():
-        result["cases"][name].update({
-            "eager_min_s": round(min(t["eager"]), 4), "compiled_min_s": round(min(t["compiled"]), 4),
-            "eager_median_s": round(statistics.median(t["eager"]), 4), "compiled_median_s": round(statistics.median(t["compiled"]), 4),
-            "speedup": round(min(t["eager"]) / min(t["compiled"]), 3),
-        })
+        result["cases"][name].update(
+            {
+                "eager_min_s": round(min(t["eager"]), 4),
+                "compiled_min_s": round(min(t["compiled"]), 4),
+                "eager_median_s": round(statistics.median(t["eager"]), 4),
+                "compiled_median_s": round(statistics.median(t["compiled"]), 4),
+                "speedup": round(min(t["eager"]) / min(t["compiled"]), 3),
+            }
+        )
     print(json.dumps(result, indent=2))
 
 

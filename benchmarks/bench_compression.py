@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils import benchmark
@@ -30,10 +30,19 @@ from torch.utils import benchmark
 from lcvae.compression import LatentCompressor, multi_iwt_reference, multi_wt_reference
 from lcvae.masks import CompressionConfig
 
-SHAPES = [(2, 16, 8, 32, 32), (2, 16, 32, 64, 64), (2, 8, 8, 32, 32), (2, 8, 32, 64, 64), (2, 32, 8, 32, 32), (2, 32, 32, 64, 64)]
+SHAPES = [
+    (2, 16, 8, 32, 32),
+    (2, 16, 32, 64, 64),
+    (2, 8, 8, 32, 32),
+    (2, 8, 32, 64, 64),
+    (2, 32, 8, 32, 32),
+    (2, 32, 32, 64, 64),
+]
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int, block: float = 0.05, once: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+def interleaved(
+    fns: dict[str, Callable[[], object]], rounds: int, block: float = 0.05, once: tuple[str, ...] = ()
+) -> dict[str, dict[str, float]]:
     """min and median per-run time (us) of each fn, over ``rounds`` blocks taken in turn.
 
     A block is torch.utils.benchmark's blocked_autorange of ``block`` seconds, or a single run for
@@ -96,7 +105,9 @@ def compare_with_encoder(
     """
     with torch.no_grad():
         z = encode(video)
-        times = interleaved({"encoder": lambda: encode(video), "compression": lambda: compressor(z)}, rounds, 0.2, once=("encoder",))
+        times = interleaved(
+            {"encoder": lambda: encode(video), "compression": lambda: compressor(z)}, rounds, 0.2, once=("encoder",)
+        )
     enc, comp = times["encoder"], times["compression"]
     return {
         "video": list(video.shape),
@@ -124,7 +135,13 @@ def encoder_comparisons(rounds: int) -> list[dict]:
             c = model.compressor.latent_channels
             compressors["reference"] = LatentCompressor(CompressionConfig(mask="reference"), c, model.compressor.causal)
         for mask, comp in compressors.items():
-            out.append({"preset": preset, "mask": mask, **compare_with_encoder(lambda v: model.encode(v).mode(), video, comp, rounds)})
+            out.append(
+                {
+                    "preset": preset,
+                    "mask": mask,
+                    **compare_with_encoder(lambda v: model.encode(v).mode(), video, comp, rounds),  # noqa: B023
+                }
+            )
     return out
 
 
@@ -135,7 +152,9 @@ def main() -> None:
     parser.add_argument("--shapes", type=int, nargs="*", help="indices into SHAPES (default: all)")
     parser.add_argument("--plain", action="store_true", help="also time the plain wavelet twin (slow)")
     parser.add_argument("--encoder", action="store_true", help="also compare with the tiny and lcvae-chn8 encoders")
-    parser.add_argument("--encoder-rounds", type=int, default=3, help="timing blocks per encoder (lcvae-chn8: ~40 s each)")
+    parser.add_argument(
+        "--encoder-rounds", type=int, default=3, help="timing blocks per encoder (lcvae-chn8: ~40 s each)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

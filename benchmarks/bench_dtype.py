@@ -61,8 +61,10 @@ def main() -> None:
     for key, frames, size in (("psnr_small", args.psnr_frames, args.psnr_size), ("psnr_timed", args.frames, args.size)):
         x = (torch.rand(1, 3, frames, size, size, generator=g) * 2 - 1).to(device)
         outs = {name: run(name, x) for name in dtypes}
-        result[key] = {"input": [1, 3, frames, size, size],
-                       **{f"{n}_vs_fp32_db": round(psnr(outs[n], outs["fp32"]), 2) for n in dtypes if n != "fp32"}}
+        result[key] = {
+            "input": [1, 3, frames, size, size],
+            **{f"{n}_vs_fp32_db": round(psnr(outs[n], outs["fp32"]), 2) for n in dtypes if n != "fp32"},
+        }
     times: dict[str, list[float]] = {name: [] for name in dtypes}
     for _ in range(args.rounds):  # the PSNR runs above were the warm-up
         for name in dtypes:

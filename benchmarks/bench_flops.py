@@ -58,10 +58,12 @@ def conv_shapes(model: WFVAE, run: Callable[[], object]) -> dict[tuple, dict]:
     return seen
 
 
-def conv_set_runner(shapes: dict[tuple, dict], dtype: torch.dtype, channels_last: bool) -> list[tuple[Callable[[], object], dict]]:
+def conv_set_runner(
+    shapes: dict[tuple, dict], dtype: torch.dtype, channels_last: bool
+) -> list[tuple[Callable[[], object], dict]]:
     """One oneDNN call per distinct shape on random data of ``dtype``, channels-first or channels-last."""
     calls = []
-    for (xs, ws, stride, padding, dilation, groups), entry in shapes.items():
+    for (xs, _ws, stride, padding, dilation, groups), entry in shapes.items():
         x = torch.randn(xs).to(dtype)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
@@ -93,6 +95,7 @@ def main() -> None:
         def run() -> object:
             with torch.no_grad():
                 return models[name].decode(models[name].encode(inputs[name]).mode())
+
         return run
 
     # FlopCounterMode counts aten.convolution: count on the plain path (the same convolutions).
@@ -116,12 +119,16 @@ def main() -> None:
     for _ in range(args.rounds):
         for name in ("fp32", "bf16"):
             best_time(runner(name), model_times[name])
-            for (fn, entry), times in zip(sets[name], conv_times[name]):
+            for (fn, _entry), times in zip(sets[name], conv_times[name]):
                 best_time(fn, times)
 
     result: dict = {
-        "preset": args.preset, "input": [1, 3, args.frames, args.size, args.size], "threads": args.threads,
-        "rounds": args.rounds, "gflop": round(flops / 1e9, 1), "conv_gflop": round(conv_flops / 1e9, 1),
+        "preset": args.preset,
+        "input": [1, 3, args.frames, args.size, args.size],
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "gflop": round(flops / 1e9, 1),
+        "conv_gflop": round(conv_flops / 1e9, 1),
         "distinct_convolutions": len(shapes),
     }
     n = len(shapes)
@@ -134,7 +141,8 @@ def main() -> None:
         model_s = min(model_times[name])
         baseline = conv_flops / conv_s
         result[name] = {
-            "model_seconds": round(model_s, 3), "model_gflops_per_s": round(flops / model_s / 1e9, 1),
+            "model_seconds": round(model_s, 3),
+            "model_gflops_per_s": round(flops / model_s / 1e9, 1),
             "baseline_gflops_per_s": round(baseline / 1e9, 1),
             "fastest_single_conv_gflops_per_s": round(max(rates) / 1e9, 1),
             "convs_alone_seconds": round(conv_s, 3),
@@ -142,11 +150,19 @@ def main() -> None:
             "fraction_of_conv_baseline": round(flops / model_s / baseline, 3),
         }
     result["bf16_speedup"] = round(min(model_times["fp32"]) / min(model_times["bf16"]), 2)
-    top = sorted(zip(shapes.items(), best["fp32"], best["bf16"]), key=lambda kv: -kv[0][1]["flops"] * kv[0][1]["calls"])[:6]
+    top = sorted(
+        zip(shapes.items(), best["fp32"], best["bf16"]), key=lambda kv: -kv[0][1]["flops"] * kv[0][1]["calls"]
+    )[:6]
     result["dominant_convs"] = [
-        {"input": "x".join(map(str, k[0])), "weight": "x".join(map(str, k[1])), "stride": "x".join(map(str, k[2])), "calls": e["calls"],
-         "share_of_conv_flops": round(e["flops"] * e["calls"] / conv_flops, 3),
-         "fp32_gflops_per_s": round(e["flops"] / t32 / 1e9, 1), "bf16_gflops_per_s": round(e["flops"] / t16 / 1e9, 1)}
+        {
+            "input": "x".join(map(str, k[0])),
+            "weight": "x".join(map(str, k[1])),
+            "stride": "x".join(map(str, k[2])),
+            "calls": e["calls"],
+            "share_of_conv_flops": round(e["flops"] * e["calls"] / conv_flops, 3),
+            "fp32_gflops_per_s": round(e["flops"] / t32 / 1e9, 1),
+            "bf16_gflops_per_s": round(e["flops"] / t16 / 1e9, 1),
+        }
         for (k, e), t32, t16 in top
     ]
     print(json.dumps(result, indent=2))

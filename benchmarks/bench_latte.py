@@ -68,6 +68,7 @@ def main() -> None:
     models[True].load_state_dict(models[False].state_dict())
 
     for ckpt, model in models.items():
+
         def step(model=model):
             return diffusion.training_losses(lambda x, tt: model(x, tt, y), x0, t).loss.mean()
 

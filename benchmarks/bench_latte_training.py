@@ -82,7 +82,7 @@ def main() -> None:
         cache_seconds = time.perf_counter() - tic
         cache = LatentCache(Path(tmp) / "cache", vae=vae)
         keys = [(e, i) for e in range(4) for i in range(len(videos))]
-        in_memory = torch.stack([videos[k]["video"] for k in keys[:args.batch]])
+        in_memory = torch.stack([videos[k]["video"] for k in keys[: args.batch]])
         cache_starts = itertools.cycle(range(0, len(cache) - args.batch + 1, args.batch))
         video_starts = itertools.cycle(range(0, len(keys) - args.batch + 1, args.batch))
 
@@ -104,12 +104,14 @@ def main() -> None:
 
         def decode_and_encode() -> None:
             start = next(video_starts)
-            batch = collate([videos[k] for k in keys[start:start + args.batch]])
+            batch = collate([videos[k] for k in keys[start : start + args.batch]])
             with torch.no_grad():
                 x0 = vae.diffusion_latent(batch["video"])
             train_step(x0)
 
-        step = median_seconds({"cache": from_cache, "encode": encode, "decode_and_encode": decode_and_encode}, args.steps)
+        step = median_seconds(
+            {"cache": from_cache, "encode": encode, "decode_and_encode": decode_and_encode}, args.steps
+        )
 
     latte.eval()
     sampling = {}
@@ -120,8 +122,13 @@ def main() -> None:
         sampling[f"{method}_{steps}_seconds_per_video"] = (time.perf_counter() - tic) / args.videos
 
     result = {
-        "vae": args.vae, "latte": args.preset, "batch": args.batch, "video": [args.frames, args.size, args.size],
-        "latent": list(shape), "threads": args.threads, "timed_steps": args.steps,
+        "vae": args.vae,
+        "latte": args.preset,
+        "batch": args.batch,
+        "video": [args.frames, args.size, args.size],
+        "latent": list(shape),
+        "threads": args.threads,
+        "timed_steps": args.steps,
         "step_seconds": step,
         "encode_over_cache": step["encode"] / step["cache"],
         "decode_and_encode_over_cache": step["decode_and_encode"] / step["cache"],

@@ -49,7 +49,7 @@ def bare_clip(path: Path, start: int) -> torch.Tensor:
             nh, nw = (SIZE, round(w * SIZE / h)) if h <= w else (round(h * SIZE / w), SIZE)
             y = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True).clamp_(-1, 1)
             top, left = (nh - SIZE) // 2, (nw - SIZE) // 2
-            out.append(y[0, :, top:top + SIZE, left:left + SIZE])
+            out.append(y[0, :, top : top + SIZE, left : left + SIZE])
             if len(out) == NUM_FRAMES:
                 break
     return torch.stack(out, 1)
@@ -58,8 +58,9 @@ def bare_clip(path: Path, start: int) -> torch.Tensor:
 def measure(path: Path, clips: int, rounds: int, tmp: Path) -> dict:
     manifest = tmp / f"{path.stem}.jsonl"
     manifest.write_text("".join(json.dumps({"path": str(path)}) + "\n" for _ in range(clips)))
-    ds = VideoManifest(manifest, num_frames=NUM_FRAMES, random_start=True, short_side=SIZE,
-                       crop=SIZE, seed=0, threads=1)
+    ds = VideoManifest(
+        manifest, num_frames=NUM_FRAMES, random_start=True, short_side=SIZE, crop=SIZE, seed=0, threads=1
+    )
     loader = make_loader(ds, batch_size=1, shuffle=False)
     best_loader = best_bare = float("inf")
     max_diff = 0.0
@@ -77,11 +78,15 @@ def measure(path: Path, clips: int, rounds: int, tmp: Path) -> dict:
             t_loader, t_bare = t_loader + t1 - t0, t_bare + time.perf_counter() - t1
             max_diff = max(max_diff, (batch["video"][0] - bare).abs().max().item())
         best_loader, best_bare = min(best_loader, t_loader), min(best_bare, t_bare)
-    return {"source": path.name, "clips": clips, "starts": starts,
-            "loader_clips_per_s": round(clips / best_loader, 3),
-            "bare_pyav_clips_per_s": round(clips / best_bare, 3),
-            "ratio_loader_over_bare": round(best_bare / best_loader, 3),
-            "max_abs_diff_loader_vs_bare": max_diff}
+    return {
+        "source": path.name,
+        "clips": clips,
+        "starts": starts,
+        "loader_clips_per_s": round(clips / best_loader, 3),
+        "bare_pyav_clips_per_s": round(clips / best_bare, 3),
+        "ratio_loader_over_bare": round(best_bare / best_loader, 3),
+        "max_abs_diff_loader_vs_bare": max_diff,
+    }
 
 
 def main() -> None:
@@ -100,8 +105,18 @@ def main() -> None:
             gop = tmp / "bbb_gop25.mp4"
             write_video(gop, read_video(src), 25, crf=18, preset="veryfast", options={"g": "25"})
             results.append(measure(gop, args.clips, args.rounds, tmp))
-    print(json.dumps({"benchmark": "clip_loader_vs_bare_pyav", "frames": NUM_FRAMES,
-                      "size": SIZE, "torch_threads": 1, "results": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "clip_loader_vs_bare_pyav",
+                "frames": NUM_FRAMES,
+                "size": SIZE,
+                "torch_threads": 1,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,14 +39,25 @@ def main() -> None:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         results = json.loads((out / "results.json").read_text())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(json.dumps({
-        "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "cores": cores,
-        "load_average_after": os.getloadavg(), "steps": results["steps"], "seeds": results["seeds"],
-        "seconds_per_step": {run: t["seconds_per_step"] for run, t in results["timing"].items()},
-        "table": {name: {k: m[k] for k in ("psnr", "psnr_std", "ssim", "ssim_std", "steps")}
-                  for name, m in results["models"].items()},
-        "claims": {c["claim"]: c["verdict"] for c in results["claims"]},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "wall_s": round(wall, 1),
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                "cores": cores,
+                "load_average_after": os.getloadavg(),
+                "steps": results["steps"],
+                "seeds": results["seeds"],
+                "seconds_per_step": {run: t["seconds_per_step"] for run, t in results["timing"].items()},
+                "table": {
+                    name: {k: m[k] for k in ("psnr", "psnr_std", "ssim", "ssim_std", "steps")}
+                    for name, m in results["models"].items()
+                },
+                "claims": {c["claim"]: c["verdict"] for c in results["claims"]},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 CASE = r"""
 import json, resource, sys, time, torch
@@ -66,17 +65,22 @@ def main() -> None:
     rows = []
     for frames in args.frames:
         whole, chunked = run(frames, args.size, "whole", args.repeats), run(frames, args.size, "chunked", args.repeats)
-        rows.append({
-            "frames": frames,
-            "whole_s": round(whole["seconds"], 3),
-            "chunked_s": round(chunked["seconds"], 3),
-            "time_ratio_chunked_over_whole": round(chunked["seconds"] / whole["seconds"], 3),
-            "whole_peak_mb": round(whole["peak_mb"], 1),
-            "chunked_peak_mb": round(chunked["peak_mb"], 1),
-        })
+        rows.append(
+            {
+                "frames": frames,
+                "whole_s": round(whole["seconds"], 3),
+                "chunked_s": round(chunked["seconds"], 3),
+                "time_ratio_chunked_over_whole": round(chunked["seconds"] / whole["seconds"], 3),
+                "whole_peak_mb": round(whole["peak_mb"], 1),
+                "chunked_peak_mb": round(chunked["peak_mb"], 1),
+            }
+        )
     peaks = [r["chunked_peak_mb"] for r in rows]
     summary = {
-        "preset": "tiny causal WF-VAE (B=32)", "size": args.size, "chunks": "encoder 16 frames, decoder 4 latent frames", "rows": rows,
+        "preset": "tiny causal WF-VAE (B=32)",
+        "size": args.size,
+        "chunks": "encoder 16 frames, decoder 4 latent frames",
+        "rows": rows,
         "chunked_peak_spread": round(max(peaks) / min(peaks) - 1, 3),
         "max_time_ratio": max(r["time_ratio_chunked_over_whole"] for r in rows),
     }

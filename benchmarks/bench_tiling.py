@@ -47,12 +47,16 @@ def main() -> None:
                 dt = time.perf_counter() - t0
                 err = (out - ref).abs()
                 mse = ((out - ref) / 2).pow(2).mean().item()
-                rows.append({
-                    "tile": tile, "overlap": overlap, "max_abs_err": round(err.max().item(), 5),
-                    "mean_abs_err": round(err.mean().item(), 6),
-                    "psnr_vs_untiled_db": round(10 * math.log10(1 / max(mse, 1e-12)), 2),
-                    "time_ratio_vs_untiled": round(dt / whole_s, 2),
-                })
+                rows.append(
+                    {
+                        "tile": tile,
+                        "overlap": overlap,
+                        "max_abs_err": round(err.max().item(), 5),
+                        "mean_abs_err": round(err.mean().item(), 6),
+                        "psnr_vs_untiled_db": round(10 * math.log10(1 / max(mse, 1e-12)), 2),
+                        "time_ratio_vs_untiled": round(dt / whole_s, 2),
+                    }
+                )
     print(json.dumps({"model": args.model, "input": list(x.shape), "rows": rows}, indent=2))
 
 

@@ -106,7 +106,11 @@ def timings(preset: str, frames: int, size: int, repeats: int, device: torch.dev
                 _sync(device)
                 enc.append(t1 - t0)
                 dec.append(time.perf_counter() - t1)
-        out[name] = {"encode_s": round(min(enc), 4), "decode_s": round(min(dec), 4), "finite": bool(torch.isfinite(recon[name]).all())}
+        out[name] = {
+            "encode_s": round(min(enc), 4),
+            "decode_s": round(min(dec), 4),
+            "finite": bool(torch.isfinite(recon[name]).all()),
+        }
         del model
     for name in recon:
         if name != "fp32":
@@ -116,7 +120,11 @@ def timings(preset: str, frames: int, size: int, repeats: int, device: torch.dev
 
 def _dtypes(device: torch.device) -> list[tuple[str, torch.dtype]]:
     """fp32, bf16, and fp16 where its convolutions are fast (not on a CPU)."""
-    return [("fp32", torch.float32), ("bf16", torch.bfloat16), *([("fp16", torch.float16)] if device.type == "cuda" else [])]
+    return [
+        ("fp32", torch.float32),
+        ("bf16", torch.bfloat16),
+        *([("fp16", torch.float16)] if device.type == "cuda" else []),
+    ]
 
 
 def peak_memory(preset: str, frames: int, size: int, device: torch.device) -> dict:
@@ -147,8 +155,13 @@ def check_train(run_dir: Path, steps: int, resumed_from: int, train_log: Path | 
     failed = []
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     # every number a step row logs (total, l1, kl, perceptual, wavelet, gan, d_total, grad norms...)
-    losses = [(r["step"], k, v) for r in rows if "step" in r for k, v in r.items()
-              if k not in ("step", "time", "lr") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    losses = [
+        (r["step"], k, v)
+        for r in rows
+        if "step" in r
+        for k, v in r.items()
+        if k not in ("step", "time", "lr") and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     bad = [(st, k, v) for st, k, v in losses if not math.isfinite(v)]
     if not any("total" in r for r in rows):
         failed.append("metrics.jsonl has no 'total' loss rows")
@@ -162,11 +175,24 @@ def check_train(run_dir: Path, steps: int, resumed_from: int, train_log: Path | 
         failed.append(f"checkpoints {ckpts} lack step {resumed_from} or {steps}")
     resumed = None
     if train_log is not None:
-        resumed = "resumed from" in (text := train_log.read_text(errors="replace")) and f"at step {resumed_from}" in text
+        resumed = (
+            "resumed from" in (text := train_log.read_text(errors="replace")) and f"at step {resumed_from}" in text
+        )
         if not resumed:
             failed.append(f"{train_log} does not say the run resumed at step {resumed_from}")
-    print(json.dumps({"train": {"rows": len(rows), "loss_values": len(losses), "last_step": last, "checkpoints": ckpts,
-                                "resume_logged": resumed}}))
+    print(
+        json.dumps(
+            {
+                "train": {
+                    "rows": len(rows),
+                    "loss_values": len(losses),
+                    "last_step": last,
+                    "checkpoints": ckpts,
+                    "resume_logged": resumed,
+                }
+            }
+        )
+    )
     return failed
 
 
@@ -189,7 +215,10 @@ def main() -> int:
         print(json.dumps({"failed": failed}))
         return 1 if failed else 0
     device = torch.device(args.device)
-    result: dict = {"torch": torch.__version__, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    result: dict = {
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }
     failed = []
     result["checks"] = checks(device, not args.skip_compile)
     c = result["checks"]

@@ -22,8 +22,7 @@ def pattern_frames(n: int, h: int, w: int) -> np.ndarray:
 
 def flat_frames(n: int, h: int, w: int) -> np.ndarray:
     """Grey frames of value 8 + 6 i: the index survives lossy 4:2:0 coding (see flat_index)."""
-    return np.broadcast_to((8 + 6 * np.arange(n, dtype=np.uint8))[:, None, None, None],
-                           (n, h, w, 3)).copy()
+    return np.broadcast_to((8 + 6 * np.arange(n, dtype=np.uint8))[:, None, None, None], (n, h, w, 3)).copy()
 
 
 def flat_index(frames: np.ndarray) -> list[int]:
@@ -42,10 +41,19 @@ def textured_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.stack(out), 0, 255).astype(np.uint8)
 
 
-def write_av(path: Path, frames: np.ndarray, *, codec: str = "libx264rgb", pix_fmt: str = "rgb24",
-             rate: int = 25, gop: int | None = 8, options: dict | None = None,
-             in_format: str = "rgb24", pts_ms: list[int] | None = None,
-             container_options: dict | None = None) -> Path:
+def write_av(
+    path: Path,
+    frames: np.ndarray,
+    *,
+    codec: str = "libx264rgb",
+    pix_fmt: str = "rgb24",
+    rate: int = 25,
+    gop: int | None = 8,
+    options: dict | None = None,
+    in_format: str = "rgb24",
+    pts_ms: list[int] | None = None,
+    container_options: dict | None = None,
+) -> Path:
     """Encode frames with plain PyAV. ``libx264rgb`` + qp 0 (the default) is lossless.
 
     ``pts_ms`` gives explicit presentation times in milliseconds (variable frame rate).
@@ -76,7 +84,7 @@ def decode_all(path: Path) -> np.ndarray:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float(10 * np.log10(255.0 ** 2 / mse))
+    return float(10 * np.log10(255.0**2 / mse))
 
 
 def write_dropped_slot_avi(path: Path, frames: np.ndarray, slots: list[int], rate: int = 100) -> Path:
@@ -108,7 +116,7 @@ def damage_middle(path: Path, out: Path, length: int = 2000, seed: int = 0) -> P
     (inside an MP4's ``mdat`` when the index is at the end): a stream with a damaged middle."""
     data = bytearray(path.read_bytes())
     mid = len(data) // 2
-    data[mid:mid + length] = np.random.default_rng(seed).bytes(length)
+    data[mid : mid + length] = np.random.default_rng(seed).bytes(length)
     out.write_bytes(bytes(data))
     return out
 

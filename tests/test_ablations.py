@@ -12,12 +12,12 @@ import torch
 from lcvae.ablations.evaluations import common_frames, mask_sweep
 from lcvae.ablations.selection import adaptive_report, read_selection_log, selection_summary
 from lcvae.cli import main
-from lcvae.masks import CompressionConfig, paper_mask
+from lcvae.comparison import compare_runs, format_markdown
 from lcvae.data import read_video, to_tensor, write_video
+from lcvae.masks import CompressionConfig, paper_mask
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import get_preset
-from lcvae.comparison import compare_runs, format_markdown
 
 # ---------------------------------------------------------------- adaptive top-k (Fig. 12)
 
@@ -32,11 +32,14 @@ def test_selection_frequency_and_overlap_on_a_hand_made_log(tmp_path):
     assert paper_mask(1) == PAPER_C1
     swapped = PAPER_C1[:-1] + [20]  # 19 (HLL) traded for 20 (HLH)
     log = tmp_path / "adaptive_selection.jsonl"
-    write_log(log, [  # out of step order on purpose: the reader sorts; other keys are ignored
-        {"step": 200, "selection": swapped, "overlap_paper": 15 / 16, "loss": 0.1},
-        {"step": 0, "selection": list(range(16))},
-        {"step": 100, "selection": PAPER_C1, "overlap_paper": 1.0},
-    ])
+    write_log(
+        log,
+        [  # out of step order on purpose: the reader sorts; other keys are ignored
+            {"step": 200, "selection": swapped, "overlap_paper": 15 / 16, "loss": 0.1},
+            {"step": 0, "selection": list(range(16))},
+            {"step": 100, "selection": PAPER_C1, "overlap_paper": 1.0},
+        ],
+    )
     records = read_selection_log(tmp_path)
     assert [r["step"] for r in records] == [0, 100, 200]
     s = selection_summary(records, 1, from_step=100)
@@ -98,14 +101,27 @@ def test_adaptive_report_reads_the_run_config_and_writes_json_and_figure(tmp_pat
 
 
 def metrics_file(folder, config: LCVAEConfig, data: str, psnr: float, lpips: float | None, rfvd: float | None) -> None:
-    lp = {"name": "LPIPS (alex)", "mean": lpips, "std": 0.01} if lpips is not None else {"skipped": "no AlexNet weights"}
+    lp = (
+        {"name": "LPIPS (alex)", "mean": lpips, "std": 0.01} if lpips is not None else {"skipped": "no AlexNet weights"}
+    )
     fvd = {"value": rfvd, "kind": "dataset-level"} if rfvd is not None else {"skipped": "no I3D weights"}
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps({
-        "model": {"source": "x", "config": config.to_dict()}, "data": {"path": data},
-        "metrics": {"vs_input": {"psnr": {"mean": psnr, "std": 1.0}, "ssim": {"mean": psnr / 40, "std": 0.1},
-                                 "lpips": lp, "rfvd": fvd}},
-    }))
+    (folder / "metrics.json").write_text(
+        json.dumps(
+            {
+                "model": {"source": "x", "config": config.to_dict()},
+                "data": {"path": data},
+                "metrics": {
+                    "vs_input": {
+                        "psnr": {"mean": psnr, "std": 1.0},
+                        "ssim": {"mean": psnr / 40, "std": 0.1},
+                        "lpips": lp,
+                        "rfvd": fvd,
+                    }
+                },
+            }
+        )
+    )
 
 
 def test_compare_table_from_hand_made_metrics(tmp_path):
@@ -120,7 +136,9 @@ def test_compare_table_from_hand_made_metrics(tmp_path):
     assert lc_row["cells"]["webvid"]["psnr"] == 33.78 and lc_row["cells"]["openvid"]["rfvd"] is None
     assert wf_row["cells"]["webvid"]["missing"] == {"lpips": "no AlexNet weights"}
     md = format_markdown(table).splitlines()
-    assert md[0] == ("| Method | Chn | openvid PSNR ↑ | SSIM ↑ | LPIPS ↓ | rFVD ↓ | webvid PSNR ↑ | SSIM ↑ | LPIPS ↓ | rFVD ↓ |")
+    assert md[0] == (
+        "| Method | Chn | openvid PSNR ↑ | SSIM ↑ | LPIPS ↓ | rFVD ↓ | webvid PSNR ↑ | SSIM ↑ | LPIPS ↓ | rFVD ↓ |"
+    )
     assert md[2] == "| lcvae | 8 | 36.00 | 0.9000 | 0.0400 | – | 33.78 | 0.8445 | 0.0485 | 352.73 |"
     assert md[3] == "| wfvae | 8 | – | – | – | – | 31.96 | 0.7990 | – | 300.50 |"
     named = compare_runs([tmp_path / "lcvae", tmp_path / "wfvae"], names=["LC-VAE (Ours)", "WF-VAE"])
@@ -152,12 +170,20 @@ def test_compare_table_from_hand_made_metrics(tmp_path):
 def test_compare_reads_what_the_evaluation_writes(tmp_path):
     from lcvae.evaluation import EvalResult, write_report
 
-    sets = {"vs_input": {"psnr": {"mean": 31.5, "std": 1.0, "min": 30.0, "max": 33.0, "n": 2},
-                         "ssim": {"mean": 0.9, "std": 0.01, "min": 0.89, "max": 0.91, "n": 2},
-                         "lpips": {"skipped": "no weights"}, "rfvd": {"value": 123.4, "kind": "dataset-level"}}}
+    sets = {
+        "vs_input": {
+            "psnr": {"mean": 31.5, "std": 1.0, "min": 30.0, "max": 33.0, "n": 2},
+            "ssim": {"mean": 0.9, "std": 0.01, "min": 0.89, "max": 0.91, "n": 2},
+            "lpips": {"skipped": "no weights"},
+            "rfvd": {"value": 123.4, "kind": "dataset-level"},
+        }
+    }
     result = EvalResult("standard", sets, records=[], skipped=[])
-    write_report(result, tmp_path / "run", {"model": {"config": get_preset("lcvae-tiny").to_dict()},
-                                            "data": {"path": "/data/ucf101"}})
+    write_report(
+        result,
+        tmp_path / "run",
+        {"model": {"config": get_preset("lcvae-tiny").to_dict()}, "data": {"path": "/data/ucf101"}},
+    )
     row = compare_runs([tmp_path / "run"])["rows"][0]
     assert row["chn"] == 4 and row["cells"]["ucf101"]["psnr"] == 31.5 and row["cells"]["ucf101"]["rfvd"] == 123.4
 
@@ -180,8 +206,15 @@ def test_post_training_compression_equals_a_model_built_with_the_mask(tmp_path):
     clip = write_video(tmp_path / "clips" / "a.mp4", frames, fps=8, codec="libx264rgb", pix_fmt="rgb24", qp=0)
     from lcvae.evaluation import EvalOptions
 
-    table = mask_sweep(str(ckpt), str(clip.parent), tmp_path / "out", ["none", "paper"],
-                       EvalOptions(lpips="none", samples=0, progress=False), size=32, name="tiny")
+    table = mask_sweep(
+        str(ckpt),
+        str(clip.parent),
+        tmp_path / "out",
+        ["none", "paper"],
+        EvalOptions(lpips="none", samples=0, progress=False),
+        size=32,
+        name="tiny",
+    )
     rows = {r["method"]: r for r in table["rows"]}
     assert set(rows) == {"tiny", "tiny + paper mask at inference"}
     assert rows["tiny"]["chn"] == 4 and rows["tiny + paper mask at inference"]["chn"] == 2

@@ -16,9 +16,9 @@ from lcvae.analysis import (
     analyze_latents,
     subband_index,
 )
+from lcvae.analysis_output import write_analysis
 from lcvae.compression import Coefficients, LatentCompressor
 from lcvae.masks import LEAF_NAMES, CompressionConfig, reference_mask
-from lcvae.analysis_output import write_analysis
 from lcvae.wavelets import haar3d, ihaar3d
 
 
@@ -101,7 +101,9 @@ def test_subband_labels_follow_the_axis_that_varies(axis, name):
     assert SUBBAND_NAMES.index(name) == subband_index(int(axis == 2), int(axis == 3), int(axis == 4))
     assert r.subband_share[SUBBAND_NAMES.index(name)] == pytest.approx(1.0, abs=1e-12)
     # Energies average (not sum) to the mean square: one subband holds all 8 values' energy of a cube.
-    assert torch.allclose(r.subband_energy[SUBBAND_NAMES.index(name)], torch.tensor([8.0, 32.0, 8.0], dtype=torch.float64))
+    assert torch.allclose(
+        r.subband_energy[SUBBAND_NAMES.index(name)], torch.tensor([8.0, 32.0, 8.0], dtype=torch.float64)
+    )
 
 
 # ---------------------------------------------------------------- streaming
@@ -159,7 +161,9 @@ def test_leaf_energy_shares_under_masks():
     r = analyze_latents([z], causal=False)
     per_index = amplitude.repeat_interleave(4 * c).pow(2)  # energy of every coefficient channel
     total = float(per_index.sum())
-    assert r.kept_share["paper"] == pytest.approx(float(amplitude[[0, 1, 2, 4]].pow(2).sum()) / float(amplitude.pow(2).sum()))
+    assert r.kept_share["paper"] == pytest.approx(
+        float(amplitude[[0, 1, 2, 4]].pow(2).sum()) / float(amplitude.pow(2).sum())
+    )
     assert r.kept_share["keep25"] == pytest.approx(float(amplitude[:2].pow(2).sum() / amplitude.pow(2).sum()))
     assert r.kept_share["keep75"] == pytest.approx(float(amplitude[:6].pow(2).sum() / amplitude.pow(2).sum()))
     # Reference mask (C = 8): the first n_j channels of block j; every channel in block j holds a_j^2.
@@ -214,8 +218,14 @@ def test_analysis_json_and_figures_are_written(tmp_path):
     assert on_disk["subbands"]["names"] == list(SUBBAND_NAMES) and on_disk["leaves"]["names"] == list(LEAF_NAMES)
     assert np.allclose(on_disk["subbands"]["energy"], result.subband_energy.numpy())
     assert sum(on_disk["subbands"]["energy_share"]) == pytest.approx(1.0)
-    expected = {"energy_subbands.png", "energy_heatmap.png", "autocorrelation_heatmap.png", "energy_leaves.png",
-                "leaf_energy_heatmap.png", "subband_images.png"}
+    expected = {
+        "energy_subbands.png",
+        "energy_heatmap.png",
+        "autocorrelation_heatmap.png",
+        "energy_leaves.png",
+        "leaf_energy_heatmap.png",
+        "subband_images.png",
+    }
     assert set(on_disk["figures"]) == expected
     for name in expected:
         blob = (tmp_path / name).read_bytes()
@@ -239,8 +249,24 @@ def test_analyze_command_reports_the_model_latent_and_matches_saved_latents(tmp_
     frames = np.clip(rng.normal(0, 30, (33, 32, 32, 3)).cumsum(0) / 6 + 128, 0, 255).astype(np.uint8)
     clip = write_video(tmp_path / "clip.mp4", frames, fps=8, codec="libx264rgb", pix_fmt="rgb24", qp=0)
     out = tmp_path / "analysis"
-    assert main(["analyze", "--model", str(ckpt), "--data", str(clip), "--size", "32", "--out", str(out), "--no-progress",
-                 "--no-figures"]) == 0  # figures: test_analysis_json_and_figures_are_written
+    assert (
+        main(
+            [
+                "analyze",
+                "--model",
+                str(ckpt),
+                "--data",
+                str(clip),
+                "--size",
+                "32",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--no-figures",
+            ]
+        )
+        == 0
+    )  # figures: test_analysis_json_and_figures_are_written
     assert "energy share per subband: LLL" in capsys.readouterr().out
     data = json.loads((out / "analysis.json").read_text())
     # Independent: the posterior mean of the clip; the image frame (first latent frame) is excluded.

@@ -48,7 +48,12 @@ def test_info_reports_paper_numbers(capsys):
 
 def test_reconstruct_writes_the_clip_and_side_by_side_doubles_width(clip, checkpoint, tmp_path):
     out = tmp_path / "rec.mp4"
-    assert main(["reconstruct", clip, str(out), "--model", checkpoint, "--frames", "33", "--fit", "crop", "--side-by-side"]) == 0
+    assert (
+        main(
+            ["reconstruct", clip, str(out), "--model", checkpoint, "--frames", "33", "--fit", "crop", "--side-by-side"]
+        )
+        == 0
+    )
     info = probe(out)
     assert (info.frames, info.width, info.height) == (33, 2 * 48, 32)
 
@@ -80,10 +85,28 @@ def test_dtype_is_the_models_dtype_and_bf16_stays_close_to_fp32(clip, checkpoint
     outs = {}
     for dtype in ("fp32", "bf16"):
         outs[dtype] = tmp_path / f"{dtype}.mp4"
-        assert main(["reconstruct", clip, str(outs[dtype]), "--model", checkpoint, "--frames", "33", "--fit", "crop",
-                     "--lossless", "--dtype", dtype, "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "reconstruct",
+                    clip,
+                    str(outs[dtype]),
+                    "--model",
+                    checkpoint,
+                    "--frames",
+                    "33",
+                    "--fit",
+                    "crop",
+                    "--lossless",
+                    "--dtype",
+                    dtype,
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     a, b = read_video(outs["fp32"]).double(), read_video(outs["bf16"]).double()
-    psnr = 10 * np.log10(255 ** 2 / ((a - b) ** 2).mean().item())
+    psnr = 10 * np.log10(255**2 / ((a - b) ** 2).mean().item())
     assert 35 < psnr < 100  # close, and not the fp32 run again
 
 
@@ -104,14 +127,46 @@ def test_dataset_commands_exit_1_with_the_reasons_when_every_input_was_skipped(c
     bad.mkdir()
     (bad / "noise.mp4").write_bytes(np.random.default_rng(0).bytes(3000))
     (bad / "empty.mp4").write_bytes(b"")
-    assert main(["ablate", "ptlc", "--model", checkpoint, "--data", str(bad), "--out", str(tmp_path / "abl"),
-                 "--lpips", "none", "--masks", "paper", "--no-progress"]) == 1
+    assert (
+        main(
+            [
+                "ablate",
+                "ptlc",
+                "--model",
+                checkpoint,
+                "--data",
+                str(bad),
+                "--out",
+                str(tmp_path / "abl"),
+                "--lpips",
+                "none",
+                "--masks",
+                "paper",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "no clips evaluated in any row: every input was skipped (2)" in err
     assert f"{bad / 'noise.mp4'}: " in err and f"{bad / 'empty.mp4'}: " in err
     # the others that read a dataset refuse with exit 2 and a message
-    assert main(["analyze", "--model", checkpoint, "--data", str(bad), "--out", str(tmp_path / "an"),
-                 "--no-figures", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "analyze",
+                "--model",
+                checkpoint,
+                "--data",
+                str(bad),
+                "--out",
+                str(tmp_path / "an"),
+                "--no-figures",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "no latents were analysed" in capsys.readouterr().err
     assert main(["subsets", "--data", str(bad), "--out", str(tmp_path / "sub"), "--top-k", "1", "--no-progress"]) == 2
     assert "no scorable clips" in capsys.readouterr().err

@@ -42,13 +42,16 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
     return rc, err.strip()
 
 
-@pytest.mark.parametrize("name,expect", [
-    ("notes.txt", r"notes\.txt is not a safetensors file .*written by `lcvae encode`"),
-    ("empty.safetensors", r"empty\.safetensors is empty"),
-    ("ckpt/model.safetensors", r"model\.safetensors holds \d+ model weights .* and no 'latent' tensor"),
-    ("flat.safetensors", r"'latent' has shape \(4, 2\); expected \(1, C, F, h, w\)"),
-    ("missing.safetensors", r"latent file not found: .*missing\.safetensors"),
-])
+@pytest.mark.parametrize(
+    "name,expect",
+    [
+        ("notes.txt", r"notes\.txt is not a safetensors file .*written by `lcvae encode`"),
+        ("empty.safetensors", r"empty\.safetensors is empty"),
+        ("ckpt/model.safetensors", r"model\.safetensors holds \d+ model weights .* and no 'latent' tensor"),
+        ("flat.safetensors", r"'latent' has shape \(4, 2\); expected \(1, C, F, h, w\)"),
+        ("missing.safetensors", r"latent file not found: .*missing\.safetensors"),
+    ],
+)
 def test_decode_of_a_non_latent_is_one_line(files, capsys, name, expect):
     rc, err = run_cli(capsys, "decode", str(files / name), str(files / "o.mp4"), "--model", str(files / "ckpt"))
     assert rc == 2 and len(err.splitlines()) == 1
@@ -61,21 +64,27 @@ def test_info_of_a_weights_file_names_its_folder(files, capsys):
     assert rc == 2 and f"give the checkpoint folder that holds it and its config.json (e.g. {files / 'ckpt'})" in err
 
 
-@pytest.mark.parametrize("name,expect", [
-    ("dup.yaml", "dup.yaml:3: invalid YAML: duplicate key 'max_steps' (first set on line 2)"),
-    ("bad.yaml", "bad.yaml:3: invalid YAML: while parsing a flow sequence (from line 2)"),
-])
+@pytest.mark.parametrize(
+    "name,expect",
+    [
+        ("dup.yaml", "dup.yaml:3: invalid YAML: duplicate key 'max_steps' (first set on line 2)"),
+        ("bad.yaml", "bad.yaml:3: invalid YAML: while parsing a flow sequence (from line 2)"),
+    ],
+)
 def test_yaml_errors_name_file_and_line(files, capsys, name, expect):
     rc, err = run_cli(capsys, "train-vae", "--config", str(files / name))
     assert rc == 2 and expect in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("argv,expect", [
-    (["reconstruct", "{d}/clip.mp4", "{d}/out.xyz"], "unknown or unsupported extension '.xyz'; use one of .mp4"),
-    (["reconstruct", "{d}/clip.mp4", "{d}/out.webm"], "extension '.webm'"),
-    (["decode", "{d}/flat.safetensors", "{d}/out"], "extension '(none)'"),
-    (["encode", "{d}/clip.mp4", "{d}/z.pt"], "latent files are safetensors; name it *.safetensors"),
-])
+@pytest.mark.parametrize(
+    "argv,expect",
+    [
+        (["reconstruct", "{d}/clip.mp4", "{d}/out.xyz"], "unknown or unsupported extension '.xyz'; use one of .mp4"),
+        (["reconstruct", "{d}/clip.mp4", "{d}/out.webm"], "extension '.webm'"),
+        (["decode", "{d}/flat.safetensors", "{d}/out"], "extension '(none)'"),
+        (["encode", "{d}/clip.mp4", "{d}/z.pt"], "latent files are safetensors; name it *.safetensors"),
+    ],
+)
 def test_unwritable_output_is_refused_before_the_model_loads(files, capsys, monkeypatch, argv, expect):
     def no_model(*a, **k):
         raise AssertionError("the model was loaded before the output path was checked")
@@ -100,9 +109,11 @@ def test_debug_flag_and_env_show_the_traceback(files, capsys, monkeypatch):
 
 def test_a_bug_keeps_its_traceback(files):
     # A TypeError inside a command is not the user's mistake: it must surface with its traceback.
-    code = ("import lcvae.commands.info as m, lcvae.cli as c\n"
-            "def boom(args): raise TypeError('internal bug')\n"
-            "m.run = boom\n"
-            "raise SystemExit(c.main(['info', 'lcvae-tiny']))\n")
+    code = (
+        "import lcvae.commands.info as m, lcvae.cli as c\n"
+        "def boom(args): raise TypeError('internal bug')\n"
+        "m.run = boom\n"
+        "raise SystemExit(c.main(['info', 'lcvae-tiny']))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "TypeError: internal bug" in proc.stderr

@@ -93,7 +93,9 @@ def _has_cpp_compiler() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _has_cpp_compiler(), reason="inductor on CPU generates C++ and needs a compiler (g++, c++ or clang++)")
+@pytest.mark.skipif(
+    not _has_cpp_compiler(), reason="inductor on CPU generates C++ and needs a compiler (g++, c++ or clang++)"
+)
 def test_inductor_compiled_encode_and_decode_equal_eager():
     torch._dynamo.reset()
     model = _model()

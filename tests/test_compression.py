@@ -145,7 +145,10 @@ def irregular_mask(c: int, kind: str, seed: int) -> list[int]:
     if kind == "paper_swaps":  # the paper mask with a few kept/dropped coefficients swapped
         kept, dropped = torch.tensor(paper_mask(c)), torch.tensor(sorted(set(range(32 * c)) - set(paper_mask(c))))
         m = int(torch.randint(1, 4, (1,), generator=rng))
-        out = kept[torch.randperm(len(kept), generator=rng)[m:]].tolist() + dropped[torch.randperm(len(dropped), generator=rng)[:m]].tolist()
+        out = (
+            kept[torch.randperm(len(kept), generator=rng)[m:]].tolist()
+            + dropped[torch.randperm(len(dropped), generator=rng)[:m]].tolist()
+        )
         return sorted(out)
     if kind == "four_sets":  # every channel keeps four different leaf sets in its four subbands
         sets = {}
@@ -166,7 +169,11 @@ def test_training_path_equals_plain_twin_for_reference_masks(gen, c, dtype, atol
         torch.testing.assert_close(comp(z.to(dtype)).double(), plain_training_path(comp, z), rtol=0, atol=atol)
 
 
-CUSTOM = [(c, kind, seed) for c, kind in [(1, "uniform"), (3, "uniform"), (4, "paper_swaps"), (8, "four_sets")] for seed in (0, 1, 2)]
+CUSTOM = [
+    (c, kind, seed)
+    for c, kind in [(1, "uniform"), (3, "uniform"), (4, "paper_swaps"), (8, "four_sets")]
+    for seed in (0, 1, 2)
+]
 
 
 @pytest.mark.parametrize("c,kind,seed", CUSTOM, ids=[f"{c}-{k}-{s}" for c, k, s in CUSTOM])
@@ -242,7 +249,9 @@ def test_reference_mask_counts_and_positions(c, counts):
         block = range(4 * c * j, 4 * c * (j + 1))
         assert [i for i in block if i in kept_set] == list(block)[:n]  # the first n of each block
     # blocks 1, 2, 4 drop only spatial-HH channels; blocks 3, 5, 6 keep only spatial-LL ones
-    assert all(split_index(c, i)[1] == 3 for j in (1, 2, 4) for i in range(4 * c * j, 4 * c * (j + 1)) if i not in kept_set)
+    assert all(
+        split_index(c, i)[1] == 3 for j in (1, 2, 4) for i in range(4 * c * j, 4 * c * (j + 1)) if i not in kept_set
+    )
     assert all(split_index(c, i)[1] == 0 for i in kept if split_index(c, i)[0] in (3, 5, 6))
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 import yaml
@@ -28,7 +28,7 @@ class ModelConfig:
 class RunConfig:
     name: str = "run"
     steps: int = 100
-    resume: Optional[str] = None
+    resume: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -70,7 +70,9 @@ def test_float_field_accepts_int_and_yaml11_scientific_string():
 
 
 def test_unknown_key_suggests_the_closest_at_its_level():
-    with pytest.raises(ValueError, match=r"unknown config key 'optim.lerning_rate'; did you mean 'optim.learning_rate'\?"):
+    with pytest.raises(
+        ValueError, match=r"unknown config key 'optim.lerning_rate'; did you mean 'optim.learning_rate'\?"
+    ):
         load_config(RunConfig, None, ["optim.lerning_rate=1e-4"])
     with pytest.raises(ValueError, match=r"unknown config key 'stesp'; did you mean 'steps'\?"):
         from_dict(RunConfig, {"stesp": 3})
@@ -144,8 +146,11 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 def test_duplicate_yaml_keys_are_rejected_with_both_lines(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text("steps: 10\noptim:\n  learning_rate: 1.0\n  weight_decay: 0.1\n  learning_rate: 2.0\n")
-    with pytest.raises(ValueError, match=r"dup\.yaml:5: invalid YAML: duplicate key 'learning_rate' "
-                                         r"\(first set on line 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"dup\.yaml:5: invalid YAML: duplicate key 'learning_rate' "
+        r"\(first set on line 3\)",
+    ):
         load_config(RunConfig, path)
     top = tmp_path / "top.yaml"
     top.write_text("steps: 10\nname: a\nsteps: 20\n")

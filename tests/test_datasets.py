@@ -8,11 +8,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _video_fixtures import pattern_frames, write_av
 
+from _video_fixtures import pattern_frames, write_av
 from lcvae.data import transforms as T
-from lcvae.data.datasets import (UCF101, EpochSampler, SkipCounter, Skipped, SkyTimelapse,
-                                 VideoFolder, VideoManifest, collate, make_loader)
+from lcvae.data.datasets import (
+    UCF101,
+    EpochSampler,
+    SkipCounter,
+    Skipped,
+    SkyTimelapse,
+    VideoFolder,
+    VideoManifest,
+    collate,
+    make_loader,
+)
 from lcvae.data.video import to_tensor
 
 N, H, W = 24, 24, 32
@@ -28,17 +37,18 @@ def folder(tmp_path_factory):
     for c, name in enumerate(names):
         # Lossless RGB in every container (VP9 with planar RGB for WebM): values compare exactly.
         vp9 = {"codec": "libvpx-vp9", "pix_fmt": "gbrp", "options": {"lossless": "1"}}
-        write_av(root / name, frames[3 * c:3 * c + N], **(vp9 if name.endswith("webm") else {}))
+        write_av(root / name, frames[3 * c : 3 * c + N], **(vp9 if name.endswith("webm") else {}))
     (root / ".hidden.mp4").write_bytes(b"temporary file of a writer")
     (root / "notes.txt").write_text("not a video")
     return root, sorted(str(root / n) for n in names), frames
 
 
 def clip_of(frames, c, start, n, stride=1):
-    return to_tensor(frames[3 * c + start:3 * c + start + n * stride:stride])
+    return to_tensor(frames[3 * c + start : 3 * c + start + n * stride : stride])
 
 
 # transforms ---------------------------------------------------------------------------------
+
 
 def test_area_resize_is_block_mean():
     x = torch.rand(3, 4, 8, 12) * 2 - 1
@@ -73,8 +83,7 @@ def test_crops_and_flip_match_manual_slicing():
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     a, b = T.random_crop(x, 6, g1), T.random_crop(x, 6, g2)
     assert torch.equal(a, b)
-    tops_lefts = {T.random_crop(x, 6, torch.Generator().manual_seed(s))[0, 0, 0, 0].item()
-                  for s in range(20)}
+    tops_lefts = {T.random_crop(x, 6, torch.Generator().manual_seed(s))[0, 0, 0, 0].item() for s in range(20)}
     assert len(tops_lefts) > 5  # offsets vary with the seed
     for v in tops_lefts:  # every crop is a real window of x
         top, left = divmod(int(v), 13)
@@ -118,6 +127,7 @@ def test_transform_config_errors():
 
 # datasets -----------------------------------------------------------------------------------
 
+
 def test_video_folder_finds_all_formats_recursively_with_exact_content(folder):
     root, paths, frames = folder
     ds = VideoFolder(root, num_frames=6, frame_stride=2, start_frame=3)
@@ -125,8 +135,7 @@ def test_video_folder_finds_all_formats_recursively_with_exact_content(folder):
     for c in range(len(paths)):
         item = ds[c]
         assert set(item) == {"video", "path", "label", "caption", "index", "start"}
-        assert (item["path"], item["label"], item["caption"], item["index"], item["start"]) == (
-            paths[c], -1, "", c, 3)
+        assert (item["path"], item["label"], item["caption"], item["index"], item["start"]) == (paths[c], -1, "", c, 3)
         torch.testing.assert_close(item["video"], clip_of(frames, c, 3, 6, 2), rtol=0, atol=0)
 
 
@@ -178,7 +187,9 @@ def test_bad_videos_are_skipped_logged_once_and_never_substituted(messy, caplog)
     assert isinstance(items[3], Skipped) and "has 6 frames" in items[3].reason
     assert (items[0].index, items[3].index) == (0, 3)
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
-        f"skipping {ds.entries[0].path}", f"skipping {ds.entries[3].path}"]
+        f"skipping {ds.entries[0].path}",
+        f"skipping {ds.entries[3].path}",
+    ]
     batch = collate(items[:4])
     assert batch["path"] == [ds.entries[1].path, ds.entries[2].path]
     assert batch["video"].shape == (2, 3, 10, 16, 16)
@@ -212,8 +223,9 @@ def test_skip_counts_reach_main_process_from_workers(messy):
 
 def test_worker_count_does_not_change_batches(folder):
     root, _, _ = folder
-    ds = VideoFolder(root, num_frames=4, random_start=True, short_side=16, crop=16,
-                     random_crop=True, hflip=True, seed=7)
+    ds = VideoFolder(
+        root, num_frames=4, random_start=True, short_side=16, crop=16, random_crop=True, hflip=True, seed=7
+    )
     runs = []
     for workers in (0, 2):
         loader = make_loader(ds, batch_size=2, shuffle=True, seed=11, num_workers=workers)
@@ -251,7 +263,7 @@ def ucf(tmp_path):
     for c, cls in enumerate(["Basketball", "ApplyEyeMakeup", "BlowDryHair"]):
         (root / cls).mkdir(parents=True)
         for g in (1, 2):
-            write_av(root / cls / f"v_{cls}_g0{g}_c01.avi", frames[c + g:c + g + 8], gop=None)
+            write_av(root / cls / f"v_{cls}_g0{g}_c01.avi", frames[c + g : c + g + 8], gop=None)
     return root
 
 
@@ -259,19 +271,25 @@ def test_ucf101_labels_follow_sorted_class_folders(ucf):
     ds = UCF101(ucf, num_frames=4)
     assert ds.classes == ["ApplyEyeMakeup", "Basketball", "BlowDryHair"]
     got = {e.path.rsplit("/", 1)[1]: e.label for e in ds.entries}
-    assert got == {"v_ApplyEyeMakeup_g01_c01.avi": 0, "v_ApplyEyeMakeup_g02_c01.avi": 0,
-                   "v_Basketball_g01_c01.avi": 1, "v_Basketball_g02_c01.avi": 1,
-                   "v_BlowDryHair_g01_c01.avi": 2, "v_BlowDryHair_g02_c01.avi": 2}
+    assert got == {
+        "v_ApplyEyeMakeup_g01_c01.avi": 0,
+        "v_ApplyEyeMakeup_g02_c01.avi": 0,
+        "v_Basketball_g01_c01.avi": 1,
+        "v_Basketball_g02_c01.avi": 1,
+        "v_BlowDryHair_g01_c01.avi": 2,
+        "v_BlowDryHair_g02_c01.avi": 2,
+    }
     assert ds[2]["label"] == 1 and ds[2]["video"].shape == (3, 4, 16, 16)
 
 
 def test_ucf101_split_files(ucf, tmp_path, caplog):
     train = tmp_path / "trainlist01.txt"
-    train.write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi 1\r\n"
-                     "blowdryhair/v_BlowDryHair_g01_c01.avi 3\r\n\r\n")
+    train.write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi 1\r\nblowdryhair/v_BlowDryHair_g01_c01.avi 3\r\n\r\n")
     ds = UCF101(ucf, split_file=train, num_frames=4)
     assert [(e.path.rsplit("/", 1)[1], e.label) for e in ds.entries] == [
-        ("v_ApplyEyeMakeup_g02_c01.avi", 0), ("v_BlowDryHair_g01_c01.avi", 2)]
+        ("v_ApplyEyeMakeup_g02_c01.avi", 0),
+        ("v_BlowDryHair_g01_c01.avi", 2),
+    ]
     test = tmp_path / "testlist01.txt"
     test.write_text("Basketball/v_Basketball_g01_c01.avi\n")
     assert [e.label for e in UCF101(ucf, split_file=test).entries] == [1]
@@ -297,7 +315,7 @@ def test_sky_timelapse_folders_are_videos_in_name_order(tmp_path):
             Image.fromarray(frames[i]).save(d / f"frame_{i:04d}.png")
     (tmp_path / "sky" / "readme.txt").write_text("x")
     ds = SkyTimelapse(tmp_path / "sky", num_frames=4, frame_stride=2, start_frame=0)
-    rel = [e.path[len(str(tmp_path)) + 1:] for e in ds.entries]
+    rel = [e.path[len(str(tmp_path)) + 1 :] for e in ds.entries]
     assert rel == ["sky/a/clip1", "sky/a/clip2", "sky/b/clip1"]
     torch.testing.assert_close(ds[0]["video"], to_tensor(frames[0:8:2]), rtol=0, atol=0)
     torch.testing.assert_close(ds[2]["video"], to_tensor(frames[0:7:2]), rtol=0, atol=0)
@@ -309,7 +327,7 @@ def test_sky_timelapse_folders_are_videos_in_name_order(tmp_path):
     assert torch.equal(with_av[1]["video"], ds[1]["video"])
     rnd = SkyTimelapse(tmp_path / "sky", num_frames=3, random_start=True, seed=4)
     v = rnd[0]["video"]
-    assert sum(torch.equal(v, to_tensor(frames[s:s + 3])) for s in range(7)) == 1
+    assert sum(torch.equal(v, to_tensor(frames[s : s + 3])) for s in range(7)) == 1
     with pytest.raises(ValueError, match="use frame_stride"):
         SkyTimelapse(tmp_path / "sky", target_fps=10)
 
@@ -322,13 +340,16 @@ def test_manifest_csv_and_jsonl(tmp_path, folder):
     csv_path.write_text(f'path,caption,label,duration\nrel.mp4,"a cat, running",3,1.0\n{paths[1]},,,2\n')
     ds = VideoManifest(csv_path, num_frames=4)
     assert [(e.path, e.label, e.caption) for e in ds.entries] == [
-        (str(tmp_path / "m" / "rel.mp4"), 3, "a cat, running"), (paths[1], -1, "")]
+        (str(tmp_path / "m" / "rel.mp4"), 3, "a cat, running"),
+        (paths[1], -1, ""),
+    ]
     item = ds[0]
     assert item["caption"] == "a cat, running" and item["label"] == 3
     torch.testing.assert_close(item["video"], to_tensor(frames[:4]), rtol=0, atol=0)
     jl = tmp_path / "m" / "list.jsonl"
-    jl.write_text(json.dumps({"path": "rel.mp4", "caption": "dog"}) + "\n\n"
-                  + json.dumps({"path": paths[0], "label": 7}) + "\n")
+    jl.write_text(
+        json.dumps({"path": "rel.mp4", "caption": "dog"}) + "\n\n" + json.dumps({"path": paths[0], "label": 7}) + "\n"
+    )
     assert [(e.label, e.caption) for e in VideoManifest(jl).entries] == [(-1, "dog"), (7, "")]
     bad = tmp_path / "m" / "bad.csv"
     bad.write_text("path,captoin\nrel.mp4,x\n")

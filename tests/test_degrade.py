@@ -5,8 +5,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from _video_fixtures import psnr, textured_frames, write_av
 
+from _video_fixtures import psnr, textured_frames, write_av
 from lcvae.data.degrade import degrade_frames, degrade_video
 from lcvae.data.video import probe, read_video
 
@@ -49,7 +49,6 @@ def test_bad_qp_is_rejected(textured):
 
 def test_degrade_of_a_variable_rate_file_keeps_frames_and_duration(tmp_path, textured, capsys):
     from _video_fixtures import duration_of, write_dropped_slot_avi
-
     from lcvae.cli import main
 
     # 10 frames in 40 slots of 10 ms: the AVI header claims 40 frames, the clip lasts 0.40 s.

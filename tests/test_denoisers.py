@@ -36,9 +36,20 @@ def _inputs(batch: int = 2):
 
 def test_wan_adapter_trains_and_samples_through_the_loop(tmp_path):
     vae_dir, cache = make_vae_and_cache(tmp_path)
-    overrides = [f"run_dir={tmp_path / 'run'}", f"cache={cache}", f"vae={vae_dir}", "model.kind=wan", "batch_size=2",
-                 "max_steps=2", "log_every=1", "ckpt_every=2", "sample.every=0", "num_workers=0", "tensorboard=false",
-                 "optim.lr=1e-3"]
+    overrides = [
+        f"run_dir={tmp_path / 'run'}",
+        f"cache={cache}",
+        f"vae={vae_dir}",
+        "model.kind=wan",
+        "batch_size=2",
+        "max_steps=2",
+        "log_every=1",
+        "ckpt_every=2",
+        "sample.every=0",
+        "num_workers=0",
+        "tensorboard=false",
+        "optim.lr=1e-3",
+    ]
     last = main(load_config(TrainLatteConfig, None, overrides))
     ckpt = load_checkpoint(last)
     spec = ckpt.state["denoiser"]
@@ -50,8 +61,17 @@ def test_wan_adapter_trains_and_samples_through_the_loop(tmp_path):
     den = load_denoiser(last)
     shape = LCVAE(get_preset("lcvae-tiny")).config.diffusion_shape(33, 32, 32)
     assert den.latent_shape == shape
-    z = sample_latents(den.model, den.diffusion, shape, [0, 1], seed=0, labels=torch.tensor([0, 2]), guidance=2.0,
-                       steps=3, method="ddpm")
+    z = sample_latents(
+        den.model,
+        den.diffusion,
+        shape,
+        [0, 1],
+        seed=0,
+        labels=torch.tensor([0, 2]),
+        guidance=2.0,
+        steps=3,
+        method="ddpm",
+    )
     assert z.shape == (2, *shape) and torch.isfinite(z).all()
 
 
@@ -110,7 +130,9 @@ def test_specs_rebuild_the_same_denoiser():
 def test_wan_fixed_variance_trains_on_the_mse():
     model = _wan(learn_sigma=False).train()
     x0, t = _inputs()
-    losses = GaussianDiffusion(learn_sigma=False).training_losses(lambda x, tt: model(x, tt, torch.tensor([0, 1])), x0, t)
+    losses = GaussianDiffusion(learn_sigma=False).training_losses(
+        lambda x, tt: model(x, tt, torch.tensor([0, 1])), x0, t
+    )
     assert torch.equal(losses.loss, losses.mse) and float(losses.vb.abs().sum()) == 0
 
 

@@ -11,8 +11,8 @@ import json
 import pytest
 import torch
 
-from lcvae.masks import CompressionConfig
 from lcvae.losses import GeneratorLoss, LossConfig
+from lcvae.masks import CompressionConfig
 from lcvae.models.diffusers_vae import DiffusersVAE, DiffusersVAEConfig, lcvae_from_diffusers_folder
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
@@ -21,10 +21,18 @@ from lcvae.models.wan import WanVAE, WanVAEConfig
 diffusers = pytest.importorskip("diffusers")
 
 TINY_CONFIGS = {
-    "AutoencoderKLHunyuanVideo": {"latent_channels": 4, "block_out_channels": [8, 8, 16, 16], "layers_per_block": 1,
-                                  "norm_num_groups": 4},
-    "AutoencoderKLCogVideoX": {"latent_channels": 4, "block_out_channels": [8, 8, 16, 16], "layers_per_block": 1,
-                               "norm_num_groups": 4},
+    "AutoencoderKLHunyuanVideo": {
+        "latent_channels": 4,
+        "block_out_channels": [8, 8, 16, 16],
+        "layers_per_block": 1,
+        "norm_num_groups": 4,
+    },
+    "AutoencoderKLCogVideoX": {
+        "latent_channels": 4,
+        "block_out_channels": [8, 8, 16, 16],
+        "layers_per_block": 1,
+        "norm_num_groups": 4,
+    },
 }
 WHOLE_VIDEO = {"use_framewise_encoding": False, "use_framewise_decoding": False}  # HunyuanVideo's temporal tiling off
 
@@ -84,15 +92,28 @@ def test_the_documented_hunyuan_example_trains_with_compression_on():
     assert out.encoder_flow == (None, None)  # no energy-flow terms: the wavelet loss must stay off
     disc = lambda v: v.mean(dim=(1, 2, 3, 4))  # noqa: E731 - a differentiable stand-in critic
     loss = GeneratorLoss(LossConfig(perceptual_weight=0.0, reduction="mean"))(
-        x, out.reconstruction, out.posterior.mean, out.posterior.logvar, step=0, discriminator=disc,
-        last_layer=model.last_layer)
+        x,
+        out.reconstruction,
+        out.posterior.mean,
+        out.posterior.logvar,
+        step=0,
+        discriminator=disc,
+        last_layer=model.last_layer,
+    )
     assert loss.adaptive_weight > 0 and torch.isfinite(loss.total)
     loss.total.backward()
     assert model.last_layer.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="encoder_coeffs"):
         GeneratorLoss(LossConfig(perceptual_weight=0.0, wavelet_weight=0.1))(
-            x, out.reconstruction, out.posterior.mean, out.posterior.logvar, step=0, discriminator=disc,
-            last_layer=model.last_layer, encoder_coeffs=None)
+            x,
+            out.reconstruction,
+            out.posterior.mean,
+            out.posterior.logvar,
+            step=0,
+            discriminator=disc,
+            last_layer=model.last_layer,
+            encoder_coeffs=None,
+        )
     model.eval()
     with torch.no_grad():
         packed = model.diffusion_latent(x)
@@ -121,8 +142,9 @@ def test_a_local_diffusers_folder_loads_through_the_generic_adapter(tmp_path):
     assert model.config.backbone.model_class == "AutoencoderKLCogVideoX" and model.config.backbone.latent_channels == 4
     x = video(9, seed=5)
     with torch.no_grad():
-        torch.testing.assert_close(model.reconstruct(x), vae.decode(vae.encode(x).latent_dist.mode()).sample,
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            model.reconstruct(x), vae.decode(vae.encode(x).latent_dist.mode()).sample, rtol=0, atol=0
+        )
 
 
 def test_wan_through_the_generic_adapter_is_the_clamped_wan_adapter():
@@ -146,11 +168,23 @@ def test_bad_configs_say_what_to_change():
     with pytest.raises(ValueError, match=r"latent_channels.*= 4 but latent_channels = 8"):
         DiffusersVAEConfig("AutoencoderKLHunyuanVideo", TINY_CONFIGS["AutoencoderKLHunyuanVideo"], latent_channels=8)
     with pytest.raises(ValueError, match="decoder.conv_out.conv.weight"):
-        DiffusersVAE(DiffusersVAEConfig("AutoencoderKLHunyuanVideo", TINY_CONFIGS["AutoencoderKLHunyuanVideo"],
-                                        latent_channels=4, last_layer="decoder.head"))
+        DiffusersVAE(
+            DiffusersVAEConfig(
+                "AutoencoderKLHunyuanVideo",
+                TINY_CONFIGS["AutoencoderKLHunyuanVideo"],
+                latent_channels=4,
+                last_layer="decoder.head",
+            )
+        )
     with pytest.raises(ValueError, match="did you mean 'use_framewise_encoding'"):
-        DiffusersVAE(DiffusersVAEConfig("AutoencoderKLHunyuanVideo", TINY_CONFIGS["AutoencoderKLHunyuanVideo"],
-                                        latent_channels=4, attributes={"use_framewise_encode": False}))
+        DiffusersVAE(
+            DiffusersVAEConfig(
+                "AutoencoderKLHunyuanVideo",
+                TINY_CONFIGS["AutoencoderKLHunyuanVideo"],
+                latent_channels=4,
+                attributes={"use_framewise_encode": False},
+            )
+        )
     # the width the config promises is checked against what the model produces
     unsized = {k: v for k, v in TINY_CONFIGS["AutoencoderKLHunyuanVideo"].items() if k != "latent_channels"}
     model = DiffusersVAE(DiffusersVAEConfig("AutoencoderKLHunyuanVideo", unsized, latent_channels=4))
@@ -162,8 +196,11 @@ def test_bad_configs_say_what_to_change():
 
 def test_a_models_own_frame_rule_surfaces_as_an_error_not_a_wrong_length():
     torch.manual_seed(0)
-    cog = LCVAE(LCVAEConfig(DiffusersVAEConfig("AutoencoderKLCogVideoX", TINY_CONFIGS["AutoencoderKLCogVideoX"],
-                                               latent_channels=4))).eval()
+    cog = LCVAE(
+        LCVAEConfig(
+            DiffusersVAEConfig("AutoencoderKLCogVideoX", TINY_CONFIGS["AutoencoderKLCogVideoX"], latent_channels=4)
+        )
+    ).eval()
     with torch.no_grad():
         assert cog.reconstruct(video(9)).shape[2] == 9  # 3 latent frames: fine
         assert cog.config.latent_shape(5, 32, 32)[1] == 2

@@ -22,7 +22,9 @@ from lcvae.models.presets import get_preset  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _pair(preset: str, seed: int = 0, mean: list[float] | None = None, std: list[float] | None = None) -> tuple[LCVAE, AutoencoderKLLCVAE]:
+def _pair(
+    preset: str, seed: int = 0, mean: list[float] | None = None, std: list[float] | None = None
+) -> tuple[LCVAE, AutoencoderKLLCVAE]:
     """A random LCVAE (latent statistics ``mean``/``std``) and its diffusers wrapper."""
     torch.manual_seed(seed)
     model = LCVAE(dataclasses.replace(get_preset(preset), latent_mean=mean, latent_std=std)).eval()
@@ -223,8 +225,16 @@ def test_wan_transformer_denoises_in_the_lcvae_latent_and_decodes_to_video():
     torch.manual_seed(9)
     channels, latent_frames, h, w = vae.latent_shape(frames, size, size)
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=channels, out_channels=channels,
-        text_dim=16, freq_dim=16, ffn_dim=32, num_layers=1, rope_max_seq_len=32,
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=channels,
+        out_channels=channels,
+        text_dim=16,
+        freq_dim=16,
+        ffn_dim=32,
+        num_layers=1,
+        rope_max_seq_len=32,
     ).eval()
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     scheduler.set_timesteps(3)

@@ -290,9 +290,7 @@ def test_ddim_with_eta_one_matches_plain_ddim():
 
 
 def _tiny_latte(num_classes: int) -> Latte:
-    cfg = LatteConfig.from_preset(
-        "tiny", in_channels=2, num_frames=3, input_size=(4, 6), num_classes=num_classes
-    )
+    cfg = LatteConfig.from_preset("tiny", in_channels=2, num_frames=3, input_size=(4, 6), num_classes=num_classes)
     model = Latte(cfg).eval()
     with torch.no_grad():
         for p in model.final_layer.parameters():  # non-zero output, so the sampler has work to do

@@ -91,7 +91,9 @@ def test_bf16_random_tiny_within_40db_of_fp32():
 
 
 def test_half_model_casts_every_float_buffer_and_keeps_index_buffers():
-    config = LCVAEConfig(**{**get_preset("lcvae-tiny").__dict__, "latent_mean": [0.1, 0.2, 0.3, 0.4], "latent_std": [1.5, 2.0, 2.5, 3.0]})
+    config = LCVAEConfig(
+        **{**get_preset("lcvae-tiny").__dict__, "latent_mean": [0.1, 0.2, 0.3, 0.4], "latent_std": [1.5, 2.0, 2.5, 3.0]}
+    )
     model = LCVAE(config).to(torch.bfloat16)
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if t.is_floating_point():
@@ -119,14 +121,21 @@ def test_bf16_tiled_and_chunked_close_to_fp32():
 def test_fp16_conv_equals_fp32_conv_beyond_fp16_range():
     """The plain twin of the fp16 guard: an input peaking at 1e6 (fp16 overflows at 65504)."""
     torch.manual_seed(7)
-    for layer, shape in ((torch.nn.Conv3d(8, 16, 3, padding=1), (1, 8, 3, 10, 10)), (torch.nn.Conv2d(8, 16, 3), (2, 8, 9, 9))):
+    for layer, shape in (
+        (torch.nn.Conv3d(8, 16, 3, padding=1), (1, 8, 3, 10, 10)),
+        (torch.nn.Conv2d(8, 16, 3), (2, 8, 9, 9)),
+    ):
         x = torch.randn(*shape) * 1e6
         want = layer(x)
         assert want.abs().max() > 65504
         got = _fp16_conv(layer.half(), x)
         assert got.dtype == torch.float32 and torch.isfinite(got).all()
         assert (got - want).abs().max() <= 2e-3 * want.abs().max()
-        assert not torch.isfinite(F.conv2d(x.half(), layer.weight, layer.bias) if x.dim() == 4 else F.conv3d(x.half(), layer.weight, layer.bias, padding=1)).all()
+        assert not torch.isfinite(
+            F.conv2d(x.half(), layer.weight, layer.bias)
+            if x.dim() == 4
+            else F.conv3d(x.half(), layer.weight, layer.bias, padding=1)
+        ).all()
         layer.float()
         assert torch.equal(conv(layer, x), layer(x))  # fp32 layers: the plain convolution
 

@@ -17,7 +17,6 @@ from torch import Tensor
 from _video_fixtures import decode_all, textured_frames, write_av
 from lcvae.cli import main
 from lcvae.compression import multi_iwt_reference, multi_wt_reference
-from lcvae.masks import CompressionConfig, block_mask
 from lcvae.data.degrade import degrade_frames
 from lcvae.data.video import probe, read_video, to_tensor
 from lcvae.evaluation import (
@@ -35,6 +34,7 @@ from lcvae.evaluation import (
     with_compression,
     write_report,
 )
+from lcvae.masks import CompressionConfig, block_mask
 from lcvae.metrics import PSNR_CAP_DB, psnr
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
@@ -53,8 +53,11 @@ GOOD = ("a0.mp4", "a1.mp4", "c2.mp4", "c3.mp4")
 def tiny_model(seed: int = 0) -> LCVAE:
     """Causal WF-VAE without compression: 8 latent channels, base width 8, 1 + 4k frames."""
     torch.manual_seed(seed)
-    cfg = LCVAEConfig(backbone=WFVAEConfig(base_channels=8, encoder_energy_flow=8, decoder_energy_flow=8,
-                                           latent_channels=8, causal=True))
+    cfg = LCVAEConfig(
+        backbone=WFVAEConfig(
+            base_channels=8, encoder_energy_flow=8, decoder_energy_flow=8, latent_channels=8, causal=True
+        )
+    )
     return LCVAE(cfg).eval()
 
 
@@ -64,7 +67,7 @@ class PooledFeatures:
     name = "pooled-test-features"
     dim = 9
 
-    def to(self, device) -> "PooledFeatures":
+    def to(self, device) -> PooledFeatures:
         return self
 
     def __call__(self, videos: Tensor) -> Tensor:
@@ -73,8 +76,11 @@ class PooledFeatures:
 
 
 def cheap_networks(lpips: bool = False) -> MetricNetworks:
-    return MetricNetworks(lpips=load_st_lpips("alex") if lpips else None,
-                          lpips_skipped=None if lpips else "not requested", extractor=PooledFeatures())
+    return MetricNetworks(
+        lpips=load_st_lpips("alex") if lpips else None,
+        lpips_skipped=None if lpips else "not requested",
+        extractor=PooledFeatures(),
+    )
 
 
 def numpy_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -107,7 +113,9 @@ def dataset(clips):
 @pytest.fixture(scope="module")
 def one_process(dataset, checkpoint):
     """The single-process result the rank tests compare with (batch size 1, ST-LPIPS, cheap features)."""
-    return evaluate(from_pretrained(checkpoint).eval(), dataset, EvalOptions(progress=False), cheap_networks(lpips=True))
+    return evaluate(
+        from_pretrained(checkpoint).eval(), dataset, EvalOptions(progress=False), cheap_networks(lpips=True)
+    )
 
 
 def identity(model: LCVAE, monkeypatch) -> LCVAE:
@@ -193,8 +201,7 @@ def _gloo_worker(rank: int, world_size: int, folder: str, ckpt: str, out: str) -
     try:
         torch.set_num_threads(1)
         data = open_dataset(folder, frames=FRAMES, size=SIZE)
-        result = evaluate(from_pretrained(ckpt).eval(), data, EvalOptions(progress=False),
-                          cheap_networks(lpips=True))
+        result = evaluate(from_pretrained(ckpt).eval(), data, EvalOptions(progress=False), cheap_networks(lpips=True))
         rows = [[r.index, r.path, r.start, r.metrics] for r in result.records]
         Path(out, f"rank{rank}.json").write_text(json.dumps({"summary": result.to_dict(), "records": rows}))
     finally:
@@ -215,7 +222,9 @@ def test_two_process_gloo_run_equals_one_process(clips, checkpoint, one_process,
     assert got["summary"]["clips"] == one.to_dict()["clips"]
     expected = one.metric_sets["vs_input"]
     for metric in ("psnr", "ssim", "lpips"):
-        assert got["summary"]["metrics"]["vs_input"][metric]["mean"] == pytest.approx(expected[metric]["mean"], rel=1e-5)
+        assert got["summary"]["metrics"]["vs_input"][metric]["mean"] == pytest.approx(
+            expected[metric]["mean"], rel=1e-5
+        )
     assert got["summary"]["metrics"]["vs_input"]["rfvd"]["value"] == pytest.approx(expected["rfvd"]["value"], rel=1e-4)
 
 
@@ -229,8 +238,14 @@ class Spy:
         self.fn, self.calls = fn, []
 
     def __call__(self, x, *args, **kwargs):
-        self.calls.append({"min": float(x.min()), "max": float(x.max()),
-                           "autocast": torch.is_autocast_enabled("cpu"), "dtype": torch.get_autocast_dtype("cpu")})
+        self.calls.append(
+            {
+                "min": float(x.min()),
+                "max": float(x.max()),
+                "autocast": torch.is_autocast_enabled("cpu"),
+                "dtype": torch.get_autocast_dtype("cpu"),
+            }
+        )
         return self.fn(x, *args, **kwargs)
 
 
@@ -238,8 +253,14 @@ def _spied_run(dataset, protocol: str, seed: int = 0, max_clips: int | None = No
     model, nets = tiny_model(), cheap_networks(lpips=True)
     encode, lpips = Spy(model.encode), Spy(nets.lpips.forward)
     model.encode, nets.lpips.forward = encode, lpips
-    result = evaluate(model, dataset, EvalOptions(protocol=protocol, progress=False, seed=seed, max_clips=max_clips,
-                                                  reference_fvd_batch=2, batch_size=2), nets)
+    result = evaluate(
+        model,
+        dataset,
+        EvalOptions(
+            protocol=protocol, progress=False, seed=seed, max_clips=max_clips, reference_fvd_batch=2, batch_size=2
+        ),
+        nets,
+    )
     return result, encode.calls, lpips.calls
 
 
@@ -270,8 +291,9 @@ def test_reference_protocol_differs_from_standard_in_the_documented_ways(dataset
 
 def test_degraded_inputs_are_scored_against_degraded_and_clean_clips(dataset, monkeypatch):
     qp = 36
-    result = evaluate(identity(tiny_model(), monkeypatch), dataset,
-                      EvalOptions(progress=False, degrade_qp=qp), cheap_networks())
+    result = evaluate(
+        identity(tiny_model(), monkeypatch), dataset, EvalOptions(progress=False, degrade_qp=qp), cheap_networks()
+    )
     assert list(result.metric_sets) == ["vs_degraded", "vs_clean"]
     for rec in result.records:
         assert rec.metrics["vs_degraded"]["psnr"] == PSNR_CAP_DB  # the identity returns its (degraded) input
@@ -349,9 +371,33 @@ def test_cli_eval_writes_report_samples_and_skips_what_has_no_weights(clips, che
     i3d = tmp_path / "i3d.safetensors"
     save_file({k: v.contiguous() for k, v in random_i3d().model.state_dict().items()}, str(i3d))
     out = tmp_path / "eval"
-    assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", str(FRAMES), "--size", str(SIZE),
-                 "--lpips", "st-alex", "--i3d", str(i3d), "--max-clips", "3", "--samples", "1", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(checkpoint),
+                "--data",
+                str(clips),
+                "--frames",
+                str(FRAMES),
+                "--size",
+                str(SIZE),
+                "--lpips",
+                "st-alex",
+                "--i3d",
+                str(i3d),
+                "--max-clips",
+                "3",
+                "--samples",
+                "1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["clips"]["used"] == 2 and saved["clips"]["skipped"] == 1  # clips 0, 1 and the corrupt one
     entry = saved["metrics"]["vs_input"]
@@ -366,12 +412,35 @@ def test_cli_eval_writes_report_samples_and_skips_what_has_no_weights(clips, che
     assert grid.shape == (3 * SIZE, 8 * SIZE, 3)  # input, reconstruction, error rows; 8 frames
     # missing weights with a mask override: skipped entries, the compressed frame rule, recorded override
     out2 = tmp_path / "eval2"
-    assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "33", "--size", str(SIZE),
-                 "--compress", "keep25", "--samples", "0", "--out", str(out2), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(checkpoint),
+                "--data",
+                str(clips),
+                "--frames",
+                "33",
+                "--size",
+                str(SIZE),
+                "--compress",
+                "keep25",
+                "--samples",
+                "0",
+                "--out",
+                str(out2),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     saved = json.loads((out2 / "metrics.json").read_text())
     assert "--lpips-backbone PATH" in saved["metrics"]["vs_input"]["lpips"]["skipped"]
     assert "I3D" in saved["metrics"]["vs_input"]["rfvd"]["skipped"]
-    assert saved["model"]["compress_override"] == "keep25" and saved["model"]["config"]["compression"]["mask"] == "keep25"
+    assert (
+        saved["model"]["compress_override"] == "keep25" and saved["model"]["config"]["compression"]["mask"] == "keep25"
+    )
     assert "lpips" not in json.loads((out2 / "per_clip.jsonl").read_text().splitlines()[0])["vs_input"]
     assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "10", "--out", str(out2)]) == 2
     assert "1 + 4k frames" in capsys.readouterr().err
@@ -379,16 +448,38 @@ def test_cli_eval_writes_report_samples_and_skips_what_has_no_weights(clips, che
 
 def test_cli_eval_default_clips_are_33_frames_at_the_stored_size_and_recorded(clips, checkpoint, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--max-clips", "1", "--samples", "0",
-                 "--lpips", "none", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(checkpoint),
+                "--data",
+                str(clips),
+                "--max-clips",
+                "1",
+                "--samples",
+                "0",
+                "--lpips",
+                "none",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "eval clips: 33 frames from frame 0, stride 1; stored size (no resize or crop)" in capsys.readouterr().err
     data = json.loads((out / "metrics.json").read_text())["data"]
     assert data["frames"] == 33 and data["size"] is None and data["frame_sizes"] == [f"{SIZE}x{SIZE}"]
     record = json.loads((out / "per_clip.jsonl").read_text().splitlines()[0])
     assert (record["height"], record["width"]) == (SIZE, SIZE)
     # the default does not depend on the model: a non-causal model must be given its count
-    non_causal = LCVAEConfig(backbone=WFVAEConfig(base_channels=8, encoder_energy_flow=8, decoder_energy_flow=8,
-                                                  latent_channels=8, causal=False))
+    non_causal = LCVAEConfig(
+        backbone=WFVAEConfig(
+            base_channels=8, encoder_energy_flow=8, decoder_energy_flow=8, latent_channels=8, causal=False
+        )
+    )
     assert eval_frames(non_causal, 16) == 16
     with pytest.raises(ValueError, match="pass --frames 32"):
         eval_frames(non_causal, None)
@@ -396,11 +487,54 @@ def test_cli_eval_default_clips_are_33_frames_at_the_stored_size_and_recorded(cl
 
 def test_cli_eval_pad_scores_any_length_on_the_padded_reconstruction_cropped_back(clips, checkpoint, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "10", "--max-clips", "1",
-                 "--samples", "0", "--lpips", "none", "--out", str(out), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(checkpoint),
+                "--data",
+                str(clips),
+                "--frames",
+                "10",
+                "--max-clips",
+                "1",
+                "--samples",
+                "0",
+                "--lpips",
+                "none",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "--pad" in capsys.readouterr().err  # 10 frames is not 1 + 4k
-    assert main(["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "10", "--max-clips", "1",
-                 "--samples", "0", "--lpips", "none", "--pad", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(checkpoint),
+                "--data",
+                str(clips),
+                "--frames",
+                "10",
+                "--max-clips",
+                "1",
+                "--samples",
+                "0",
+                "--lpips",
+                "none",
+                "--pad",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["data"]["frames"] == 10 and "padded for the model" in saved["data"]["clips"]
     # by hand: the first 10 frames, the last one repeated 3 times (13 = 1 + 4*3), reconstructed, cut to 10
@@ -417,8 +551,25 @@ def test_cli_eval_exits_1_listing_the_reasons_when_every_clip_is_skipped(clips, 
     bad.mkdir()
     for name in ("bad.mp4", "short.mp4"):
         (bad / name).write_bytes((clips / name).read_bytes())
-    assert main(["eval", "--model", str(checkpoint), "--data", str(bad), "--lpips", "none", "--samples", "0",
-                 "--out", str(tmp_path / "eval"), "--no-progress"]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(checkpoint),
+                "--data",
+                str(bad),
+                "--lpips",
+                "none",
+                "--samples",
+                "0",
+                "--out",
+                str(tmp_path / "eval"),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "no clips evaluated: every input was skipped (2)" in err
     assert f"{bad / 'bad.mp4'}: " in err and f"{bad / 'short.mp4'}: " in err and "has 5 frames" in err
@@ -437,8 +588,9 @@ def test_settings_that_cannot_work_are_refused_before_the_first_clip(clips, data
         evaluate(model.eval(), unsized, EvalOptions(progress=False, batch_size=2), cheap_networks())
 
 
-@pytest.mark.parametrize("causal, compressed, frames", [(True, True, 33), (False, True, 32), (True, False, 17),
-                                                        (False, False, 16)])
+@pytest.mark.parametrize(
+    "causal, compressed, frames", [(True, True, 33), (False, True, 32), (True, False, 17), (False, False, 16)]
+)
 def test_default_frames_is_the_shortest_valid_clip_of_at_least_16(causal, compressed, frames):
     compression = CompressionConfig() if compressed else None
     config = LCVAEConfig(backbone=WFVAEConfig(latent_channels=8, causal=causal), compression=compression)

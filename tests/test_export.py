@@ -36,11 +36,28 @@ def clips(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, clips) -> Path:
     out = tmp_path_factory.mktemp("run")
-    cfg = load_train_config(None, [
-        "model.preset=lcvae-tiny", "model.backbone={base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}",
-        f"data.root={clips}", "data.num_frames=33", "data.short_side=32", "data.crop=32", "data.num_workers=0",
-        "loss.perceptual_weight=0", "loss.disc_start=100", "disc.preset=tiny", "optim.lr=1e-3", "optim.ema_decay=0.5",
-        f"train.out_dir={out}", "train.batch_size=1", "train.max_steps=2", "train.ckpt_every=1", "log.tensorboard=false"])
+    cfg = load_train_config(
+        None,
+        [
+            "model.preset=lcvae-tiny",
+            "model.backbone={base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}",
+            f"data.root={clips}",
+            "data.num_frames=33",
+            "data.short_side=32",
+            "data.crop=32",
+            "data.num_workers=0",
+            "loss.perceptual_weight=0",
+            "loss.disc_start=100",
+            "disc.preset=tiny",
+            "optim.lr=1e-3",
+            "optim.ema_decay=0.5",
+            f"train.out_dir={out}",
+            "train.batch_size=1",
+            "train.max_steps=2",
+            "train.ckpt_every=1",
+            "log.tensorboard=false",
+        ],
+    )
     main(cfg)
     return out
 
@@ -57,7 +74,9 @@ def test_export_writes_the_ema_weights_and_the_model_config(run, tmp_path):
     # with decay 0.5 after two updates the EMA is not the raw weights; --weights model gives those
     raw = from_pretrained(export_checkpoint(run / "checkpoints/step_000000002", tmp_path / "raw", "model"))
     assert all(torch.equal(p.detach(), ckpt.weights["model"][n]) for n, p in raw.named_parameters())
-    assert not torch.equal(params["backbone.decoder.conv_out.weight"].detach(), ckpt.weights["model"]["backbone.decoder.conv_out.weight"])
+    assert not torch.equal(
+        params["backbone.decoder.conv_out.weight"].detach(), ckpt.weights["model"]["backbone.decoder.conv_out.weight"]
+    )
     provenance = json.loads((tmp_path / "ema/export.json").read_text())
     assert provenance["step"] == 2 and provenance["weights"] == "ema" and provenance["ema_updates"] == 2
     assert resolve_checkpoint(run) == run / "checkpoints/step_000000002"
@@ -67,8 +86,12 @@ def test_export_writes_the_ema_weights_and_the_model_config(run, tmp_path):
 
 def test_latent_stats_match_an_independent_computation_and_normalise(clips, tmp_path):
     torch.manual_seed(0)
-    folder = save_pretrained(LCVAE(resolve_model_config(ModelSection(preset="lcvae-tiny", backbone=SMALL))), tmp_path / "m")
-    assert cli_main(["latent-stats", str(folder), str(clips), "--size", "32", "--workers", "0", "--batch-size", "2"]) == 0
+    folder = save_pretrained(
+        LCVAE(resolve_model_config(ModelSection(preset="lcvae-tiny", backbone=SMALL))), tmp_path / "m"
+    )
+    assert (
+        cli_main(["latent-stats", str(folder), str(clips), "--size", "32", "--workers", "0", "--batch-size", "2"]) == 0
+    )
     cfg = json.loads((folder / "config.json").read_text())["config"]
     # independently: first 33 frames (32x32 already), posterior mean, packed kept coefficients
     model = from_pretrained(folder).eval()
@@ -93,10 +116,27 @@ def test_latent_stats_match_an_independent_computation_and_normalise(clips, tmp_
     torch.testing.assert_close(d.mean(1), torch.zeros(4, dtype=torch.float64), atol=1e-5, rtol=0)
     torch.testing.assert_close(d.std(1, unbiased=False), torch.ones(4, dtype=torch.float64), atol=1e-5, rtol=0)
     # --dtype bf16 measures with a bf16 model: within bf16's 3 significant digits of the fp32 numbers
-    half = save_pretrained(LCVAE(resolve_model_config(ModelSection(preset="lcvae-tiny", backbone=SMALL))), tmp_path / "h")
+    half = save_pretrained(
+        LCVAE(resolve_model_config(ModelSection(preset="lcvae-tiny", backbone=SMALL))), tmp_path / "h"
+    )
     half.joinpath("model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
-    assert cli_main(["latent-stats", str(half), str(clips), "--size", "32", "--workers", "0", "--dtype", "bf16",
-                     "--no-progress"]) == 0
+    assert (
+        cli_main(
+            [
+                "latent-stats",
+                str(half),
+                str(clips),
+                "--size",
+                "32",
+                "--workers",
+                "0",
+                "--dtype",
+                "bf16",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     half_cfg = json.loads((half / "config.json").read_text())["config"]
     assert half_cfg["latent_std"] == pytest.approx(cfg["latent_std"], rel=3e-2)
     assert half_cfg["latent_mean"] == pytest.approx(cfg["latent_mean"], abs=3e-2 * max(cfg["latent_std"]))
@@ -125,7 +165,9 @@ def test_latent_stats_refuses_folders_it_cannot_use(tmp_path, clips, capsys):
 
     with pytest.raises(ValueError, match="not one of our folders"):
         write_latent_stats(official, [0.0], [1.0])
-    folder = save_pretrained(LCVAE(resolve_model_config(ModelSection(preset="lcvae-tiny", backbone=SMALL))), tmp_path / "m")
+    folder = save_pretrained(
+        LCVAE(resolve_model_config(ModelSection(preset="lcvae-tiny", backbone=SMALL))), tmp_path / "m"
+    )
     with pytest.raises(ValueError, match="zero spread"):
         write_latent_stats(folder, [0.0] * 4, [1.0, 0.0, 1.0, 1.0])
     assert cli_main(["latent-stats", str(folder)]) == 2

@@ -8,7 +8,7 @@ import torch
 
 from lcvae.models.diffusers_vae import DiffusersVAEConfig
 from lcvae.models.io import from_pretrained, load_config
-from lcvae.models.lcvae import LCVAE, LCVAEConfig
+from lcvae.models.lcvae import LCVAE
 from lcvae.models.presets import get_preset
 
 diffusers = pytest.importorskip("diffusers")

@@ -47,13 +47,24 @@ def run_fvd(capsys, *args: str) -> dict:
 
 
 def test_identical_folders_give_zero_and_different_folders_a_positive_fvd(folders, i3d_weights, tmp_path, capsys):
-    same = run_fvd(capsys, str(folders["real"]), str(folders["same"]), "--frames", str(FRAMES), "--i3d", str(i3d_weights))
+    same = run_fvd(
+        capsys, str(folders["real"]), str(folders["same"]), "--frames", str(FRAMES), "--i3d", str(i3d_weights)
+    )
     assert abs(same["fvd"]) < 1e-6
     assert same["real"]["used"] == same["fake"]["used"] == 2 and same["fake"]["skipped"] == 0
     assert same["kind"] == "dataset-level" and same["frames"] == FRAMES and same["extractor"] == "i3d-pytorch"
     out = tmp_path / "fvd.json"
-    diff = run_fvd(capsys, str(folders["real"]), str(folders["other"]), "--frames", str(FRAMES), "--i3d", str(i3d_weights),
-                   "--output", str(out))
+    diff = run_fvd(
+        capsys,
+        str(folders["real"]),
+        str(folders["other"]),
+        "--frames",
+        str(FRAMES),
+        "--i3d",
+        str(i3d_weights),
+        "--output",
+        str(out),
+    )
     assert diff["fvd"] > 1e-3
     assert json.loads(out.read_text()) == diff
     assert diff["fake"]["used"] == 2 and diff["fake"]["skipped"] == 2  # skipped and counted, not replaced
@@ -70,5 +81,7 @@ def test_missing_i3d_weights_and_bad_arguments_are_errors_that_say_what_to_do(fo
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     write_av(lonely / "x.mp4", textured_frames(12, 40, 48, seed=5))
-    assert main(["fvd", str(lonely), str(folders["real"]), "--frames", str(FRAMES), "--i3d-random", "--no-progress"]) == 2
+    assert (
+        main(["fvd", str(lonely), str(folders["real"]), "--frames", str(FRAMES), "--i3d-random", "--no-progress"]) == 2
+    )
     assert "at least 2 usable videos" in capsys.readouterr().err

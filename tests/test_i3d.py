@@ -21,10 +21,14 @@ from lcvae.perceptual.i3d import MaxPool3dSame, Unit3D
 # stem units (name, cin, cout, kernel) and mixed blocks (name, cin, b0, b1a, b1b, b2a, b2b, b3b).
 STEM = [("Conv3d_1a_7x7", 3, 64, 7), ("Conv3d_2b_1x1", 64, 64, 1), ("Conv3d_2c_3x3", 64, 192, 3)]
 BLOCKS = [
-    ("Mixed_3b", 192, 64, 96, 128, 16, 32, 32), ("Mixed_3c", 256, 128, 128, 192, 32, 96, 64),
-    ("Mixed_4b", 480, 192, 96, 208, 16, 48, 64), ("Mixed_4c", 512, 160, 112, 224, 24, 64, 64),
-    ("Mixed_4d", 512, 128, 128, 256, 24, 64, 64), ("Mixed_4e", 512, 112, 144, 288, 32, 64, 64),
-    ("Mixed_4f", 528, 256, 160, 320, 32, 128, 128), ("Mixed_5b", 832, 256, 160, 320, 32, 128, 128),
+    ("Mixed_3b", 192, 64, 96, 128, 16, 32, 32),
+    ("Mixed_3c", 256, 128, 128, 192, 32, 96, 64),
+    ("Mixed_4b", 480, 192, 96, 208, 16, 48, 64),
+    ("Mixed_4c", 512, 160, 112, 224, 24, 64, 64),
+    ("Mixed_4d", 512, 128, 128, 256, 24, 64, 64),
+    ("Mixed_4e", 512, 112, 144, 288, 32, 64, 64),
+    ("Mixed_4f", 528, 256, 160, 320, 32, 128, 128),
+    ("Mixed_5b", 832, 256, 160, 320, 32, 128, 128),
     ("Mixed_5c", 832, 384, 192, 384, 48, 128, 128),
 ]
 
@@ -73,8 +77,7 @@ def clip():
 
 
 def test_parameter_names_and_shapes_follow_pytorch_i3d():
-    ours = {k: tuple(v.shape) for k, v in InceptionI3d().state_dict().items()
-            if not k.endswith("num_batches_tracked")}
+    ours = {k: tuple(v.shape) for k, v in InceptionI3d().state_dict().items() if not k.endswith("num_batches_tracked")}
     assert ours == pytorch_i3d_shapes()
 
 
@@ -153,8 +156,9 @@ def test_preprocess_resizes_each_frame_and_keeps_values():
 class TinyDetector(nn.Module):
     """Stands in for i3d_torchscript.pt: same call signature; echoes the flags it received."""
 
-    def forward(self, x: torch.Tensor, rescale: bool = True, resize: bool = False,
-                return_features: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rescale: bool = True, resize: bool = False, return_features: bool = False
+    ) -> torch.Tensor:
         flags = torch.tensor([float(rescale), float(resize), float(return_features)])
         return torch.cat([x.mean(dim=(2, 3, 4)), flags.expand(x.shape[0], 3)], dim=1)
 
@@ -191,9 +195,23 @@ def test_missing_weights_say_what_to_provide(tmp_path):
 # b2a, b2b, b3a (a parameter-free max pool) and b3b; a Unit3D holds `conv3d` and, with batch norm,
 # `bn` (BatchNorm3d eps 0.001, momentum 0.01).
 PYTORCH_I3D_CHILDREN = [
-    "Conv3d_1a_7x7", "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3", "MaxPool3d_3a_3x3",
-    "Mixed_3b", "Mixed_3c", "MaxPool3d_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e",
-    "Mixed_4f", "MaxPool3d_5a_2x2", "Mixed_5b", "Mixed_5c", "logits",
+    "Conv3d_1a_7x7",
+    "MaxPool3d_2a_3x3",
+    "Conv3d_2b_1x1",
+    "Conv3d_2c_3x3",
+    "MaxPool3d_3a_3x3",
+    "Mixed_3b",
+    "Mixed_3c",
+    "MaxPool3d_4a_3x3",
+    "Mixed_4b",
+    "Mixed_4c",
+    "Mixed_4d",
+    "Mixed_4e",
+    "Mixed_4f",
+    "MaxPool3d_5a_2x2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "logits",
 ]
 PYTORCH_I3D_MIXED_4B_KEYS = {
     f"Mixed_4b.{branch}.{key}"
@@ -209,8 +227,11 @@ def test_module_tree_and_names_are_pytorch_i3d_s():
     assert {k for k in keys if k.startswith("Mixed_4b.")} == PYTORCH_I3D_MIXED_4B_KEYS
     assert {k for k in keys if k.startswith("logits.")} == {"logits.conv3d.weight", "logits.conv3d.bias"}
     assert {k for k in keys if k.startswith("Conv3d_1a_7x7.")} == {
-        "Conv3d_1a_7x7.conv3d.weight", "Conv3d_1a_7x7.bn.weight", "Conv3d_1a_7x7.bn.bias",
-        "Conv3d_1a_7x7.bn.running_mean", "Conv3d_1a_7x7.bn.running_var",
+        "Conv3d_1a_7x7.conv3d.weight",
+        "Conv3d_1a_7x7.bn.weight",
+        "Conv3d_1a_7x7.bn.bias",
+        "Conv3d_1a_7x7.bn.running_mean",
+        "Conv3d_1a_7x7.bn.running_var",
     }
     bn = model.Mixed_4b.b1b.bn
     assert (bn.eps, bn.momentum) == (0.001, 0.01)

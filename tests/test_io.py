@@ -14,15 +14,30 @@ from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import get_preset
 
 OFFICIAL_TINY = {
-    "_class_name": "WFVAEModel", "_diffusers_version": "0.30.2", "attention_type": "AttnBlock3DFix",
-    "base_channels": 32, "connect_res_layer_num": 1, "decoder_energy_flow_hidden_size": 16,
-    "decoder_num_resblocks": 2, "dropout": 0.0, "encoder_energy_flow_hidden_size": 16, "encoder_num_resblocks": 2,
-    "l1_dowmsample_block": "Downsample", "l1_downsample_wavelet": "HaarWaveletTransform2D",
-    "l1_upsample_block": "Upsample", "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
-    "l2_dowmsample_block": "Spatial2xTime2x3DDownsample", "l2_downsample_wavelet": "HaarWaveletTransform3D",
-    "l2_upsample_block": "Spatial2xTime2x3DUpsample", "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
-    "latent_dim": 4, "norm_type": "layernorm", "scale": [0.18215] * 4, "shift": [0] * 4,
-    "t_interpolation": "trilinear", "use_attention": True,
+    "_class_name": "WFVAEModel",
+    "_diffusers_version": "0.30.2",
+    "attention_type": "AttnBlock3DFix",
+    "base_channels": 32,
+    "connect_res_layer_num": 1,
+    "decoder_energy_flow_hidden_size": 16,
+    "decoder_num_resblocks": 2,
+    "dropout": 0.0,
+    "encoder_energy_flow_hidden_size": 16,
+    "encoder_num_resblocks": 2,
+    "l1_dowmsample_block": "Downsample",
+    "l1_downsample_wavelet": "HaarWaveletTransform2D",
+    "l1_upsample_block": "Upsample",
+    "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
+    "l2_dowmsample_block": "Spatial2xTime2x3DDownsample",
+    "l2_downsample_wavelet": "HaarWaveletTransform3D",
+    "l2_upsample_block": "Spatial2xTime2x3DUpsample",
+    "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
+    "latent_dim": 4,
+    "norm_type": "layernorm",
+    "scale": [0.18215] * 4,
+    "shift": [0] * 4,
+    "t_interpolation": "trilinear",
+    "use_attention": True,
 }
 
 
@@ -67,7 +82,10 @@ def test_mismatched_checkpoint_names_the_differing_tensors(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({**OFFICIAL_TINY, "latent_dim": 8}))
     save_file(dict(random_model("wfvae-tiny").backbone.state_dict()), folder / "diffusion_pytorch_model.safetensors")
-    with pytest.raises(ValueError, match=r"shape mismatch \(3\): encoder.conv_out.conv.weight: file \(8, 128, 3, 3, 3\) vs model \(16, 128, 3, 3, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape mismatch \(3\): encoder.conv_out.conv.weight: file \(8, 128, 3, 3, 3\) vs model \(16, 128, 3, 3, 3\)",
+    ):
         from_pretrained(folder)
 
 
@@ -111,17 +129,29 @@ def test_load_config_errors(tmp_path):
 # Upstream WFVAEModel.__init__ defaults, read from its source (PKU-YuanGroup/WF-VAE,
 # causalvideovae/model/vae/modeling_wfvae.py), as (our WFVAEConfig field, value).
 UPSTREAM_FIELD_DEFAULTS = {
-    "latent_dim": ("latent_channels", 8), "base_channels": ("base_channels", 128),
+    "latent_dim": ("latent_channels", 8),
+    "base_channels": ("base_channels", 128),
     "encoder_num_resblocks": ("encoder_num_resblocks", 2),
     "encoder_energy_flow_hidden_size": ("encoder_energy_flow", 64),
     "decoder_num_resblocks": ("decoder_num_resblocks", 2),
     "decoder_energy_flow_hidden_size": ("decoder_energy_flow", 128),
-    "use_attention": ("attention", True), "dropout": ("dropout", 0.0),
-    "norm_type": ("norm", "groupnorm"), "connect_res_layer_num": ("connect_res_layers", 1),
+    "use_attention": ("attention", True),
+    "dropout": ("dropout", 0.0),
+    "norm_type": ("norm", "groupnorm"),
+    "connect_res_layer_num": ("connect_res_layers", 1),
 }
-CHANGED = {"latent_dim": 4, "base_channels": 32, "encoder_num_resblocks": 1, "encoder_energy_flow_hidden_size": 16,
-           "decoder_num_resblocks": 3, "decoder_energy_flow_hidden_size": 32, "use_attention": False,
-           "dropout": 0.1, "norm_type": "layernorm", "connect_res_layer_num": 2}
+CHANGED = {
+    "latent_dim": 4,
+    "base_channels": 32,
+    "encoder_num_resblocks": 1,
+    "encoder_energy_flow_hidden_size": 16,
+    "decoder_num_resblocks": 3,
+    "decoder_energy_flow_hidden_size": 32,
+    "use_attention": False,
+    "dropout": 0.1,
+    "norm_type": "layernorm",
+    "connect_res_layer_num": 2,
+}
 
 
 @pytest.mark.parametrize("key", sorted(UPSTREAM_FIELD_DEFAULTS))
@@ -138,9 +168,20 @@ def load_config_from(folder, raw):
     return load_config(folder)
 
 
-@pytest.mark.parametrize("key", ["attention_type", "l1_dowmsample_block", "l1_downsample_wavelet",
-                                 "l2_dowmsample_block", "l2_downsample_wavelet", "l1_upsample_block",
-                                 "l1_upsample_wavelet", "l2_upsample_block", "l2_upsample_wavelet"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "attention_type",
+        "l1_dowmsample_block",
+        "l1_downsample_wavelet",
+        "l2_dowmsample_block",
+        "l2_downsample_wavelet",
+        "l1_upsample_block",
+        "l1_upsample_wavelet",
+        "l2_upsample_block",
+        "l2_upsample_wavelet",
+    ],
+)
 def test_missing_module_choice_defaults_to_the_implemented_one(tmp_path, key):
     raw = dict(OFFICIAL_TINY)
     del raw[key]
@@ -150,8 +191,9 @@ def test_missing_module_choice_defaults_to_the_implemented_one(tmp_path, key):
 def test_missing_t_interpolation_is_upstreams_nearest_and_refused(tmp_path):
     raw = dict(OFFICIAL_TINY)
     del raw["t_interpolation"]
-    with pytest.raises(ValueError, match="has no t_interpolation, and upstream's default is 'nearest'; "
-                                         "only 'trilinear' is implemented"):
+    with pytest.raises(
+        ValueError, match="has no t_interpolation, and upstream's default is 'nearest'; only 'trilinear' is implemented"
+    ):
         load_config_from(tmp_path, raw)
 
 
@@ -166,8 +208,10 @@ def test_official_groupnorm_folder_with_bare_groupnorm_names_loads(tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
-    state = {k.replace(".norm.weight", ".weight").replace(".norm.bias", ".bias"): v
-             for k, v in model.backbone.state_dict().items()}
+    state = {
+        k.replace(".norm.weight", ".weight").replace(".norm.bias", ".bias"): v
+        for k, v in model.backbone.state_dict().items()
+    }
     assert "encoder.norm_out.weight" in state and "decoder.mid.1.norm.weight" in state  # attention norm
     assert "encoder.norm_out.norm.weight" not in state and not any(".norm.norm." in k for k in state)
     folder = tmp_path / "official-gn"
@@ -183,7 +227,7 @@ def test_official_groupnorm_folder_with_bare_groupnorm_names_loads(tmp_path):
 
 def haar_constants() -> dict[str, torch.Tensor]:
     """20 Haar filter tensors as the reference LC-VAE stores for its temporal wavelet module."""
-    s = 2 ** -0.5
+    s = 2**-0.5
     out = {}
     for level in range(10):
         out[f"temporal_processor.levels.{level}.h"] = torch.tensor([s, s]).view(1, 1, 2)
@@ -213,7 +257,9 @@ def test_reference_ckpt_without_ema_loads_the_generator_and_drops_temporal_haar(
 def test_load_config_of_a_weights_file_or_non_json_names_the_folder(tmp_path):
     model = random_model("lcvae-tiny")
     save_pretrained(model, tmp_path / "m")
-    with pytest.raises(ValueError, match=r"model.safetensors is a weights file; give the checkpoint folder .* \(e.g. .*m\)"):
+    with pytest.raises(
+        ValueError, match=r"model.safetensors is a weights file; give the checkpoint folder .* \(e.g. .*m\)"
+    ):
         load_config(tmp_path / "m" / "model.safetensors")
     (tmp_path / "cfg.json").write_bytes(b"\xff\xfe binary")
     with pytest.raises(ValueError, match="is not a JSON model config"):

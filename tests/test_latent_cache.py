@@ -99,7 +99,9 @@ def test_cache_refuses_another_vae(full_cache):
     with pytest.raises(ValueError, match="weights differ"):
         LatentCache(root, vae=_vae(seed=1))
     base = get_preset("lcvae-tiny")
-    shifted = LCVAEConfig(backbone=base.backbone, compression=base.compression, latent_mean=[0.5] * 4, latent_std=[2.0] * 4)
+    shifted = LCVAEConfig(
+        backbone=base.backbone, compression=base.compression, latent_mean=[0.5] * 4, latent_std=[2.0] * 4
+    )
     with pytest.raises(ValueError, match=r"config differs \(latent_mean"):
         LatentCache(root, vae=_vae(config=shifted))
     assert vae_fingerprint(_vae(config=shifted))["weights"] == vae_fingerprint(_vae())["weights"]
@@ -187,8 +189,24 @@ def test_cache_latents_command_exits_1_listing_why_when_nothing_was_cached(video
     (bad / "broken.mp4").write_bytes((videos / "broken.mp4").read_bytes())
     (bad / "empty.mp4").write_bytes(b"")
     model = save_pretrained(_vae(), tmp_path / "vae")
-    args = ["cache-latents", "--model", str(model), "--data", str(bad), "--out", str(tmp_path / "cache"),
-            "--frames", str(FRAMES), "--size", str(SIZE), "--workers", "0", "--device", "cpu", "--no-progress"]
+    args = [
+        "cache-latents",
+        "--model",
+        str(model),
+        "--data",
+        str(bad),
+        "--out",
+        str(tmp_path / "cache"),
+        "--frames",
+        str(FRAMES),
+        "--size",
+        str(SIZE),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert main(args) == 1
     captured = capsys.readouterr()
     assert "complete; this run encoded 1 shards (0 latents, 2 unreadable videos skipped)" in captured.out

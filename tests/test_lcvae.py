@@ -52,12 +52,15 @@ def test_diffusion_latent_has_the_size_of_a_half_width_wfvae_latent():
     model_cfg = get_preset("lcvae-chn8")
     assert model_cfg.diffusion_channels == 8
     # "Chn 8" gives diffusion (8, 8, 32, 32) for 32 frames at 256^2: the size of an 8-channel WF-VAE latent
-    shape = LCVAE(LCVAEConfig(backbone=get_preset("lcvae-tiny-noncausal").backbone,
-                              compression=get_preset("lcvae-tiny-noncausal").compression)).diffusion_shape(32, 256, 256)
+    shape = LCVAE(
+        LCVAEConfig(
+            backbone=get_preset("lcvae-tiny-noncausal").backbone,
+            compression=get_preset("lcvae-tiny-noncausal").compression,
+        )
+    ).diffusion_shape(32, 256, 256)
     assert shape == (4, 8, 32, 32)
     assert LCVAE(get_preset("lcvae-tiny")).diffusion_shape(65, 64, 64) == (4, 2 + 16, 8, 8)
-    keep25 = LCVAEConfig(backbone=get_preset("lcvae-tiny").backbone,
-                         compression=CompressionConfig(mask="keep25"))
+    keep25 = LCVAEConfig(backbone=get_preset("lcvae-tiny").backbone, compression=CompressionConfig(mask="keep25"))
     assert keep25.diffusion_shape(33, 64, 64) == (2, 4 + 8, 8, 8)  # the image frame fills C / C' = 4 frames
     with torch.device("meta"):  # building on the meta device (for sizes) must work with compression too
         assert LCVAE(keep25).compressor.packed_channels == 2
@@ -67,8 +70,12 @@ def test_diffusion_latent_has_the_size_of_a_half_width_wfvae_latent():
 
 def test_latent_statistics_normalise_and_invert(tiny):
     x = torch.randn(1, 3, 33, 32, 32)
-    cfg = LCVAEConfig(backbone=tiny.config.backbone, compression=tiny.config.compression,
-                      latent_mean=[0.5, -1.0, 0.0, 2.0], latent_std=[2.0, 0.5, 1.0, 4.0])
+    cfg = LCVAEConfig(
+        backbone=tiny.config.backbone,
+        compression=tiny.config.compression,
+        latent_mean=[0.5, -1.0, 0.0, 2.0],
+        latent_std=[2.0, 0.5, 1.0, 4.0],
+    )
     norm = LCVAE(cfg).eval()
     norm.load_state_dict(tiny.state_dict())
     with torch.no_grad():
@@ -81,11 +88,14 @@ def test_latent_statistics_normalise_and_invert(tiny):
         LCVAE(LCVAEConfig(backbone=cfg.backbone, compression=cfg.compression, latent_mean=[0.0], latent_std=[1.0]))
 
 
-@pytest.mark.parametrize("preset, frames, msg", [
-    ("lcvae-tiny", 17, "1 \\+ 32k frames.*got 17; use 1 or 33"),
-    ("lcvae-tiny-noncausal", 33, "multiple of 32 frames.*got 33; use 32 or 64"),
-    ("wfvae-tiny", 8, "1 \\+ 4k frames.*use 5 or 9"),
-])
+@pytest.mark.parametrize(
+    "preset, frames, msg",
+    [
+        ("lcvae-tiny", 17, "1 \\+ 32k frames.*got 17; use 1 or 33"),
+        ("lcvae-tiny-noncausal", 33, "multiple of 32 frames.*got 33; use 32 or 64"),
+        ("wfvae-tiny", 8, "1 \\+ 4k frames.*use 5 or 9"),
+    ],
+)
 def test_frame_rules_with_compression(preset, frames, msg):
     with pytest.raises(ValueError, match=msg):
         LCVAE(get_preset(preset)).encode(torch.zeros(1, 3, frames, 16, 16))

@@ -213,7 +213,9 @@ def test_wavelet_term_weighting():
     coeffs = [torch.randn(2, 12, 2, 4, 4)], [torch.randn(2, 12, 2, 4, 4)]
     x_hat = dec(z)
     base = dict(perceptual_weight=0.0, disc_start=100)
-    off = GeneratorLoss(LossConfig(**base))(x, x_hat, mean, logvar, step=0, encoder_coeffs=coeffs[0], decoder_coeffs=coeffs[1])
+    off = GeneratorLoss(LossConfig(**base))(
+        x, x_hat, mean, logvar, step=0, encoder_coeffs=coeffs[0], decoder_coeffs=coeffs[1]
+    )
     on = GeneratorLoss(LossConfig(wavelet_weight=0.1, **base))(
         x, x_hat, mean, logvar, step=0, encoder_coeffs=coeffs[0], decoder_coeffs=coeffs[1]
     )

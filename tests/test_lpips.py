@@ -24,17 +24,25 @@ SIZE = {"alex": 64, "vgg": 32}  # VGG16 is ~20x AlexNet's cost per pixel
 
 def torchvision_alexnet_features() -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(True),
-        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(True),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(True), nn.MaxPool2d(3, 2))
+        nn.Conv2d(3, 64, 11, 4, 2),
+        nn.ReLU(True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2),
+        nn.ReLU(True),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1),
+        nn.ReLU(True),
+        nn.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(True),
+        nn.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(True),
+        nn.MaxPool2d(3, 2),
+    )
 
 
 def torchvision_vgg16_features() -> nn.Sequential:
     layers, cin = [], 3
-    for v in [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-              512, 512, 512, "M"]:
+    for v in [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]:
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
@@ -71,8 +79,12 @@ def reference_packages(monkeypatch):
     ipython.embed = lambda *a, **k: None
     torchsummary = types.ModuleType("torchsummary")
     torchsummary.summary = lambda *a, **k: None
-    for name, module in [("torchvision", tv), ("torchvision.models", tv.models),
-                         ("IPython", ipython), ("torchsummary", torchsummary)]:
+    for name, module in [
+        ("torchvision", tv),
+        ("torchvision.models", tv.models),
+        ("IPython", ipython),
+        ("torchsummary", torchsummary),
+    ]:
         monkeypatch.setitem(sys.modules, name, module)
     import lpips
     from stlpips_pytorch import stlpips
@@ -146,8 +158,9 @@ def test_lpips_video_chunks_equal_frame_by_frame_loop():
     y = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
     with torch.no_grad():
         chunked = lpips_video(model, x, y, frames_per_chunk=3)
-        loop = torch.stack([torch.stack([model(x[b:b + 1, :, t], y[b:b + 1, :, t])[0]
-                                         for t in range(5)]).mean() for b in range(2)])
+        loop = torch.stack(
+            [torch.stack([model(x[b : b + 1, :, t], y[b : b + 1, :, t])[0] for t in range(5)]).mean() for b in range(2)]
+        )
     torch.testing.assert_close(chunked, loop, rtol=1e-5, atol=1e-7)
 
 

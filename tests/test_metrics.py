@@ -9,8 +9,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from lcvae.metrics import (
     PSNR_CAP_DB,
     FeatureStats,
-    fvd_from_features,
     frechet_distance,
+    fvd_from_features,
     psnr,
     reference_fvd_mean_over_batches,
     ssim,
@@ -21,8 +21,7 @@ def _skimage_per_video(metric, x, y):
     """Average a per-frame skimage metric; videos (B, 3, T, H, W) in [-1, 1]."""
     a = ((x.double() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).numpy()  # (B, T, H, W, 3)
     b = ((y.double() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).numpy()
-    return np.array([np.mean([metric(a[i, t], b[i, t]) for t in range(a.shape[1])])
-                     for i in range(a.shape[0])])
+    return np.array([np.mean([metric(a[i, t], b[i, t]) for t in range(a.shape[1])]) for i in range(a.shape[0])])
 
 
 def _sk_psnr(p, q):
@@ -30,8 +29,9 @@ def _sk_psnr(p, q):
 
 
 def _sk_ssim(p, q):
-    return structural_similarity(p, q, gaussian_weights=True, sigma=1.5,
-                                 use_sample_covariance=False, data_range=1.0, channel_axis=-1)
+    return structural_similarity(
+        p, q, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=-1
+    )
 
 
 def _video_pairs():
@@ -113,8 +113,7 @@ def test_frechet_distance_eigen_method_equals_scipy_sqrtm(rank):
     d = 20
     mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
     s1, s2 = _random_psd(rng, d, rank), _random_psd(rng, d, rank)
-    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(_sqrtm_twin(mu1, s1, mu2, s2),
-                                                               rel=1e-6, abs=1e-6)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(_sqrtm_twin(mu1, s1, mu2, s2), rel=1e-6, abs=1e-6)
 
 
 def test_feature_stats_streaming_equals_one_shot_and_halves_merge():
@@ -124,11 +123,15 @@ def test_feature_stats_streaming_equals_one_shot_and_halves_merge():
     for chunk in torch.split(feats, [1, 40, 17, 45]):
         stream.update(chunk)
     np.testing.assert_allclose(stream.mean().numpy(), feats.double().mean(0).numpy(), rtol=1e-12)
-    np.testing.assert_allclose(stream.covariance().numpy(), np.cov(feats.double().numpy(),
-                               rowvar=False), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(stream.covariance(unbiased=False).numpy(),
-                               np.cov(feats.double().numpy(), rowvar=False, bias=True),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        stream.covariance().numpy(), np.cov(feats.double().numpy(), rowvar=False), rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        stream.covariance(unbiased=False).numpy(),
+        np.cov(feats.double().numpy(), rowvar=False, bias=True),
+        rtol=1e-9,
+        atol=1e-12,
+    )
     first, second = FeatureStats(9), FeatureStats(9)
     first.update(feats[:50])
     second.update(feats[50:])
@@ -164,9 +167,8 @@ def test_reference_batch_mean_fvd_is_the_mean_of_batch_fvds_and_biased_upward():
     real, fake = torch.randn(200, 16, generator=g), torch.randn(200, 16, generator=g)
     by_hand = []
     for i in range(0, 200, 10):
-        r, f = real[i:i + 10].double().numpy(), fake[i:i + 10].double().numpy()
-        by_hand.append(_sqrtm_twin(r.mean(0), np.cov(r, rowvar=False),
-                                   f.mean(0), np.cov(f, rowvar=False)))
+        r, f = real[i : i + 10].double().numpy(), fake[i : i + 10].double().numpy()
+        by_hand.append(_sqrtm_twin(r.mean(0), np.cov(r, rowvar=False), f.mean(0), np.cov(f, rowvar=False)))
     batched = reference_fvd_mean_over_batches(real, fake, batch_size=10)
     assert batched == pytest.approx(np.mean(by_hand), rel=1e-5)
     # same distribution: the dataset-level number is small, the 10-video average is not

@@ -25,12 +25,24 @@ diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PAPER = CompressionConfig(mask="paper")
-WAN22_TINY = WanVAEConfig(latent_channels=8, base_dim=8, decoder_base_dim=12, dim_mult=(1, 2, 2, 2),
-                          num_res_blocks=1, is_residual=True, patch_size=2)
+WAN22_TINY = WanVAEConfig(
+    latent_channels=8,
+    base_dim=8,
+    decoder_base_dim=12,
+    dim_mult=(1, 2, 2, 2),
+    num_res_blocks=1,
+    is_residual=True,
+    patch_size=2,
+)
 HV15_KWARGS = {"latent_channels": 8, "block_out_channels": [8, 8, 16, 16, 16], "layers_per_block": 1}
-LTX2_KWARGS = {"latent_channels": 8, "block_out_channels": [8, 16, 32, 64], "decoder_block_out_channels": [8, 16, 32],
-               "layers_per_block": [1, 1, 1, 1, 1], "decoder_layers_per_block": [1, 1, 1, 1],
-               "decoder_causal": False}  # as released: causal encoder, non-causal decoder
+LTX2_KWARGS = {
+    "latent_channels": 8,
+    "block_out_channels": [8, 16, 32, 64],
+    "decoder_block_out_channels": [8, 16, 32],
+    "layers_per_block": [1, 1, 1, 1, 1],
+    "decoder_layers_per_block": [1, 1, 1, 1],
+    "decoder_causal": False,
+}  # as released: causal encoder, non-causal decoder
 TINY = {
     "wan22": WAN22_TINY,
     "hunyuanvideo15": DiffusersVAEConfig("AutoencoderKLHunyuanVideo15", HV15_KWARGS, latent_channels=8),
@@ -85,14 +97,17 @@ def test_encode_and_decode_equal_the_diffusers_models_own(name):
     assert (ours - theirs).abs().max() <= 1e-6
 
 
-@pytest.mark.parametrize(("name", "compressed", "good", "bad", "nearest"), [
-    ("wan22", False, 9, 8, "use 5 or 9"),  # Wan itself would silently drop frames 6-8
-    ("hunyuanvideo15", False, 5, 7, "use 5 or 9"),
-    ("ltx2", False, 17, 16, "use 9 or 17"),
-    ("wan22", True, 33, 20, "use 1 or 33"),
-    ("hunyuanvideo15", True, 65, 40, "use 33 or 65"),
-    ("ltx2", True, 65, 60, "use 1 or 65"),
-])
+@pytest.mark.parametrize(
+    ("name", "compressed", "good", "bad", "nearest"),
+    [
+        ("wan22", False, 9, 8, "use 5 or 9"),  # Wan itself would silently drop frames 6-8
+        ("hunyuanvideo15", False, 5, 7, "use 5 or 9"),
+        ("ltx2", False, 17, 16, "use 9 or 17"),
+        ("wan22", True, 33, 20, "use 1 or 33"),
+        ("hunyuanvideo15", True, 65, 40, "use 33 or 65"),
+        ("ltx2", True, 65, 60, "use 1 or 65"),
+    ],
+)
 def test_frame_rules_accept_valid_counts_and_name_the_nearest_ones(name, compressed, good, bad, nearest):
     cfg = LCVAEConfig(backbone=TINY[name], compression=PAPER if compressed else None)
     rule = cfg.frame_rule
@@ -112,11 +127,14 @@ def test_an_invalid_video_is_refused_before_the_model_runs():
         tiny("ltx2", PAPER).encode(video(65, 32))
 
 
-@pytest.mark.parametrize(("name", "frames", "want"), [
-    ("wan22", 33, (1, 4, 10, 2, 2)),  # 9 latent frames; the image frame becomes 2 pseudo-frames
-    ("hunyuanvideo15", 33, (1, 4, 10, 2, 2)),
-    ("ltx2", 65, (1, 4, 10, 2, 2)),
-])
+@pytest.mark.parametrize(
+    ("name", "frames", "want"),
+    [
+        ("wan22", 33, (1, 4, 10, 2, 2)),  # 9 latent frames; the image frame becomes 2 pseudo-frames
+        ("hunyuanvideo15", 33, (1, 4, 10, 2, 2)),
+        ("ltx2", 65, (1, 4, 10, 2, 2)),
+    ],
+)
 def test_lc_on_top_gives_the_documented_diffusion_latent(name, frames, want):
     model = tiny(name, PAPER)
     size = 2 * FACTORS[name][1]
@@ -128,15 +146,18 @@ def test_lc_on_top_gives_the_documented_diffusion_latent(name, frames, want):
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize(("preset", "latent", "diffusion", "shape"), [
-    ("lcvae-wan21", 32, 16, (16, 10, 32, 32)),
-    ("wan22", 48, 48, (48, 9, 16, 16)),
-    ("lcvae-wan22", 48, 24, (24, 10, 16, 16)),  # MiniMax-H3's budget: 24 channels at 4x16x16
-    ("hunyuanvideo15", 32, 32, (32, 9, 16, 16)),
-    ("lcvae-hunyuanvideo15", 32, 16, (16, 10, 16, 16)),
-    ("ltx2", 128, 128, (128, 5, 8, 8)),
-    ("lcvae-ltx2", 128, 64, None),  # 33 frames do not fit 1 + 64k
-])
+@pytest.mark.parametrize(
+    ("preset", "latent", "diffusion", "shape"),
+    [
+        ("lcvae-wan21", 32, 16, (16, 10, 32, 32)),
+        ("wan22", 48, 48, (48, 9, 16, 16)),
+        ("lcvae-wan22", 48, 24, (24, 10, 16, 16)),  # MiniMax-H3's budget: 24 channels at 4x16x16
+        ("hunyuanvideo15", 32, 32, (32, 9, 16, 16)),
+        ("lcvae-hunyuanvideo15", 32, 16, (16, 10, 16, 16)),
+        ("ltx2", 128, 128, (128, 5, 8, 8)),
+        ("lcvae-ltx2", 128, 64, None),  # 33 frames do not fit 1 + 64k
+    ],
+)
 def test_presets_give_the_documented_sizes_at_33x256(preset, latent, diffusion, shape):
     cfg = PRESETS[preset]
     assert (cfg.backbone.latent_channels, cfg.diffusion_channels) == (latent, diffusion)
@@ -220,7 +241,9 @@ def test_minimax_h3_is_refused_with_the_reason():
 
 
 def test_factors_that_contradict_the_model_config_are_refused():
-    with pytest.raises(ValueError, match="spatial_factor=8, but this AutoencoderKLHunyuanVideo15 config compresses by 16"):
+    with pytest.raises(
+        ValueError, match="spatial_factor=8, but this AutoencoderKLHunyuanVideo15 config compresses by 16"
+    ):
         DiffusersVAEConfig("AutoencoderKLHunyuanVideo15", HV15_KWARGS, latent_channels=8, spatial_factor=8)
     cfg = DiffusersVAEConfig("AutoencoderKLHunyuanVideo15", HV15_KWARGS, latent_channels=8)
     assert DiffusersVAEConfig.from_dict(cfg.to_dict()) == cfg

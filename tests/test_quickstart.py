@@ -24,9 +24,18 @@ from lcvae.train.quickstart import (
 from lcvae.train.vae_config import load_train_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TINY = ["steps=2", "eval_every=1", "seeds=[0, 1]", "video_upscale=2", "video_clips=1",
-        "train.model.backbone={base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}",
-        "train.data.short_side=32", "train.data.crop=16", "train.data.val_crop=32", "train.data.val_clips=1"]
+TINY = [
+    "steps=2",
+    "eval_every=1",
+    "seeds=[0, 1]",
+    "video_upscale=2",
+    "video_clips=1",
+    "train.model.backbone={base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}",
+    "train.data.short_side=32",
+    "train.data.crop=16",
+    "train.data.val_crop=32",
+    "train.data.val_clips=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +72,16 @@ def test_demo_writes_results_models_and_report(demo):
 
 def test_pretrained_mode_evaluates_the_given_folders(demo, tmp_path):
     cfg, results = demo
-    again = load_quickstart_config(None, [f"out_dir={tmp_path / 'eval'}", *TINY, "steps=0",
-                                          f"pretrained={Path(cfg.out_dir) / 'models'}"])
+    again = load_quickstart_config(
+        None, [f"out_dir={tmp_path / 'eval'}", *TINY, "steps=0", f"pretrained={Path(cfg.out_dir) / 'models'}"]
+    )
     assert again.seeds == [0] and again.eval_steps == [0]  # pretrained weights do not depend on a seed
     evaluated = run_quickstart(again)
     for name in ("lcvae", "wfvae", "ptlc"):
         assert evaluated["models"][name]["steps"] == 0
-        assert evaluated["models"][name]["psnr"] == pytest.approx(results["curves"][name]["psnr_per_seed"]["0"][-1], rel=1e-9)
+        assert evaluated["models"][name]["psnr"] == pytest.approx(
+            results["curves"][name]["psnr_per_seed"]["0"][-1], rel=1e-9
+        )
     assert not (tmp_path / "eval" / "runs").exists()  # nothing was trained
 
 
@@ -79,8 +91,11 @@ def test_shipped_configs_load_and_check():
         study = load_study_config(CONFIGS / name)
         assert study.steps == steps and study.runs == ["wfvae", "lcvae", "wfvae-2c", "adaptive"]
     load_train_config(CONFIGS / "train_tiny_cpu.yaml")
-    for override in (["model.preset=lcvae-chn4"], ["model.preset=lcvae-chn16"],  # one file, the size an override
-                     ["model.preset=lcvae-chn8-causal", "data.num_frames=33"]):
+    for override in (
+        ["model.preset=lcvae-chn4"],
+        ["model.preset=lcvae-chn16"],  # one file, the size an override
+        ["model.preset=lcvae-chn8-causal", "data.num_frames=33"],
+    ):
         assert load_train_config(CONFIGS / "train_lcvae.yaml", override).model.preset == override[0].split("=")[1]
     with pytest.raises(ValueError, match="1 \\+ 32k frames"):  # causal without 33 frames, as the header says
         load_train_config(CONFIGS / "train_lcvae.yaml", ["model.preset=lcvae-chn8-causal"])
@@ -88,7 +103,12 @@ def test_shipped_configs_load_and_check():
     assert cfg.model.preset == "wfvae-l-16" and cfg.model.compression == "fixed"
     chn8 = load_train_config(CONFIGS / "train_lcvae.yaml")
     assert chn8.model.preset == "lcvae-chn8"
-    assert (chn8.optim.lr, chn8.loss.kl_weight, chn8.optim.ema_decay, chn8.train.max_steps) == (1e-5, 1e-6, 0.999, 200_000)
+    assert (chn8.optim.lr, chn8.loss.kl_weight, chn8.optim.ema_decay, chn8.train.max_steps) == (
+        1e-5,
+        1e-6,
+        0.999,
+        200_000,
+    )
 
 
 def test_quickstart_config_errors_suggest_the_key():

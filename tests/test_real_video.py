@@ -9,9 +9,17 @@ import logging
 import numpy as np
 import pytest
 import torch
-from _video_fixtures import (damage_middle, decode_all, duration_of, header_frames, pattern_frames,
-                             textured_frames, write_av, write_dropped_slot_avi)
 
+from _video_fixtures import (
+    damage_middle,
+    decode_all,
+    duration_of,
+    header_frames,
+    pattern_frames,
+    textured_frames,
+    write_av,
+    write_dropped_slot_avi,
+)
 from lcvae.cli import main
 from lcvae.data.datasets import SkipCounter, Skipped, VideoFolder, collate
 from lcvae.data.video import NotEnoughFramesError, VideoError, VideoReader, probe, read_video
@@ -27,10 +35,12 @@ def vfr(tmp_path_factory):
     d = tmp_path_factory.mktemp("vfr")
     frames = pattern_frames(len(SLOTS), H, W)
     pts_ms = [10 * s for s in SLOTS]
-    return {"frames": frames,
-            "avi": write_dropped_slot_avi(d / "vfr.avi", frames, SLOTS),
-            "mp4": write_av(d / "vfr.mp4", frames, pts_ms=pts_ms),
-            "mkv": write_av(d / "vfr.mkv", frames, pts_ms=pts_ms)}
+    return {
+        "frames": frames,
+        "avi": write_dropped_slot_avi(d / "vfr.avi", frames, SLOTS),
+        "mp4": write_av(d / "vfr.mp4", frames, pts_ms=pts_ms),
+        "mkv": write_av(d / "vfr.mkv", frames, pts_ms=pts_ms),
+    }
 
 
 def test_fixture_header_lies_about_the_frame_count(vfr):
@@ -50,11 +60,9 @@ def test_variable_rate_file_reads_every_stored_frame_once(vfr, fmt, caplog):
     assert info.duration == pytest.approx(2.77, abs=0.031)
     assert info.fps == pytest.approx(68 / 2.77, rel=0.012)
     if fmt == "avi":  # the header's 277 is corrected, and said once per file
-        assert [r.getMessage().count("header says 277 frames but 68 are stored")
-                for r in caplog.records] == [1]
+        assert [r.getMessage().count("header says 277 frames but 68 are stored") for r in caplog.records] == [1]
     np.testing.assert_array_equal(read_video(vfr[fmt]).numpy(), vfr["frames"])
-    np.testing.assert_array_equal(read_video(vfr[fmt], start=5, num_frames=9, stride=7).numpy(),
-                                  vfr["frames"][5:68:7])
+    np.testing.assert_array_equal(read_video(vfr[fmt], start=5, num_frames=9, stride=7).numpy(), vfr["frames"][5:68:7])
 
 
 def test_variable_rate_target_fps_picks_the_frame_on_screen(vfr):
@@ -75,8 +83,14 @@ def test_variable_rate_too_short_names_the_real_count(vfr):
 
 
 def test_damaged_middle_fails_naming_the_frame_and_reads_before_it(tmp_path):
-    good = write_av(tmp_path / "good.mp4", textured_frames(40, 48, 64), codec="libx264",
-                    pix_fmt="yuv420p", options={"crf": "20"}, gop=10)
+    good = write_av(
+        tmp_path / "good.mp4",
+        textured_frames(40, 48, 64),
+        codec="libx264",
+        pix_fmt="yuv420p",
+        options={"crf": "20"},
+        gop=10,
+    )
     bad = damage_middle(good, tmp_path / "bad.mp4", length=3000)
     with pytest.raises(VideoError, match=r"bad\.mp4 is corrupt: decoding failed after .*frame \d+"):
         read_video(bad)
@@ -88,8 +102,14 @@ def test_dataset_uses_the_vfr_file_and_skips_and_counts_the_damaged_one(vfr, tmp
     root = tmp_path / "clips"
     root.mkdir()
     (root / "vfr.avi").write_bytes(vfr["avi"].read_bytes())
-    good = write_av(tmp_path / "g.mp4", textured_frames(40, 32, 48), codec="libx264",
-                    pix_fmt="yuv420p", options={"crf": "20"}, gop=10)
+    good = write_av(
+        tmp_path / "g.mp4",
+        textured_frames(40, 32, 48),
+        codec="libx264",
+        pix_fmt="yuv420p",
+        options={"crf": "20"},
+        gop=10,
+    )
     damage_middle(good, root / "bad.mp4", length=3000)
     ds = VideoFolder(root, num_frames=33)
     batch = collate([ds[i] for i in range(len(ds))])
@@ -102,8 +122,7 @@ def test_dataset_uses_the_vfr_file_and_skips_and_counts_the_damaged_one(vfr, tmp
 def test_reconstruct_keeps_the_duration_of_a_variable_rate_file(vfr, tmp_path, capsys):
     out = tmp_path / "rec.mp4"
     torch.manual_seed(0)
-    assert main(["reconstruct", str(vfr["avi"]), str(out), "--model", "lcvae-tiny",
-                 "--random-weights", "--trim"]) == 0
+    assert main(["reconstruct", str(vfr["avi"]), str(out), "--model", "lcvae-tiny", "--random-weights", "--trim"]) == 0
     info = probe(out)
     assert info.frames == 65  # 1 + 32k <= 68 stored frames (the header's 277 would give 257)
     # 65 of 68 frames at the source's average rate: 65/68 of its 2.77 s, not 65 frames at 100 fps.
@@ -124,7 +143,8 @@ def test_random_clip_starts_stay_within_the_stored_frames(vfr, tmp_path):
         starts.add(item["start"])
         np.testing.assert_array_equal(
             ((item["video"].permute(1, 2, 3, 0) + 1) * 127.5).round().byte().numpy(),
-            vfr["frames"][item["start"]:item["start"] + 33])
+            vfr["frames"][item["start"] : item["start"] + 33],
+        )
     assert max(starts) <= 68 - 33 and len(starts) > 3
 
 

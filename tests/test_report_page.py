@@ -65,14 +65,26 @@ def test_label_panels_refuses_bad_input() -> None:
 
 
 def test_format_number_rounds_for_display() -> None:
-    assert [format_number(v) for v in (300, 24.1234, 0.812345, -0.00049, 1.0)] == ["300", "24.12", "0.8123", "-0.0005", "1.00"]
+    assert [format_number(v) for v in (300, 24.1234, 0.812345, -0.00049, 1.0)] == [
+        "300",
+        "24.12",
+        "0.8123",
+        "-0.0005",
+        "1.00",
+    ]
 
 
 # ----------------------------------------------------------------------------- headless browser
 
 RESULTS = {
     "models": {
-        "lcvae-tiny": {"psnr": 24.1289, "ssim": 0.812345, "steps": 300, "st-lpips": 0.1234567, "diffusion_shape": [4, 9, 8, 8]},
+        "lcvae-tiny": {
+            "psnr": 24.1289,
+            "ssim": 0.812345,
+            "steps": 300,
+            "st-lpips": 0.1234567,
+            "diffusion_shape": [4, 9, 8, 8],
+        },
         "wfvae-tiny": {"psnr": 23.5, "ssim": 0.79, "steps": 300, "st-lpips": 0.2, "diffusion_shape": [4, 9, 8, 8]},
     },
     "seconds": 123.456,
@@ -80,9 +92,15 @@ RESULTS = {
 }
 # What the page must show for each JSON number, written out by hand (2 decimals from 1 up, else 4).
 SHOWN = {
-    "models.lcvae-tiny.psnr": "24.13", "models.lcvae-tiny.ssim": "0.8123", "models.lcvae-tiny.steps": "300",
-    "models.lcvae-tiny.st-lpips": "0.1235", "models.wfvae-tiny.psnr": "23.50", "models.wfvae-tiny.ssim": "0.7900",
-    "models.wfvae-tiny.steps": "300", "models.wfvae-tiny.st-lpips": "0.2000", "seconds": "123.46",
+    "models.lcvae-tiny.psnr": "24.13",
+    "models.lcvae-tiny.ssim": "0.8123",
+    "models.lcvae-tiny.steps": "300",
+    "models.lcvae-tiny.st-lpips": "0.1235",
+    "models.wfvae-tiny.psnr": "23.50",
+    "models.wfvae-tiny.ssim": "0.7900",
+    "models.wfvae-tiny.steps": "300",
+    "models.wfvae-tiny.st-lpips": "0.2000",
+    "seconds": "123.46",
 }
 
 
@@ -122,17 +140,40 @@ class _Page(HTMLParser):
 
 
 def test_report_table_shows_every_json_number_and_marks_the_best(tmp_path: Path) -> None:
-    results = {"rows": [
-        {"model": "a", "psnr": {"mean": 25.0, "std": 0.9}, "st-lpips": 0.3, "ssim": 0.5, "steps": 10, "per_clip": [{"psnr": 1.0}]},
-        {"model": "b", "psnr": {"mean": 24.0, "std": 0.2}, "st-lpips": 0.1, "ssim": 0.5, "steps": 10, "causal_compressed": True},
-    ]}
+    results = {
+        "rows": [
+            {
+                "model": "a",
+                "psnr": {"mean": 25.0, "std": 0.9},
+                "st-lpips": 0.3,
+                "ssim": 0.5,
+                "steps": 10,
+                "per_clip": [{"psnr": 1.0}],
+            },
+            {
+                "model": "b",
+                "psnr": {"mean": 24.0, "std": 0.2},
+                "st-lpips": 0.1,
+                "ssim": 0.5,
+                "steps": 10,
+                "causal_compressed": True,
+            },
+        ]
+    }
     page = _Page()
     page.feed(write_report(tmp_path, results, title="t").read_text())
     assert {k: text for k, (_, text) in page.cells.items()} == {
-        "rows.0.psnr.mean": "25.00", "rows.0.psnr.std": "0.9000", "rows.0.st-lpips": "0.3000", "rows.0.ssim": "0.5000",
+        "rows.0.psnr.mean": "25.00",
+        "rows.0.psnr.std": "0.9000",
+        "rows.0.st-lpips": "0.3000",
+        "rows.0.ssim": "0.5000",
         "rows.0.steps": "10",
-        "rows.1.psnr.mean": "24.00", "rows.1.psnr.std": "0.2000", "rows.1.st-lpips": "0.1000", "rows.1.ssim": "0.5000",
-        "rows.1.steps": "10"}
+        "rows.1.psnr.mean": "24.00",
+        "rows.1.psnr.std": "0.2000",
+        "rows.1.st-lpips": "0.1000",
+        "rows.1.ssim": "0.5000",
+        "rows.1.steps": "10",
+    }
     # higher PSNR and lower LPIPS win; a tie (SSIM), a spread column and a step count mark nothing
     assert page.best == {"rows.0.psnr.mean", "rows.1.st-lpips"}
     with pytest.raises(ValueError, match="'models'"):
@@ -141,8 +182,18 @@ def test_report_table_shows_every_json_number_and_marks_the_best(tmp_path: Path)
 
 def _open_in_chromium(page: Path, profile: Path) -> _Page:
     """The DOM of ``page`` after its scripts ran, as headless Chromium serialises it."""
-    cmd = [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--mute-audio", f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()]
+    cmd = [
+        _chromium(),
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--mute-audio",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     parsed = _Page()
@@ -150,7 +201,9 @@ def _open_in_chromium(page: Path, profile: Path) -> _Page:
     return parsed
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium on PATH: run scripts/install_browser.sh (Debian: apt-get install chromium)")
+@pytest.mark.skipif(
+    _chromium() is None, reason="no chromium on PATH: run scripts/install_browser.sh (Debian: apt-get install chromium)"
+)
 def test_report_page_loads_in_chromium_and_shows_the_json_numbers(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from matplotlib.image import imsave
@@ -164,11 +217,22 @@ def test_report_page_loads_in_chromium_and_shows_the_json_numbers(tmp_path: Path
         imsave(figures[name], rng.random((20, 30, 3)))
     panels = _panels(t=6, h=16, w=32)
     video_file = write_video(tmp_path / "side_by_side.mp4", label_panels(panels, LABELS, upscale=2), fps=8.0)
-    curves = {"held-out PSNR (dB)": {"lcvae-tiny": [(0, 10.0, 0.5), (100, 20.0, 0.4), (200, 24.0, 0.3)],
-                                     "wfvae-tiny": [(0, 11.0), (100, 19.0), (200, 23.5)]}}
-    page = write_report(tmp_path / "run", RESULTS, title="tiny study", curves=curves, figures=figures,
-                        videos={"clip from file": video_file, "clip from frames": label_panels(panels[:2], LABELS[:2], upscale=2)},
-                        notes=["LC-VAE vs WF-VAE: inside the seed-to-seed noise."], video_fps=8.0)
+    curves = {
+        "held-out PSNR (dB)": {
+            "lcvae-tiny": [(0, 10.0, 0.5), (100, 20.0, 0.4), (200, 24.0, 0.3)],
+            "wfvae-tiny": [(0, 11.0), (100, 19.0), (200, 23.5)],
+        }
+    }
+    page = write_report(
+        tmp_path / "run",
+        RESULTS,
+        title="tiny study",
+        curves=curves,
+        figures=figures,
+        videos={"clip from file": video_file, "clip from frames": label_panels(panels[:2], LABELS[:2], upscale=2)},
+        notes=["LC-VAE vs WF-VAE: inside the seed-to-seed noise."],
+        video_fps=8.0,
+    )
     assert page == tmp_path / "run" / "report.html"
     assert not list(page.parent.glob("*.tmp")) and [p.name for p in page.parent.iterdir()] == ["report.html"]
     text = page.read_text()
@@ -177,7 +241,14 @@ def test_report_page_loads_in_chromium_and_shows_the_json_numbers(tmp_path: Path
 
     dom = _open_in_chromium(page, tmp_path / "profile")
     status = json.loads(dom.check)
-    assert status == {"images": 3, "images_loaded": 3, "videos": 2, "videos_loaded": 2, "video_errors": [], "done": True}
+    assert status == {
+        "images": 3,
+        "images_loaded": 3,
+        "videos": 2,
+        "videos_loaded": 2,
+        "video_errors": [],
+        "done": True,
+    }
     assert {k: text for k, (_, text) in dom.cells.items()} == SHOWN
     for key, (value, _) in dom.cells.items():
         node = RESULTS
@@ -186,12 +257,18 @@ def test_report_page_loads_in_chromium_and_shows_the_json_numbers(tmp_path: Path
         assert json.loads(value) == node, key  # the exact JSON number travels with the cell
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium on PATH: run scripts/install_browser.sh (Debian: apt-get install chromium)")
+@pytest.mark.skipif(
+    _chromium() is None, reason="no chromium on PATH: run scripts/install_browser.sh (Debian: apt-get install chromium)"
+)
 def test_report_self_check_reports_a_broken_video(tmp_path: Path) -> None:
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(np.random.default_rng(2).integers(0, 256, 4000, dtype=np.uint8).tobytes())
-    page = write_report(tmp_path, {"rows": [{"model": "m", "psnr": 20.0, "ssim": 0.5, "steps": 1}]}, title="broken",
-                        videos={"broken": broken})
+    page = write_report(
+        tmp_path,
+        {"rows": [{"model": "m", "psnr": 20.0, "ssim": 0.5, "steps": 1}]},
+        title="broken",
+        videos={"broken": broken},
+    )
     status = json.loads(_open_in_chromium(page, tmp_path / "profile").check)
     assert status["videos"] == 1 and status["videos_loaded"] == 0
     assert len(status["video_errors"]) == 1 and status["done"] is True

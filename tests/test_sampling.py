@@ -21,13 +21,23 @@ from lcvae.train.latte_config import TrainLatteConfig
 from lcvae.train.train_latte import main as train_main
 from test_train_latte import make_vae_and_cache
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(tmp, vae_dir, cache, *overrides):
-    base = [f"run_dir={tmp / 'run'}", f"cache={cache}", f"vae={vae_dir}", "model.preset=tiny", "batch_size=2",
-            "max_steps=2", "ckpt_every=2", "sample.every=0", "num_workers=0", "tensorboard=false", "optim.lr=1e-2"]
+    base = [
+        f"run_dir={tmp / 'run'}",
+        f"cache={cache}",
+        f"vae={vae_dir}",
+        "model.preset=tiny",
+        "batch_size=2",
+        "max_steps=2",
+        "ckpt_every=2",
+        "sample.every=0",
+        "num_workers=0",
+        "tensorboard=false",
+        "optim.lr=1e-2",
+    ]
     return train_main(load_config(TrainLatteConfig, None, base + list(overrides)))
 
 
@@ -70,8 +80,17 @@ def test_a_video_does_not_depend_on_the_batch_it_is_sampled_in(trained):
     labels = torch.tensor([0, 1, 2])
 
     def run(indices, seed=0, method="ddpm"):
-        return sample_latents(den.model, den.diffusion, den.latent_shape, indices, seed=seed, labels=labels[indices],
-                              guidance=1.5, steps=4, method=method)
+        return sample_latents(
+            den.model,
+            den.diffusion,
+            den.latent_shape,
+            indices,
+            seed=seed,
+            labels=labels[indices],
+            guidance=1.5,
+            steps=4,
+            method=method,
+        )
 
     together = run([0, 1, 2])
     apart = torch.cat([run([0]), run([1, 2])])
@@ -88,8 +107,18 @@ def test_fvd16_compares_the_written_samples_with_the_real_folder(trained, tmp_pa
         if name.startswith("carphone"):
             (real_dir / f"{name}.mp4").symlink_to(path)
     out = tmp_path / "out"
-    summary = generate(ckpt, from_pretrained(vae_dir), out, n=3, batch_size=3, steps=2, seed=1, fvd_real=real_dir,
-                       fvd_extractor=MomentFeatures(), grid=False)
+    summary = generate(
+        ckpt,
+        from_pretrained(vae_dir),
+        out,
+        n=3,
+        batch_size=3,
+        steps=2,
+        seed=1,
+        fvd_real=real_dir,
+        fvd_extractor=MomentFeatures(),
+        grid=False,
+    )
 
     def features(folder):  # first 16 frames of every video, resized to 224 as the FVD protocol does
         clips = [to_tensor(read_video(p, start=0, num_frames=16)) for p in sorted(folder.glob("*.mp4"))]
@@ -110,14 +139,34 @@ def test_sampling_refuses_another_vae_and_misused_options(trained, tmp_path):
         generate(ckpt, LCVAE(get_preset("lcvae-tiny")), tmp_path, n=1, steps=2)
     with pytest.raises(ValueError, match=r"class label must be in \[0, 2\]"):
         generate(ckpt, from_pretrained(vae_dir), tmp_path, n=1, steps=2, class_label=3)
-    code = cli_main(["sample", "--latte", str(ckpt), "--vae", str(vae_dir), "--out", str(tmp_path), "--fvd", str(tmp_path)])
+    code = cli_main(
+        ["sample", "--latte", str(ckpt), "--vae", str(vae_dir), "--out", str(tmp_path), "--fvd", str(tmp_path)]
+    )
     assert code == 2  # --fvd without --i3d or --i3d-random
 
 
 def test_sample_command_writes_the_requested_class(trained, tmp_path, capsys):
     ckpt, vae_dir = trained
-    code = cli_main(["sample", "--latte", str(ckpt), "--vae", str(vae_dir), "--out", str(tmp_path), "--n", "2",
-                     "--steps", "4", "--ddim", "--class-label", "1", "--guidance", "2"])
+    code = cli_main(
+        [
+            "sample",
+            "--latte",
+            str(ckpt),
+            "--vae",
+            str(vae_dir),
+            "--out",
+            str(tmp_path),
+            "--n",
+            "2",
+            "--steps",
+            "4",
+            "--ddim",
+            "--class-label",
+            "1",
+            "--guidance",
+            "2",
+        ]
+    )
     assert code == 0 and "wrote 2 videos [3, 33, 32, 32]" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["video_00000_class1.mp4", "video_00001_class1.mp4"]
 

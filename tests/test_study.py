@@ -23,9 +23,19 @@ from lcvae.study import load_study_config, run_study, runner
 from lcvae.study.config import StudyConfig
 from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint
 
-TINY = ["steps=2", "eval_every=1", "seeds=[0, 1]", "models=[lcvae, wfvae, ptlc]", "video_upscale=2", "video_clips=1",
-        "train.model.backbone={base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}",
-        "train.data.short_side=32", "train.data.crop=16", "train.data.val_crop=32", "train.data.val_clips=1"]
+TINY = [
+    "steps=2",
+    "eval_every=1",
+    "seeds=[0, 1]",
+    "models=[lcvae, wfvae, ptlc]",
+    "video_upscale=2",
+    "video_clips=1",
+    "train.model.backbone={base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}",
+    "train.data.short_side=32",
+    "train.data.crop=16",
+    "train.data.val_crop=32",
+    "train.data.val_clips=1",
+]
 NUMBERS = ("models", "curves", "energy", "claims")  # everything but wall-time figures and the config's out_dir
 
 
@@ -79,7 +89,9 @@ def test_resume_after_an_interruption_gives_the_same_numbers(study, tmp_path, mo
     runner.train_runs(cfg_b)
     assert len(calls) == 3 * 2 * 2 - 1  # models x seeds x steps, the cached evaluation not redone
     assert _numbers(runner.gather_results(cfg_b)) == _numbers(first)
-    with pytest.raises(ValueError, match="different recipe \\(train differ"):  # a changed recipe never mixes with the cache
+    with pytest.raises(
+        ValueError, match="different recipe \\(train differ"
+    ):  # a changed recipe never mixes with the cache
         runner.train_runs(_cfg(tmp_path / "resumed", ["train.optim.lr=1e-3"]))
 
 
@@ -114,11 +126,14 @@ def test_verdict_rule_on_synthetic_numbers():
     c = claims_mod.compare_claim("x", "s", a, b, labels=("A", "B"), metric="PSNR", step=5)
     assert c["verdict"] == "reproduced" and c["margin"] == pytest.approx(1.0)
     assert c["noise"] == pytest.approx(0.1 * 2**0.5, rel=1e-9)  # sample std of (29.9, 30.1) is 0.1414
-    assert claims_mod.compare_claim("x", "s", b, a, labels=("A", "B"), metric="PSNR", step=5)["verdict"] == "contradicted"
+    assert (
+        claims_mod.compare_claim("x", "s", b, a, labels=("A", "B"), metric="PSNR", step=5)["verdict"] == "contradicted"
+    )
     noisy = claims_mod.compare_claim("x", "s", [29, 31], [28.5, 30.5], labels=("A", "B"), metric="PSNR", step=5)
     assert noisy["verdict"] == "within noise" and "within noise at 5 steps" in noisy["sentence"]
-    lower = claims_mod.compare_claim("x", "s", [0.2, 0.21], [0.3, 0.31], labels=("A", "B"), metric="LPIPS", step=5,
-                                     higher_better=False)
+    lower = claims_mod.compare_claim(
+        "x", "s", [0.2, 0.21], [0.3, 0.31], labels=("A", "B"), metric="LPIPS", step=5, higher_better=False
+    )
     assert lower["verdict"] == "reproduced" and lower["margin"] == pytest.approx(0.1)
     level = claims_mod.level_claim("e", "s", [0.85, 0.86, 0.84], reference=0.5, metric="share", step=5)
     assert level["verdict"] == "reproduced" and level["noise"] == pytest.approx(0.01)
@@ -153,12 +168,29 @@ def test_report_table_numbers_are_those_of_results_json(study):
 def test_report_loads_in_chromium(study, tmp_path):
     cfg, results = study
     page = Path(cfg.out_dir) / "report.html"
-    cmd = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--mute-audio",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()]
+    cmd = [
+        "chromium",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--mute-audio",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     status = json.loads(unescape(re.search(r'<pre id="report-self-check"[^>]*>([^<]*)</pre>', done.stdout).group(1)))
     # 3 learning curves + energy and autocorrelation figures of the 3 runs; one labelled video
-    assert status == {"images": 9, "images_loaded": 9, "videos": 1, "videos_loaded": 1, "video_errors": [], "done": True}
+    assert status == {
+        "images": 9,
+        "images_loaded": 9,
+        "videos": 1,
+        "videos_loaded": 1,
+        "video_errors": [],
+        "done": True,
+    }
     shown = dict(re.findall(r'data-key="(models\.[^"]+)" data-value="[^"]*">([^<]*)<', done.stdout))
     assert shown["models.lcvae.psnr"] == f"{results['models']['lcvae']['psnr']:.2f}"

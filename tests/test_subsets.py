@@ -26,7 +26,7 @@ def moving_square(frames: int = 9, step: int = 3, size: int = 64) -> np.ndarray:
     """uint8 (T, H, W, 3): a bright 16x16 square moving ``step`` pixels right per frame on grey."""
     out = np.full((frames, size, size, 3), 60, np.uint8)
     for t in range(frames):
-        out[t, 20:36, 8 + step * t:24 + step * t] = 220
+        out[t, 20:36, 8 + step * t : 24 + step * t] = 220
     return out
 
 
@@ -55,7 +55,9 @@ def test_moving_square_scores_its_displacement_and_a_static_one_scores_zero():
     shifts, valid = block_displacements(moving, block=32)
     assert valid.any()
     measured = shifts[valid]
-    assert torch.allclose(measured[:, 0], torch.zeros(len(measured), dtype=torch.float64), atol=0.05)  # no vertical motion
+    assert torch.allclose(
+        measured[:, 0], torch.zeros(len(measured), dtype=torch.float64), atol=0.05
+    )  # no vertical motion
     # +3 px: right. Tiles the square only partly covers read up to 0.3 px low (the Hann window
     # weighs the part that left the tile), so the mean sits a little under 3.
     assert measured[:, 1].median() == pytest.approx(3.0, abs=0.05)
@@ -98,8 +100,11 @@ def test_selection_by_top_k_and_quantile():
 
 def test_subsets_are_written_as_manifests_the_dataset_reads(tmp_path):
     videos = tmp_path / "videos"
-    for name, frames in {"flat": np.full((9, 64, 64, 3), 90, np.uint8), "texture": noise_frames(),
-                         "square": moving_square()}.items():
+    for name, frames in {
+        "flat": np.full((9, 64, 64, 3), 90, np.uint8),
+        "texture": noise_frames(),
+        "square": moving_square(),
+    }.items():
         write_video(videos / f"{name}.mp4", frames, fps=10, codec="libx264rgb", pix_fmt="rgb24", qp=0)
     dataset = VideoFolder(videos, num_frames=9)
     rows, skipped = score_dataset(dataset, progress=False)
@@ -122,7 +127,7 @@ def smooth_texture(h: int, w: int, seed: int) -> np.ndarray:
     """Float (h, w) in [28, 228]: Gaussian-low-passed noise, texture in every direction."""
     r = np.random.default_rng(seed).normal(0, 1, (h, w))
     k2 = np.fft.fftfreq(h)[:, None] ** 2 + np.fft.fftfreq(w)[None, :] ** 2
-    f = np.fft.ifft2(np.fft.fft2(r) * np.exp(-k2 / (2 * 0.08 ** 2))).real
+    f = np.fft.ifft2(np.fft.fft2(r) * np.exp(-k2 / (2 * 0.08**2))).real
     return (f - f.min()) / (f.max() - f.min()) * 200 + 28
 
 
@@ -133,9 +138,9 @@ def known_motion_clips(t: int = 9, h: int = 96, w: int = 128) -> dict[str, np.nd
     a, b = smooth_texture(h, w, 3), smooth_texture(h, w, 4)
     block = np.full((t, h, w), 60.0)
     for k in range(t):
-        block[k, 20:80, 10 + 3 * k:70 + 3 * k] = 200  # a flat 60x60 block, 3 px right per frame
+        block[k, 20:80, 10 + 3 * k : 70 + 3 * k] = 200  # a flat 60x60 block, 3 px right per frame
     clips = {
-        "pan": np.stack([wide[:, 4 * k:4 * k + w] for k in range(t)]),  # 4 px left per frame
+        "pan": np.stack([wide[:, 4 * k : 4 * k + w] for k in range(t)]),  # 4 px left per frame
         "noise": np.random.default_rng(0).integers(0, 256, (t, h, w)).astype(float),  # i.i.d. frames
         "block": block,
         "flicker": np.stack([still * (0.5 if k % 2 else 1.0) + (40 if k % 2 else 0) for k in range(t)]),

@@ -44,7 +44,9 @@ def test_constant_output_survives_blending():
 
 def test_model_tiling_with_one_tile_is_exact():
     torch.manual_seed(0)
-    model = WFVAE(WFVAEConfig(base_channels=32, encoder_energy_flow=16, decoder_energy_flow=16, latent_channels=4)).eval()
+    model = WFVAE(
+        WFVAEConfig(base_channels=32, encoder_energy_flow=16, decoder_energy_flow=16, latent_channels=4)
+    ).eval()
     x = torch.randn(1, 3, 5, 32, 32)
     with torch.no_grad():
         assert torch.equal(model.encode(x, tile=64).mean, model.encode(x).mean)

@@ -39,7 +39,14 @@ class SyntheticVideos(torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(100 * epoch + index)
         base = torch.rand(3, 1, 1, 1, generator=g) * 2 - 1
         video = (base + 0.2 * torch.randn(3, 33, 32, 32, generator=g)).clamp(-1, 1)
-        return {"video": video, "path": f"synthetic/{index}", "label": index % 3, "caption": "", "index": index, "start": 0}
+        return {
+            "video": video,
+            "path": f"synthetic/{index}",
+            "label": index % 3,
+            "caption": "",
+            "index": index,
+            "start": 0,
+        }
 
 
 def make_vae_and_cache(root: Path, seed: int = 0) -> tuple[Path, Path]:
@@ -58,9 +65,21 @@ def assets(tmp_path_factory):
 
 def _config(run_dir, assets, *overrides) -> TrainLatteConfig:
     vae, cache = assets
-    base = [f"run_dir={run_dir}", f"cache={cache}", f"vae={vae}", "model.preset=tiny", "model.class_dropout_prob=0.5",
-            "batch_size=2", "log_every=1", "ckpt_every=2", "keep_last=null", "sample.every=0", "num_workers=0",
-            "tensorboard=false", "optim.lr=1e-3"]
+    base = [
+        f"run_dir={run_dir}",
+        f"cache={cache}",
+        f"vae={vae}",
+        "model.preset=tiny",
+        "model.class_dropout_prob=0.5",
+        "batch_size=2",
+        "log_every=1",
+        "ckpt_every=2",
+        "keep_last=null",
+        "sample.every=0",
+        "num_workers=0",
+        "tensorboard=false",
+        "optim.lr=1e-3",
+    ]
     return load_config(TrainLatteConfig, None, base + list(overrides))
 
 
@@ -121,7 +140,9 @@ def test_labels_beyond_the_model_classes_are_refused(assets, tmp_path):
 
 def test_step_batches_cover_each_epoch_once_and_restart_mid_stream():
     world, batch = 2, 3
-    per_rank = [list(itertools.islice(StepBatches(14, batch, seed=5, rank=r, world_size=world), 4)) for r in range(world)]
+    per_rank = [
+        list(itertools.islice(StepBatches(14, batch, seed=5, rank=r, world_size=world), 4)) for r in range(world)
+    ]
     # 14 latents over 2 ranks = 7 each = 2 batches of 3 per epoch; epoch 0 is steps 0-1
     epoch0 = [i for r in range(world) for b in per_rank[r][:2] for i in b]
     assert len(epoch0) == len(set(epoch0)) == 12

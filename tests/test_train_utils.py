@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 import yaml
 from torch import nn
 
+from lcvae import utils
 from lcvae.config import to_dict
 from lcvae.train.checkpoint import (
     capture_rng_state,
@@ -38,7 +39,6 @@ from lcvae.train.distributed import (
     setup_logging,
 )
 from lcvae.train.ema import EMA
-from lcvae import utils
 from lcvae.utils import atomic_write, write_json
 
 # ------------------------------------------------------------------------------------------- EMA
@@ -131,7 +131,12 @@ def _trained_setup():
 
 
 def _state(opt, ema):
-    return {"optim": opt.state_dict(), "ema": ema.state_dict(), "rng": capture_rng_state(), "data": {"epoch": 1, "index": 17}}
+    return {
+        "optim": opt.state_dict(),
+        "ema": ema.state_dict(),
+        "rng": capture_rng_state(),
+        "data": {"epoch": 1, "index": 17},
+    }
 
 
 def _assert_same(a, b):
@@ -313,7 +318,11 @@ def _gloo_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
     info = init_distributed(backend="gloo")
-    result = {"rank": info.rank, "world": get_world_size(), "mean": all_reduce_mean({"loss": rank + 1.0, "acc": 10.0 * rank})}
+    result = {
+        "rank": info.rank,
+        "world": get_world_size(),
+        "mean": all_reduce_mean({"loss": rank + 1.0, "acc": 10.0 * rank}),
+    }
     try:
         all_reduce_mean({f"key{rank}": 1.0})
         result["mismatch"] = "not detected"
@@ -324,8 +333,11 @@ def _gloo_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     result["tensor_mean"] = mean_over_ranks(torch.tensor([2.0 * rank, 6.0])).tolist()
     torch.manual_seed(100 + rank)
     states = gather_rng_states()
-    result["rng"] = [len(states), torch.equal(states[rank]["torch"], torch.get_rng_state()),
-                     torch.equal(states[0]["torch"], states[1]["torch"])]
+    result["rng"] = [
+        len(states),
+        torch.equal(states[rank]["torch"], torch.get_rng_state()),
+        torch.equal(states[0]["torch"], states[1]["torch"]),
+    ]
     barrier()
     cleanup_distributed()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:

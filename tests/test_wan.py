@@ -16,7 +16,13 @@ from lcvae.masks import CompressionConfig
 from lcvae.models.io import from_pretrained, load_config, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import get_preset
-from lcvae.models.wan import WanVAE, WanVAEConfig, lcvae_config_from_diffusers, wan_lcvae_from_diffusers, widen_wan_state
+from lcvae.models.wan import (
+    WanVAE,
+    WanVAEConfig,
+    lcvae_config_from_diffusers,
+    wan_lcvae_from_diffusers,
+    widen_wan_state,
+)
 from lcvae.train.checkpoint import load_checkpoint
 
 diffusers = pytest.importorskip("diffusers")
@@ -138,8 +144,17 @@ def test_diffusers_folder_gives_the_wan_config_and_its_latent_statistics(wan_fol
 
 
 def test_wan_config_reads_wan22_and_rejects_inconsistent_or_misspelt_keys():
-    wan22 = {"_class_name": "AutoencoderKLWan", "z_dim": 48, "base_dim": 160, "decoder_base_dim": 256,
-             "is_residual": True, "patch_size": 2, "in_channels": 12, "out_channels": 12, "scale_factor_spatial": 16}
+    wan22 = {
+        "_class_name": "AutoencoderKLWan",
+        "z_dim": 48,
+        "base_dim": 160,
+        "decoder_base_dim": 256,
+        "is_residual": True,
+        "patch_size": 2,
+        "in_channels": 12,
+        "out_channels": 12,
+        "scale_factor_spatial": 16,
+    }
     cfg = WanVAEConfig.from_diffusers(wan22)
     assert cfg.frame_rule.spatial_factor == 16 and cfg.diffusers_kwargs()["in_channels"] == 12
     with pytest.raises(ValueError, match="in_channels=3; with patch_size 2 only 12"):
@@ -222,8 +237,9 @@ def test_the_training_recipe_widens_a_diffusers_wan_folder_given_as_preset_and_i
     from lcvae.train.vae_config import ModelSection, resolve_model_config
 
     folder = str(wan_folder[0])
-    cfg = resolve_model_config(ModelSection(preset=folder, latent_channels=8, compression="fixed", mask="paper",
-                                            init_from=folder))
+    cfg = resolve_model_config(
+        ModelSection(preset=folder, latent_channels=8, compression="fixed", mask="paper", init_from=folder)
+    )
     assert cfg == lcvae_config_from_diffusers(json.loads((wan_folder[0] / "config.json").read_text()), 8, "paper")
     torch.manual_seed(3)
     model = LCVAE(cfg)
@@ -285,11 +301,26 @@ def _train(clips, out_dir, steps: int, resume: str = "auto"):
     from lcvae.train.train_vae import main
     from lcvae.train.vae_config import load_train_config
 
-    overrides = ["model.preset=lcvae-wan-tiny", "data.kind=folder", f"data.root={clips}", "data.num_frames=33",
-                 "data.short_side=32", "data.crop=32", "data.num_workers=0", "loss.perceptual_weight=0",
-                 "disc.preset=tiny", "disc.schedule=both", "train.batch_size=1", f"train.max_steps={steps}",
-                 "train.ckpt_every=1", f"train.out_dir={out_dir}", f"train.resume={resume}", "log.tensorboard=false",
-                 "log.every=1", "train.threads=1"]
+    overrides = [
+        "model.preset=lcvae-wan-tiny",
+        "data.kind=folder",
+        f"data.root={clips}",
+        "data.num_frames=33",
+        "data.short_side=32",
+        "data.crop=32",
+        "data.num_workers=0",
+        "loss.perceptual_weight=0",
+        "disc.preset=tiny",
+        "disc.schedule=both",
+        "train.batch_size=1",
+        f"train.max_steps={steps}",
+        "train.ckpt_every=1",
+        f"train.out_dir={out_dir}",
+        f"train.resume={resume}",
+        "log.tensorboard=false",
+        "log.every=1",
+        "train.threads=1",
+    ]
     return main(load_train_config(None, overrides))
 
 

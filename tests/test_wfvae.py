@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from lcvae.models.autoencoder import WFVAE
-from lcvae.models.vae import FrameRule
 from lcvae.models.layers import CausalConv3d, conv, silu_conv, upsample_time_linear
+from lcvae.models.vae import FrameRule
 from lcvae.models.wfvae import WFVAEConfig
 
 TSV = Path(__file__).parent / "data" / "wfvae-l16-state-dict.tsv"
@@ -38,7 +38,9 @@ def official_tensors() -> list[tuple[str, tuple[int, ...]]]:
 
 
 def test_state_dict_matches_official_checkpoint_names_shapes_and_order():
-    model = meta_model(WFVAEConfig(base_channels=192, encoder_energy_flow=128, decoder_energy_flow=128, latent_channels=16))
+    model = meta_model(
+        WFVAEConfig(base_channels=192, encoder_energy_flow=128, decoder_energy_flow=128, latent_channels=16)
+    )
     learned = [(n, s) for n, s in official_tensors() if "wavelet" not in n]
     assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == learned
     haar = [n for n, _ in official_tensors() if "wavelet" in n]
@@ -46,7 +48,9 @@ def test_state_dict_matches_official_checkpoint_names_shapes_and_order():
 
 
 def test_official_preset_parameter_counts():
-    model = meta_model(WFVAEConfig(base_channels=192, encoder_energy_flow=128, decoder_energy_flow=128, latent_channels=16))
+    model = meta_model(
+        WFVAEConfig(base_channels=192, encoder_energy_flow=128, decoder_energy_flow=128, latent_channels=16)
+    )
     assert n_params(model) == 317_081_244
     assert round(n_params(model.encoder) / 1e6, 2) == 84.59
     assert round(n_params(model.decoder) / 1e6, 2) == 232.49
@@ -54,7 +58,9 @@ def test_official_preset_parameter_counts():
 
 @pytest.mark.parametrize("channels, millions", [(8, 314.97), (16, 315.46), (32, 316.46)])
 def test_lcvae_backbone_parameter_counts(channels, millions):
-    cfg = WFVAEConfig(base_channels=192, encoder_energy_flow=64, decoder_energy_flow=128, latent_channels=channels, causal=False)
+    cfg = WFVAEConfig(
+        base_channels=192, encoder_energy_flow=64, decoder_energy_flow=128, latent_channels=channels, causal=False
+    )
     assert round(n_params(meta_model(cfg)) / 1e6, 2) == millions
 
 
@@ -63,9 +69,15 @@ def test_encoder_energy_flow_64_changes_only_the_documented_shapes():
     narrow = meta_model(WFVAEConfig(base_channels=192, encoder_energy_flow=64, latent_channels=16)).state_dict()
     changed = {k for k in wide if wide[k].shape != narrow[k].shape}
     assert changed == {
-        "encoder.connect_l1.weight", "encoder.connect_l1.bias", "encoder.connect_l2.weight", "encoder.connect_l2.bias",
-        "encoder.down2.0.weight", "encoder.mid.0.norm1.norm.weight", "encoder.mid.0.norm1.norm.bias",
-        "encoder.mid.0.conv1.conv.weight", "encoder.mid.0.nin_shortcut.conv.weight",
+        "encoder.connect_l1.weight",
+        "encoder.connect_l1.bias",
+        "encoder.connect_l2.weight",
+        "encoder.connect_l2.bias",
+        "encoder.down2.0.weight",
+        "encoder.mid.0.norm1.norm.weight",
+        "encoder.mid.0.norm1.norm.bias",
+        "encoder.mid.0.conv1.conv.weight",
+        "encoder.mid.0.nin_shortcut.conv.weight",
     }
 
 

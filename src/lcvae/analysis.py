@@ -42,9 +42,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -97,7 +98,7 @@ class LagMoments:
             self.first += a.sum(dims).cpu()
             self.second += c.sum(dims).cpu()
 
-    def merge(self, other: "LagMoments") -> "LagMoments":
+    def merge(self, other: LagMoments) -> LagMoments:
         """Add another accumulator's sums (e.g. from another process); returns self."""
         if other.shape != self.shape:
             raise ValueError(f"cannot merge moments of shape {other.shape} into {self.shape}")
@@ -176,9 +177,12 @@ class LatentAnalysis:
         share = self.subband_share
         out: dict[str, Any] = {
             "latent": {
-                "channels": self.channels, "clips": self.clips, "causal": self.causal,
+                "channels": self.channels,
+                "clips": self.clips,
+                "causal": self.causal,
                 "frames_per_clip": sorted(set(self.frames)),
-                "channel_mean": _list(self.channel_mean), "channel_energy": _list(self.channel_energy),
+                "channel_mean": _list(self.channel_mean),
+                "channel_energy": _list(self.channel_energy),
                 "head_energy": None if self.head_energy is None else _list(self.head_energy),
             },
             "subbands": {
@@ -265,14 +269,18 @@ class LatentAnalyzer:
         if z.dim() == 4:
             z = z.unsqueeze(0)
         if z.dim() != 5:
-            raise ValueError(f"expected latents (B, C, T', H', W') or one clip (C, T', H', W'), got shape {tuple(z.shape)}")
+            raise ValueError(
+                f"expected latents (B, C, T', H', W') or one clip (C, T', H', W'), got shape {tuple(z.shape)}"
+            )
         b, c, t, h, w = z.shape
         if self.channels is None:
             self._start(c)
         elif c != self.channels:
             raise ValueError(f"all latents must have the same channel count; got {c} after {self.channels}")
         if h % 2 or w % 2:
-            raise ValueError(f"latent height and width must be even for the Haar level, got {h}x{w}; crop frames to a multiple of 16")
+            raise ValueError(
+                f"latent height and width must be even for the Haar level, got {h}x{w}; crop frames to a multiple of 16"
+            )
         z = z.detach().to(torch.float64)  # latents are small next to the encoder; sums want float64 anyway
         body = self._body(z)
         if self.leaves and body.shape[2] % GROUP_FRAMES:
@@ -296,7 +304,9 @@ class LatentAnalyzer:
 
     def result(self) -> LatentAnalysis:
         if self.channels is None:
-            raise ValueError("no latents were analysed: the source yielded nothing (check the dataset and the skipped clips)")
+            raise ValueError(
+                "no latents were analysed: the source yielded nothing (check the dataset and the skipped clips)"
+            )
         c = self.channels
         leaf_energy = leaf_rho = None
         kept: dict[str, float | None] = {}
@@ -315,20 +325,34 @@ class LatentAnalyzer:
                     continue
                 kept[name] = float(flat[kept_idx].sum() / flat.sum())
             if self.leaf.pairs == 0:
-                notes["leaves.autocorrelation"] = "needs at least 2 groups of 8 latent frames per clip (64 video frames)"
+                notes["leaves.autocorrelation"] = (
+                    "needs at least 2 groups of 8 latent frames per clip (64 video frames)"
+                )
         if self.subbands.pairs == 0:
             notes["subbands.autocorrelation"] = "needs at least 4 latent frames per clip (after the image frame)"
         return LatentAnalysis(
-            channels=c, clips=self.clips, causal=self.causal, frames=self.frames,
-            subband_energy=self.subbands.energy(), subband_autocorrelation=self.subbands.autocorrelation(),
-            subband_pairs=self.subbands.pairs, channel_mean=self.raw.mean(), channel_energy=self.raw.energy(),
+            channels=c,
+            clips=self.clips,
+            causal=self.causal,
+            frames=self.frames,
+            subband_energy=self.subbands.energy(),
+            subband_autocorrelation=self.subbands.autocorrelation(),
+            subband_pairs=self.subbands.pairs,
+            channel_mean=self.raw.mean(),
+            channel_energy=self.raw.energy(),
             head_energy=None if self.head is None else self.head.energy(),
-            leaf_energy=leaf_energy, leaf_autocorrelation=leaf_rho, leaf_pairs=self.leaf.pairs if self.leaves else 0,
-            kept_share=kept, subband_images=self._images, notes=notes,
+            leaf_energy=leaf_energy,
+            leaf_autocorrelation=leaf_rho,
+            leaf_pairs=self.leaf.pairs if self.leaves else 0,
+            kept_share=kept,
+            subband_images=self._images,
+            notes=notes,
         )
 
 
-def analyze_latents(latents: Iterable[Tensor], causal: bool, leaves: bool = True, keep_images: bool = True) -> LatentAnalysis:
+def analyze_latents(
+    latents: Iterable[Tensor], causal: bool, leaves: bool = True, keep_images: bool = True
+) -> LatentAnalysis:
     """Streaming analysis of latents (B, C, T', H', W') (or single clips (C, T', H', W')) from any source."""
     analyzer = LatentAnalyzer(causal, leaves, keep_images)
     for z in latents:
@@ -345,8 +369,14 @@ def model_latents(model, videos: Iterable[Tensor], device: str = "cpu", chunk: i
             yield model.encode(x.to(device=device, dtype=dtype), chunk).mode().float().cpu()
 
 
-def dataset_videos(dataset, batch_size: int = 1, max_clips: int | None = None, progress: bool = True,
-                   counter=None, paths: list[str] | None = None) -> Iterator[Tensor]:
+def dataset_videos(
+    dataset,
+    batch_size: int = 1,
+    max_clips: int | None = None,
+    progress: bool = True,
+    counter=None,
+    paths: list[str] | None = None,
+) -> Iterator[Tensor]:
     """Video batches (B, 3, T, H, W) in [-1, 1] from a ``lcvae.data`` dataset in order, with a progress
     bar; skipped clips are counted in ``counter`` (a ``SkipCounter``), the used clips' paths appended
     to ``paths``; stops after ``max_clips``."""
@@ -373,9 +403,17 @@ def dataset_videos(dataset, batch_size: int = 1, max_clips: int | None = None, p
                 return
 
 
-def analyze_dataset(model, dataset, *, batch_size: int = 1, max_clips: int | None = None, device: str = "cpu",
-                    chunk: int | None = None, leaves: bool = True,
-                    progress: bool = True) -> tuple[LatentAnalysis, dict[str, Any]]:
+def analyze_dataset(
+    model,
+    dataset,
+    *,
+    batch_size: int = 1,
+    max_clips: int | None = None,
+    device: str = "cpu",
+    chunk: int | None = None,
+    leaves: bool = True,
+    progress: bool = True,
+) -> tuple[LatentAnalysis, dict[str, Any]]:
     """Analyse the backbone latents (posterior means, before any compression) of ``model`` (an LCVAE)
     over a ``lcvae.data`` dataset. Returns (result, {"clips": used paths, "skipped", "skipped_summary"})."""
     from lcvae.data import SkipCounter
@@ -401,10 +439,14 @@ def read_latent_files(paths: Iterable[str | Path]) -> tuple[list[Tensor], bool]:
             meta = f.metadata() or {}
             latent = f.get_tensor("latent")
         if meta.get("kind") != "raw":
-            raise ValueError(f"{path} holds a {meta.get('kind', 'unlabelled')} latent; the analysis needs the backbone "
-                             "latent: encode with `lcvae encode --raw`")
+            raise ValueError(
+                f"{path} holds a {meta.get('kind', 'unlabelled')} latent; the analysis needs the backbone "
+                "latent: encode with `lcvae encode --raw`"
+            )
         if "config" not in meta:
-            raise ValueError(f"{path} has no model config in its metadata, so its frame rule (causal or not) is unknown")
+            raise ValueError(
+                f"{path} has no model config in its metadata, so its frame rule (causal or not) is unknown"
+            )
         causal.add(LCVAEConfig.from_dict(json.loads(meta["config"])).backbone.causal)
         latents.append(latent)
     if not latents:

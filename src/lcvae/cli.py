@@ -34,8 +34,9 @@ def subcommands() -> dict[str, ModuleType]:
 def build_parser(commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lcvae", description="LC-VAE: latent-compressed video VAE")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the Python traceback for input errors too (also: LCVAE_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback for input errors too (also: LCVAE_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in commands.items():
         module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))
@@ -49,7 +50,9 @@ def _debug_env() -> bool:
 def main(argv: list[str] | None = None) -> int:
     commands = subcommands()
     args = build_parser(commands).parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return commands[args.command].run(args)
     except USER_ERRORS as err:

@@ -21,11 +21,12 @@ Rows: one per (method, Chn), in the order first seen; columns: PSNR SSIM LPIPS r
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from lcvae.utils import write_json, write_text
 from lcvae.models.lcvae import LCVAEConfig
+from lcvae.utils import write_json, write_text
 
 METRICS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("lpips", "LPIPS ↓", 4), ("rfvd", "rFVD ↓", 2))
 
@@ -85,12 +86,20 @@ def read_run(path: Path, method: str, metric_set: str = "vs_input") -> dict[str,
     lpips_name = (sets[metric_set].get("lpips") or {}).get("name")
     if lpips_name:
         values["lpips_name"] = str(lpips_name)
-    return {"method": str(data.get("method") or method), "named_in_file": bool(data.get("method")), "chn": _channels(data, path), "dataset": dataset,
-            "values": values, "missing": missing, "source": str(path)}
+    return {
+        "method": str(data.get("method") or method),
+        "named_in_file": bool(data.get("method")),
+        "chn": _channels(data, path),
+        "dataset": dataset,
+        "values": values,
+        "missing": missing,
+        "source": str(path),
+    }
 
 
-def compare_runs(run_dirs: Sequence[str | Path], names: Sequence[str] | None = None,
-                 metric_set: str = "vs_input") -> dict[str, Any]:
+def compare_runs(
+    run_dirs: Sequence[str | Path], names: Sequence[str] | None = None, metric_set: str = "vs_input"
+) -> dict[str, Any]:
     """Collect the runs into a table: {"datasets": [...], "rows": [{method, chn, cells {dataset: values}}], ...}."""
     if names is not None and len(names) != len(run_dirs):
         raise ValueError(f"give one name per run folder: {len(run_dirs)} folders, {len(names)} names")
@@ -114,13 +123,22 @@ def compare_runs(run_dirs: Sequence[str | Path], names: Sequence[str] | None = N
     for e in entries:
         if e["dataset"] not in datasets:
             datasets.append(e["dataset"])
-        row = rows.setdefault((e["method"], e["chn"]), {"method": e["method"], "chn": e["chn"], "cells": {}, "sources": {}})
+        row = rows.setdefault(
+            (e["method"], e["chn"]), {"method": e["method"], "chn": e["chn"], "cells": {}, "sources": {}}
+        )
         if e["dataset"] in row["cells"]:
-            raise ValueError(f"two results for method {e['method']!r} on {e['dataset']!r}: {row['sources'][e['dataset']]} "
-                             f"and {e['source']}; give the runs distinct names with --names")
+            raise ValueError(
+                f"two results for method {e['method']!r} on {e['dataset']!r}: {row['sources'][e['dataset']]} "
+                f"and {e['source']}; give the runs distinct names with --names"
+            )
         row["cells"][e["dataset"]] = {**e["values"], **({"missing": e["missing"]} if e["missing"] else {})}
         row["sources"][e["dataset"]] = e["source"]
-    return {"metric_set": metric_set, "datasets": datasets, "metrics": [m for m, _, _ in METRICS], "rows": list(rows.values())}
+    return {
+        "metric_set": metric_set,
+        "datasets": datasets,
+        "metrics": [m for m, _, _ in METRICS],
+        "rows": list(rows.values()),
+    }
 
 
 def _is_st(name: str | None) -> bool:
@@ -134,7 +152,9 @@ def format_markdown(table: dict[str, Any]) -> str:
     every number in it is ST-LPIPS; in a mixed column each ST-LPIPS cell is marked "(ST)"."""
     head, st_columns = ["Method", "Chn"], {}
     for d in table["datasets"]:
-        names = [r["cells"][d].get("lpips_name") for r in table["rows"] if r["cells"].get(d, {}).get("lpips") is not None]
+        names = [
+            r["cells"][d].get("lpips_name") for r in table["rows"] if r["cells"].get(d, {}).get("lpips") is not None
+        ]
         st_columns[d] = bool(names) and all(_is_st(n) for n in names)
         for i, (key, label, _) in enumerate(METRICS):
             label = "ST-LPIPS ↓" if key == "lpips" and st_columns[d] else label
@@ -150,13 +170,19 @@ def format_markdown(table: dict[str, Any]) -> str:
                 cells.append("–" if v is None else f"{v:.{digits}f}{mark}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"metric set: {table['metric_set']}; PSNR/SSIM/LPIPS: mean over clips; rFVD: one value per dataset; "
-                 "–: not computed (reasons in the JSON).")
+    lines.append(
+        f"metric set: {table['metric_set']}; PSNR/SSIM/LPIPS: mean over clips; rFVD: one value per dataset; "
+        "–: not computed (reasons in the JSON)."
+    )
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(run_dirs: Sequence[str | Path], out_dir: str | Path, names: Sequence[str] | None = None,
-                     metric_set: str = "vs_input") -> dict[str, Any]:
+def write_comparison(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    names: Sequence[str] | None = None,
+    metric_set: str = "vs_input",
+) -> dict[str, Any]:
     """:func:`compare_runs` written to ``out_dir/table.json`` and ``out_dir/table.md``."""
     table = compare_runs(run_dirs, names, metric_set)
     write_json(Path(out_dir) / "table.json", table)

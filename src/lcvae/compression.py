@@ -145,9 +145,7 @@ class LatentCompressor(nn.Module):
     def _check_latent(self, z: Tensor) -> None:
         """Validate a latent's channels, frame rule and grid."""
         if z.dim() != 5 or z.shape[1] != self.latent_channels:
-            raise ValueError(
-                f"expected a latent (B, {self.latent_channels}, T', H', W'), got shape {tuple(z.shape)}"
-            )
+            raise ValueError(f"expected a latent (B, {self.latent_channels}, T', H', W'), got shape {tuple(z.shape)}")
         t, h, w = z.shape[2:]
         if not self.latent_rule.is_valid(t):
             low, high = self.latent_rule.nearest_valid(t)

@@ -27,8 +27,9 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
@@ -73,9 +74,7 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
                 return _check_value(value, arg, where)
             except ValueError:
                 pass
-        raise ValueError(
-            f"config key '{where}' expects {_type_name(tp)}, got {type(value).__name__} {value!r}"
-        )
+        raise ValueError(f"config key '{where}' expects {_type_name(tp)}, got {type(value).__name__} {value!r}")
     if origin is Literal:
         # type() match so that True is not accepted for Literal[1] (True == 1 in Python)
         if any(type(value) is type(a) and value == a for a in args):
@@ -93,14 +92,11 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     if origin in (list, tuple) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ValueError(
-                f"config key '{where}' expects a list, got {type(value).__name__} {value!r}; "
-                f"write it as [a, b, ...]"
+                f"config key '{where}' expects a list, got {type(value).__name__} {value!r}; write it as [a, b, ...]"
             )
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
-                raise ValueError(
-                    f"config key '{where}' expects exactly {len(args)} items, got {len(value)}: {value!r}"
-                )
+                raise ValueError(f"config key '{where}' expects exactly {len(args)} items, got {len(value)}: {value!r}")
             return tuple(_check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         item_tp = args[0] if args else Any
         items = [_check_value(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -110,8 +106,7 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"config key '{where}' expects a mapping, got {type(value).__name__} {value!r}")
         key_tp, val_tp = args if args else (Any, Any)
         return {
-            _check_value(k, key_tp, f"{where}.<key>"): _check_value(v, val_tp, f"{where}.{k}")
-            for k, v in value.items()
+            _check_value(k, key_tp, f"{where}.<key>"): _check_value(v, val_tp, f"{where}.{k}") for k, v in value.items()
         }
     if tp is bool:
         if isinstance(value, bool):
@@ -156,7 +151,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, _prefix: str = "") -> T:
         kwargs[key] = _check_value(value, hints[key], f"{_prefix}{key}")
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ValueError(f"config key '{_prefix}{name}' is required (no default); set it in the YAML or as an override")
+            raise ValueError(
+                f"config key '{_prefix}{name}' is required (no default); set it in the YAML or as an override"
+            )
     return cls(**kwargs)
 
 
@@ -171,7 +168,9 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as err:
-            raise ValueError(f"override {item!r}: value is not valid YAML ({err}); quote strings, e.g. {key}='...'") from err
+            raise ValueError(
+                f"override {item!r}: value is not valid YAML ({err}); quote strings, e.g. {key}='...'"
+            ) from err
         node = nested
         parts = key.split(".")
         for part in parts[:-1]:
@@ -222,8 +221,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first set on line {seen[key]})",
-                    key_node.start_mark)
+                    None, None, f"duplicate key {key!r} (first set on line {seen[key]})", key_node.start_mark
+                )
             seen[key] = line
         return super().construct_mapping(node, deep)
 
@@ -257,7 +256,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, Mapping):
-            raise ValueError(f"config file {path} must hold a YAML mapping at the top level, got {type(loaded).__name__}")
+            raise ValueError(
+                f"config file {path} must hold a YAML mapping at the top level, got {type(loaded).__name__}"
+            )
         data = dict(loaded)
     return from_dict(cls, _merge(data, parse_overrides(overrides)))
-

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -100,9 +100,7 @@ def model_fn(model: nn.Module, y: Tensor | None = None, guidance_scale: float = 
     guidance_scale != 1 (classifier-free guidance; y must be class labels)."""
     if guidance_scale != 1.0:
         if y is None:
-            raise ValueError(
-                f"guidance_scale {guidance_scale} needs class labels y; use 1.0 for unconditional models"
-            )
+            raise ValueError(f"guidance_scale {guidance_scale} needs class labels y; use 1.0 for unconditional models")
         return lambda x, t: model.forward_with_cfg(x, t, y, guidance_scale)
     return lambda x, t: model(x, t, y)
 
@@ -205,9 +203,7 @@ class GaussianDiffusion:
         nll = -_mean_flat(discretized_gaussian_log_likelihood(x0, mean, 0.5 * log_var)) / math.log(2.0)
         return torch.where(t == 0, nll, kl)
 
-    def training_losses(
-        self, fn: ModelFn, x0: Tensor, t: Tensor, noise: Tensor | None = None
-    ) -> DiffusionLosses:
+    def training_losses(self, fn: ModelFn, x0: Tensor, t: Tensor, noise: Tensor | None = None) -> DiffusionLosses:
         """Hybrid loss for a batch of clean latents x0 (B, C, F, H, W) at timesteps t (B,).
 
         `fn(x_t, t)` is the model (e.g. `lambda x, t: model(x, t, y)`); noise defaults to randn.
@@ -271,8 +267,7 @@ class GaussianDiffusion:
             if spacing == "linspace" and steps != self.num_timesteps:
                 # DDIMScheduler steps back by T // N, which is wrong for uneven strides
                 raise ValueError(
-                    "DDIM needs an even stride between timesteps; use spacing='leading' (improved DDPM's "
-                    "'ddim250')"
+                    "DDIM needs an even stride between timesteps; use spacing='leading' (improved DDPM's 'ddim250')"
                 )
             sched = DDIMScheduler(set_alpha_to_one=True, **common)
         sched.set_timesteps(steps)

@@ -58,7 +58,7 @@ class RunOptions:
 
 
 def parse_dtype(name: str) -> torch.dtype:
-    """"fp32", "bf16" or "fp16" -> the torch dtype (ValueError naming the choices otherwise)."""
+    """ "fp32", "bf16" or "fp16" -> the torch dtype (ValueError naming the choices otherwise)."""
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
     return DTYPES[name]
@@ -70,7 +70,9 @@ def load_model(source: str, device: str = "cpu", random_weights: bool = False, d
     torch_dtype = parse_dtype(dtype)
     if source in PRESETS:
         if not random_weights:
-            raise ValueError(f"{source!r} is a preset, not trained weights; pass a checkpoint folder, or --random-weights to try the architecture")
+            raise ValueError(
+                f"{source!r} is a preset, not trained weights; pass a checkpoint folder, or --random-weights to try the architecture"
+            )
         model = LCVAE(PRESETS[source])
     else:
         model = from_pretrained(source)
@@ -108,8 +110,15 @@ def crop_video(video: Tensor, frames: int, height: int, width: int) -> Tensor:
     return video[:, :, :frames, :height, :width]
 
 
-def load_video(path: str | Path, model: LCVAE, start: int = 0, frames: int | None = None,
-               fit: str = "error", trim: bool = False, pad: bool = False) -> tuple[Tensor, float]:
+def load_video(
+    path: str | Path,
+    model: LCVAE,
+    start: int = 0,
+    frames: int | None = None,
+    fit: str = "error",
+    trim: bool = False,
+    pad: bool = False,
+) -> tuple[Tensor, float]:
     """Read a clip as (1, 3, T, H, W) in [-1, 1], fitted when asked; :func:`model_input` then checks
     it against the model's rules (or pads it).
 
@@ -153,20 +162,43 @@ def model_input(x: Tensor, model: LCVAE, pad: bool, source: str | Path = "input"
     if not pad:
         rule.check_frames(t)
         if h % rule.pixel_step or w % rule.pixel_step:
-            raise ValueError(f"{source}: {w}x{h} frames are not multiples of {rule.pixel_step}; "
-                             f"pass --fit crop, --fit resize or --pad")
+            raise ValueError(
+                f"{source}: {w}x{h} frames are not multiples of {rule.pixel_step}; "
+                f"pass --fit crop, --fit resize or --pad"
+            )
         return x, {"frames": 0, "height": 0, "width": 0}
     dt, dh, dw = rule.pad_amounts(t, h, w)
     if dt or dh or dw:
-        logger.info("%s: padded %d -> %d frames and %dx%d -> %dx%d by edge replication (%s); the output is "
-                    "cropped back to %d frames %dx%d", source, t, t + dt, w, h, w + dw, h + dh, rule.describe(),
-                    t, w, h)
+        logger.info(
+            "%s: padded %d -> %d frames and %dx%d -> %dx%d by edge replication (%s); the output is "
+            "cropped back to %d frames %dx%d",
+            source,
+            t,
+            t + dt,
+            w,
+            h,
+            w + dw,
+            h + dh,
+            rule.describe(),
+            t,
+            w,
+            h,
+        )
     return pad_video(x, dt, dh, dw), {"frames": dt, "height": dh, "width": dw}
 
 
-def reconstruct_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions, side_by_side: bool = False,
-                     start: int = 0, frames: int | None = None, fit: str = "error", trim: bool = False,
-                     pad: bool = False) -> dict:
+def reconstruct_file(
+    model: LCVAE,
+    src: str | Path,
+    dst: str | Path,
+    opts: RunOptions,
+    side_by_side: bool = False,
+    start: int = 0,
+    frames: int | None = None,
+    fit: str = "error",
+    trim: bool = False,
+    pad: bool = False,
+) -> dict:
     """Encode and decode a video file; write the reconstruction (optionally beside the input).
 
     Returns {"frames", "height", "width"} of the input (and output), "psnr" in dB over it, and
@@ -178,8 +210,11 @@ def reconstruct_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOp
         bar.update()
         bar.set_postfix(f"encoding and decoding {x_in.shape[2]} frames")
         with torch.no_grad():
-            y = model.reconstruct(x_in.to(opts.device, model_dtype(model)), opts.chunk, opts.decode_chunk,
-                                  opts.tile).float().cpu()
+            y = (
+                model.reconstruct(x_in.to(opts.device, model_dtype(model)), opts.chunk, opts.decode_chunk, opts.tile)
+                .float()
+                .cpu()
+            )
         bar.update()
         bar.set_postfix("writing")
         y = crop_video(y, *x.shape[2:]).clamp(-1, 1)
@@ -187,13 +222,27 @@ def reconstruct_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOp
         out = torch.cat([x, y], dim=-1) if side_by_side else y
         save_video(dst, out[0], fps, opts)
         bar.update()
-    return {"frames": x.shape[2], "height": x.shape[3], "width": x.shape[4],
-            "psnr": 10 * math.log10(1 / max(mse, 1e-10)), "padded": padded}
+    return {
+        "frames": x.shape[2],
+        "height": x.shape[3],
+        "width": x.shape[4],
+        "psnr": 10 * math.log10(1 / max(mse, 1e-10)),
+        "padded": padded,
+    }
 
 
-def encode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions, raw: bool = False,
-                start: int = 0, frames: int | None = None, fit: str = "error", trim: bool = False,
-                pad: bool = False) -> tuple[tuple[int, ...], dict[str, int]]:
+def encode_file(
+    model: LCVAE,
+    src: str | Path,
+    dst: str | Path,
+    opts: RunOptions,
+    raw: bool = False,
+    start: int = 0,
+    frames: int | None = None,
+    fit: str = "error",
+    trim: bool = False,
+    pad: bool = False,
+) -> tuple[tuple[int, ...], dict[str, int]]:
     """Video file -> latent file; returns (the latent's shape, the amounts padded as in
     :func:`model_input`). With ``pad`` the metadata keeps the input's frames, height and width
     (and the amounts padded), so :func:`decode_file` crops back."""
@@ -211,7 +260,10 @@ def encode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
         meta = {
             "kind": "raw" if raw else "diffusion",
             "config": json.dumps(model.config.to_dict()),
-            "fps": str(fps), "frames": str(x.shape[2]), "height": str(x.shape[3]), "width": str(x.shape[4]),
+            "fps": str(fps),
+            "frames": str(x.shape[2]),
+            "height": str(x.shape[3]),
+            "width": str(x.shape[4]),
             "padded": json.dumps(padded),
         }
         save_file({"latent": latent.float().cpu().contiguous()}, str(dst), metadata=meta)
@@ -229,7 +281,9 @@ def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
             meta = f.metadata() or {}
             latent = f.get_tensor("latent")
         if "config" in meta and LCVAEConfig.from_dict(json.loads(meta["config"])).backbone != model.config.backbone:
-            raise ValueError(f"{src} was encoded by a different model configuration; decode it with the model that encoded it")
+            raise ValueError(
+                f"{src} was encoded by a different model configuration; decode it with the model that encoded it"
+            )
         bar.update()
         bar.set_postfix("decoding")
         with torch.no_grad():
@@ -243,8 +297,16 @@ def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
         decoded = list(video.shape[2:])
         if any(json.loads(meta.get("padded", "{}")).values()):
             t, h, w = (int(meta[k]) for k in ("frames", "height", "width"))
-            logger.info("%s: the clip was padded before encoding; cropping %d frames %dx%d back to %d frames %dx%d",
-                        src, video.shape[2], video.shape[4], video.shape[3], t, w, h)
+            logger.info(
+                "%s: the clip was padded before encoding; cropping %d frames %dx%d back to %d frames %dx%d",
+                src,
+                video.shape[2],
+                video.shape[4],
+                video.shape[3],
+                t,
+                w,
+                h,
+            )
             video = crop_video(video, t, h, w)
         save_video(dst, video[0], fps or float(meta.get("fps", 24)), opts)
         bar.update()
@@ -269,7 +331,9 @@ def model_info(source: str, frames: int | None = None, height: int = 256, width:
         "frame_rule": rule.describe(),
         "latent_channels": cfg.backbone.latent_channels,
         "diffusion_channels": cfg.diffusion_channels,
-        "compression": None if cfg.compression is None else {
+        "compression": None
+        if cfg.compression is None
+        else {
             "mask": cfg.compression.mask,
             "kept": len(cfg.compression.resolved_indices(cfg.backbone.latent_channels)),
             "of": 32 * cfg.backbone.latent_channels,

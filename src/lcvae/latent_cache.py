@@ -49,8 +49,16 @@ from lcvae.utils import atomic_write, write_json
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CACHE_FORMAT", "INDEX_NAME", "DTYPES", "vae_fingerprint", "config_hash", "CacheRequest", "CacheReport",
-    "cache_latents", "finalize_cache", "LatentCache",
+    "CACHE_FORMAT",
+    "INDEX_NAME",
+    "DTYPES",
+    "vae_fingerprint",
+    "config_hash",
+    "CacheRequest",
+    "CacheReport",
+    "cache_latents",
+    "finalize_cache",
+    "LatentCache",
 ]
 
 CACHE_FORMAT = "lcvae-latent-cache"
@@ -74,7 +82,7 @@ def weights_hash(vae: LCVAE) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(vae.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode("utf-8"))
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
@@ -122,7 +130,9 @@ class CacheReport:
     skipped_videos: int  # unreadable videos met by this process now
     complete: bool  # index.json lists every shard (rank 0 only)
     cached_items: int | None = None  # latents in the whole cache once complete (rank 0), else None
-    skipped: list[dict[str, str]] = field(default_factory=list)  # the complete cache's skipped videos (path, reason; first 100)
+    skipped: list[dict[str, str]] = field(
+        default_factory=list
+    )  # the complete cache's skipped videos (path, reason; first 100)
 
 
 def _shard_name(s: int) -> str:
@@ -133,9 +143,15 @@ def _header(vae: LCVAE, request: CacheRequest, total: int, vae_source: str) -> d
     shape = vae.config.diffusion_shape(request.frames, request.height, request.width)
     num_shards = (total + request.shard_size - 1) // request.shard_size
     header = {
-        "format": CACHE_FORMAT, "version": CACHE_VERSION, "complete": False,
-        "vae_fingerprint": vae_fingerprint(vae), "vae_source": vae_source, "vae_config": vae.config.to_dict(),
-        "latent_shape": list(shape), "request": request.to_dict(), "total_items": total,
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "complete": False,
+        "vae_fingerprint": vae_fingerprint(vae),
+        "vae_source": vae_source,
+        "vae_config": vae.config.to_dict(),
+        "latent_shape": list(shape),
+        "request": request.to_dict(),
+        "total_items": total,
         "num_shards": num_shards,
     }
     return json.loads(json.dumps(header))  # as it reads back from disk (tuples become lists)
@@ -175,13 +191,27 @@ def _collate_with_epoch(items: list) -> dict[str, Any]:
     return batch
 
 
-def _encode_shard(vae: LCVAE, dataset: Dataset, items: range, request: CacheRequest, batch_size: int,
-                  device: torch.device, num_workers: int, chunk: int | None, bar: Progress) -> tuple[dict, dict]:
+def _encode_shard(
+    vae: LCVAE,
+    dataset: Dataset,
+    items: range,
+    request: CacheRequest,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int,
+    chunk: int | None,
+    bar: Progress,
+) -> tuple[dict, dict]:
     """Encode one shard's items -> (tensors, metadata) for safetensors; ``bar`` counts the items."""
     n = len(dataset)
     keys = [(i // n, i % n) for i in items]  # (epoch, index): ClipDataset's per-item RNG key
-    loader = DataLoader(_WithEpoch(dataset), batch_size=batch_size, sampler=keys, collate_fn=_collate_with_epoch,
-                        num_workers=num_workers)
+    loader = DataLoader(
+        _WithEpoch(dataset),
+        batch_size=batch_size,
+        sampler=keys,
+        collate_fn=_collate_with_epoch,
+        num_workers=num_workers,
+    )
     # posterior samples depend on the shard only, so a resumed cache equals an uninterrupted one
     g = torch.Generator(device=device).manual_seed(request.seed * 1_000_003 + items.start)
     columns: dict[str, list[Tensor]] = {"latent": [], "label": [], "index": [], "epoch": [], "start": []}
@@ -211,15 +241,31 @@ def _encode_shard(vae: LCVAE, dataset: Dataset, items: range, request: CacheRequ
     tensors = {"latent": z.to(DTYPES[request.dtype]).contiguous()}
     for name in ("label", "index", "epoch", "start"):
         tensors[name] = torch.cat(columns[name]) if paths else torch.zeros(0, dtype=torch.long)
-    meta = {"paths": paths, "skipped": skipped, "channel_sum": flat.sum(1).tolist(),
-            "channel_sumsq": flat.square().sum(1).tolist(), "channel_count": flat.shape[1]}
+    meta = {
+        "paths": paths,
+        "skipped": skipped,
+        "channel_sum": flat.sum(1).tolist(),
+        "channel_sumsq": flat.square().sum(1).tolist(),
+        "channel_count": flat.shape[1],
+    }
     return tensors, meta
 
 
 def cache_latents(
-    vae: LCVAE, dataset: Dataset, root: str | Path, request: CacheRequest, *, vae_source: str = "",
-    batch_size: int = 4, device: torch.device | str = "cpu", num_workers: int = 0, chunk: int | None = None,
-    rank: int = 0, world_size: int = 1, barrier=None, progress: bool = True,
+    vae: LCVAE,
+    dataset: Dataset,
+    root: str | Path,
+    request: CacheRequest,
+    *,
+    vae_source: str = "",
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+    chunk: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier=None,
+    progress: bool = True,
 ) -> CacheReport:
     """Encode ``dataset`` (items {"video": (3, T, H, W) in [-1, 1], ...} or ``Skipped``, as ``ClipDataset``
     gives) with ``vae`` into shards under ``root``; see the module docstring for layout and resume rules.
@@ -261,14 +307,23 @@ def cache_latents(
             continue
         span = span_of(s)
         tensors, meta = _encode_shard(vae, dataset, span, request, batch_size, device, num_workers, chunk, bar)
-        metadata = {"vae_fingerprint": fp, "first_item": str(span.start), "num_items": str(len(span)),
-                    **{k: json.dumps(v) for k, v in meta.items()}}
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+        metadata = {
+            "vae_fingerprint": fp,
+            "first_item": str(span.start),
+            "num_items": str(len(span)),
+            **{k: json.dumps(v) for k, v in meta.items()},
+        }
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))  # noqa: B023 (called at once)
         encoded.append(s)
         items += tensors["latent"].shape[0]
         skipped += len(meta["skipped"])
-        logger.info("shard %d/%d: %d latents, %d videos skipped", s + 1, header["num_shards"],
-                    tensors["latent"].shape[0], len(meta["skipped"]))
+        logger.info(
+            "shard %d/%d: %d latents, %d videos skipped",
+            s + 1,
+            header["num_shards"],
+            tensors["latent"].shape[0],
+            len(meta["skipped"]),
+        )
     bar.close()
     if existing:
         logger.info("resumed: %d shards were already complete and were not re-encoded", len(existing))
@@ -296,8 +351,13 @@ def finalize_cache(root: str | Path) -> bool:
     index = json.loads((root / INDEX_NAME).read_text(encoding="utf-8"))
     missing = [s for s in range(index["num_shards"]) if not (root / _shard_name(s)).is_file()]
     if missing:
-        logger.warning("cache %s is incomplete: %d of %d shards missing (first %d); rerun to finish",
-                       root, len(missing), index["num_shards"], missing[0])
+        logger.warning(
+            "cache %s is incomplete: %d of %d shards missing (first %d); rerun to finish",
+            root,
+            len(missing),
+            index["num_shards"],
+            missing[0],
+        )
         return False
     shards, skipped, sums, sumsq, count = [], [], None, None, 0
     for s in range(index["num_shards"]):
@@ -311,14 +371,30 @@ def finalize_cache(root: str | Path) -> bool:
         count += int(json.loads(meta["channel_count"]))
     mean = [v / max(count, 1) for v in sums]
     std = [max(q / max(count, 1) - m * m, 0.0) ** 0.5 for q, m in zip(sumsq, mean)]
-    index.update(complete=True, shards=shards, num_items=sum(s["items"] for s in shards),
-                 skipped_videos=len(skipped), skipped=skipped[:100], channel_mean=mean, channel_std=std)
+    index.update(
+        complete=True,
+        shards=shards,
+        num_items=sum(s["items"] for s in shards),
+        skipped_videos=len(skipped),
+        skipped=skipped[:100],
+        channel_mean=mean,
+        channel_std=std,
+    )
     write_json(root / INDEX_NAME, index, indent=1)
     if skipped:
-        logger.warning("%d videos could not be read and are not in the cache (first: %s: %s)",
-                       len(skipped), skipped[0]["path"], skipped[0]["reason"])
-    logger.info("cache %s complete: %d latents %s, per-channel std %s", root, index["num_items"],
-                index["latent_shape"], [round(v, 3) for v in std])
+        logger.warning(
+            "%d videos could not be read and are not in the cache (first: %s: %s)",
+            len(skipped),
+            skipped[0]["path"],
+            skipped[0]["reason"],
+        )
+    logger.info(
+        "cache %s complete: %d latents %s, per-channel std %s",
+        root,
+        index["num_items"],
+        index["latent_shape"],
+        [round(v, 3) for v in std],
+    )
     return True
 
 
@@ -336,13 +412,17 @@ class LatentCache(Dataset):
         self.root = Path(root)
         index_path = self.root / INDEX_NAME
         if not index_path.is_file():
-            raise FileNotFoundError(f"{self.root} is not a latent cache (no {INDEX_NAME}); make one with lcvae cache-latents")
+            raise FileNotFoundError(
+                f"{self.root} is not a latent cache (no {INDEX_NAME}); make one with lcvae cache-latents"
+            )
         self.index = json.loads(index_path.read_text(encoding="utf-8"))
         if self.index.get("format") != CACHE_FORMAT:
             raise ValueError(f"{index_path} is not a {CACHE_FORMAT} index (format {self.index.get('format')!r})")
         if not self.index.get("complete"):
-            raise ValueError(f"latent cache {self.root} is incomplete (interrupted?); rerun the same lcvae cache-latents "
-                             f"command to finish it")
+            raise ValueError(
+                f"latent cache {self.root} is incomplete (interrupted?); rerun the same lcvae cache-latents "
+                f"command to finish it"
+            )
         if vae is not None:
             self.check_vae(vae)
         self.files = [self.root / s["file"] for s in self.index["shards"]]
@@ -363,7 +443,9 @@ class LatentCache(Dataset):
         if given["config"] != cached["config"]:
             new, old = _flatten(vae.config.to_dict()), _flatten(self.index["vae_config"])
             keys = sorted(k for k in set(new) | set(old) if new.get(k, "<absent>") != old.get(k, "<absent>"))
-            shown = ", ".join(f"{k}: cache {old.get(k, '<absent>')!r} vs given {new.get(k, '<absent>')!r}" for k in keys[:4])
+            shown = ", ".join(
+                f"{k}: cache {old.get(k, '<absent>')!r} vs given {new.get(k, '<absent>')!r}" for k in keys[:4]
+            )
             problems.append(f"config differs ({shown or 'same values, different encoding'})")
         if given["weights"] != cached["weights"]:
             problems.append(f"weights differ (cache {cached['weights'][:12]}, given {given['weights'][:12]})")
@@ -418,11 +500,15 @@ class LatentCache(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         s, row = self._locate(int(i))
-        latent = self._handle(s).get_slice("latent")[row:row + 1][0]
+        latent = self._handle(s).get_slice("latent")[row : row + 1][0]
         if s not in self._paths:
             self._paths[s] = json.loads(self._handle(s).metadata()["paths"])
-        return {"latent": latent.float(), "label": int(self.labels[i]), "path": self._paths[s][row],
-                "index": int(self.video_index[i])}
+        return {
+            "latent": latent.float(),
+            "label": int(self.labels[i]),
+            "path": self._paths[s][row],
+            "index": int(self.video_index[i]),
+        }
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

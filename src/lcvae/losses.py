@@ -37,8 +37,9 @@ still runs in bf16; that is the precision the optimiser sees too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -266,7 +267,9 @@ class GeneratorLoss:
     def __init__(self, config: LossConfig | None = None, perceptual: PerceptualFn | None = None) -> None:
         self.config = config or LossConfig()
         if self.config.perceptual_weight > 0 and perceptual is None:
-            raise ValueError("perceptual_weight > 0 needs a perceptual callable (e.g. LPIPS); pass one or set the weight to 0")
+            raise ValueError(
+                "perceptual_weight > 0 needs a perceptual callable (e.g. LPIPS); pass one or set the weight to 0"
+            )
         self.perceptual = perceptual
 
     def gan_active(self, step: int) -> bool:
@@ -315,7 +318,9 @@ class GeneratorLoss:
                     f"(the decoder's final conv weight)"
                 )
             gan = hinge_generator_loss(discriminator(x_hat))
-            lam = adaptive_weight(rec, gan, last_layer, cfg.adaptive_scale, cfg.adaptive_eps, cfg.adaptive_max, grad_reduce)
+            lam = adaptive_weight(
+                rec, gan, last_layer, cfg.adaptive_scale, cfg.adaptive_eps, cfg.adaptive_max, grad_reduce
+            )
             total = total + lam * gan
 
         return GeneratorLossOutput(

@@ -190,7 +190,7 @@ class CompressionConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CompressionConfig":
+    def from_dict(cls, data: dict) -> CompressionConfig:
         """Read a saved config. The removed 'keep50' (identical to 'paper') is read as 'paper'."""
         names = [f.name for f in dataclasses.fields(cls)]
         for key in data:

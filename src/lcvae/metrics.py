@@ -108,10 +108,10 @@ def _blur_valid(v: Tensor) -> Tensor:
     w_out, h_out = v.shape[-1] - n + 1, v.shape[-2] - n + 1
     rows = v[..., 0:w_out] * g[0]
     for k in range(1, n):
-        rows.add_(v[..., k:k + w_out], alpha=g[k])
+        rows.add_(v[..., k : k + w_out], alpha=g[k])
     out = rows[..., 0:h_out, :] * g[0]
     for k in range(1, n):
-        out.add_(rows[..., k:k + h_out, :], alpha=g[k])
+        out.add_(rows[..., k : k + h_out, :], alpha=g[k])
     return out
 
 
@@ -142,7 +142,7 @@ class FeatureStats:
         self.sum += f.sum(dim=0)
         self.sum_outer += f.T @ f
 
-    def merge(self, other: "FeatureStats") -> "FeatureStats":
+    def merge(self, other: FeatureStats) -> FeatureStats:
         """Add another accumulator's statistics into this one (returns self)."""
         if other.dim != self.dim:
             raise ValueError(f"cannot merge statistics of dimension {other.dim} into {self.dim}")
@@ -171,11 +171,14 @@ class FeatureStats:
 
     def state_dict(self) -> dict[str, Tensor]:
         """Tensors to save or all-reduce (sum) across processes; see :meth:`from_state_dict`."""
-        return {"n": torch.tensor(self.n, dtype=torch.float64), "sum": self.sum.clone(),
-                "sum_outer": self.sum_outer.clone()}
+        return {
+            "n": torch.tensor(self.n, dtype=torch.float64),
+            "sum": self.sum.clone(),
+            "sum_outer": self.sum_outer.clone(),
+        }
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Tensor]) -> "FeatureStats":
+    def from_state_dict(cls, state: dict[str, Tensor]) -> FeatureStats:
         stats = cls(state["sum"].shape[0])
         stats.n = int(round(float(state["n"])))
         stats.sum = state["sum"].detach().double().cpu().clone()
@@ -205,8 +208,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu1, mu2, s1, s2 = (_as_float64(v) for v in (mu1, mu2, sigma1, sigma2))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
         raise ValueError(
-            f"need means (D,) and covariances (D, D) of one D, got {mu1.shape}, {s1.shape}, "
-            f"{mu2.shape}, {s2.shape}"
+            f"need means (D,) and covariances (D, D) of one D, got {mu1.shape}, {s1.shape}, {mu2.shape}, {s2.shape}"
         )
     root1 = _psd_sqrt(s1)
     m = root1 @ s2 @ root1
@@ -246,6 +248,9 @@ def reference_fvd_mean_over_batches(real: Tensor, fake: Tensor, batch_size: int 
         raise ValueError(f"need paired (N, D) features, got {tuple(real.shape)}, {tuple(fake.shape)}")
     if batch_size < 2 or real.shape[0] < 2:
         raise ValueError(f"need batch_size ≥ 2 and ≥ 2 videos, got {batch_size} and {real.shape[0]}")
-    values = [fvd_from_features(real[i:i + batch_size], fake[i:i + batch_size])
-              for i in range(0, real.shape[0], batch_size) if real[i:i + batch_size].shape[0] >= 2]
+    values = [
+        fvd_from_features(real[i : i + batch_size], fake[i : i + batch_size])
+        for i in range(0, real.shape[0], batch_size)
+        if real[i : i + batch_size].shape[0] >= 2
+    ]
     return float(math.fsum(values) / len(values))

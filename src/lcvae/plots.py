@@ -8,8 +8,9 @@ for heat maps, so it reads without the code. Numbers live in the JSON files writ
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,9 +49,21 @@ def _ticks(n: int, limit: int = 16) -> list[int]:
     return list(range(0, n, step))
 
 
-def heatmap(values: Tensor, rows: Sequence[str], title: str, path: str | Path, *, xlabel: str, ylabel: str,
-            colorbar: str, log: bool = False, symmetric: float | None = None, columns: Sequence[str] | None = None,
-            separators: Sequence[int] = (), annotate: bool | None = None) -> Path:
+def heatmap(
+    values: Tensor,
+    rows: Sequence[str],
+    title: str,
+    path: str | Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    colorbar: str,
+    log: bool = False,
+    symmetric: float | None = None,
+    columns: Sequence[str] | None = None,
+    separators: Sequence[int] = (),
+    annotate: bool | None = None,
+) -> Path:
     """A (rows x columns) heat map; NaN cells are grey. ``log``: log10 colour scale (energies);
     ``symmetric``: diverging colours on [-symmetric, symmetric] (correlations)."""
     matplotlib, _, _ = _matplotlib()
@@ -87,7 +100,15 @@ def heatmap(values: Tensor, rows: Sequence[str], title: str, path: str | Path, *
             for c in range(n_cols):
                 v = raw[r, c]
                 text = "–" if math.isnan(v) else (f"{v:.2g}" if log else f"{v:.2f}")
-                ax.text(c, r, text, ha="center", va="center", fontsize=7, color="white" if not symmetric or abs(v) > 0.5 * symmetric else "black")
+                ax.text(
+                    c,
+                    r,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if not symmetric or abs(v) > 0.5 * symmetric else "black",
+                )
     return _save(fig, path)
 
 
@@ -107,7 +128,9 @@ def energy_bars(result: LatentAnalysis, path: str | Path) -> Path:
     ax.set_ylim(0, max(share) * 1.15 + 1e-9)
     ax.set_xlabel("3D Haar subband of the latent (letters: time, height, width band; L low, H high)")
     ax.set_ylabel("share of total latent energy (%)")
-    ax.set_title(f"Latent energy per subband ({result.clips} clips, {result.channels} channels; mean squared magnitude)")
+    ax.set_title(
+        f"Latent energy per subband ({result.clips} clips, {result.channels} channels; mean squared magnitude)"
+    )
     return _save(fig, path)
 
 
@@ -119,7 +142,9 @@ def leaf_bars(result: LatentAnalysis, path: str | Path) -> Path:
     colors = [_LOW if j in _PAPER_LEAVES else _HIGH for j in range(8)]
     bars = left.bar(LEAF_NAMES, share, color=colors)
     for bar, v in zip(bars, share):
-        left.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{v:.1f}%", ha="center", va="bottom", fontsize=9)
+        left.text(
+            bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{v:.1f}%", ha="center", va="bottom", fontsize=9
+        )
     left.bar([0], [0], color=_LOW, label="kept by the paper mask")
     left.bar([0], [0], color=_HIGH, label="zeroed by the paper mask")
     left.legend(loc="upper right")
@@ -129,7 +154,9 @@ def leaf_bars(result: LatentAnalysis, path: str | Path) -> Path:
     left.set_title("Energy per Multi-WT leaf")
     names = [k for k, v in result.kept_share.items() if v is not None]
     kept = [100 * result.kept_share[k] for k in names]
-    fractions = [100 * len(CompressionConfig(mask=k).resolved_indices(result.channels)) / (32 * result.channels) for k in names]
+    fractions = [
+        100 * len(CompressionConfig(mask=k).resolved_indices(result.channels)) / (32 * result.channels) for k in names
+    ]
     x = range(len(names))
     right.bar([i - 0.2 for i in x], kept, width=0.4, color=_LOW, label="energy kept")
     right.bar([i + 0.2 for i in x], fractions, width=0.4, color=_GREY, label="coefficients kept")
@@ -169,36 +196,68 @@ def subband_image_grid(maps: Tensor, path: str | Path, max_channels: int = 16, t
     return _save(fig, path)
 
 
-def analysis_figures(result: LatentAnalysis, folder: str | Path, max_channels: int = 16, clip_name: str | None = None) -> list[Path]:
+def analysis_figures(
+    result: LatentAnalysis, folder: str | Path, max_channels: int = 16, clip_name: str | None = None
+) -> list[Path]:
     """Every analysis figure into ``folder``; returns their paths. ``clip_name`` names the clip of the subband maps."""
     folder = Path(folder)
     channels = [str(i) for i in range(result.channels)]
-    rho_rows = [f"{n} (mean {v:.2f})" if not math.isnan(v) else f"{n} (–)"
-                for n, v in zip(SUBBAND_NAMES, _row_means(result.subband_autocorrelation))]
+    rho_rows = [
+        f"{n} (mean {v:.2f})" if not math.isnan(v) else f"{n} (–)"
+        for n, v in zip(SUBBAND_NAMES, _row_means(result.subband_autocorrelation))
+    ]
     paths = [
         energy_bars(result, folder / "energy_subbands.png"),
-        heatmap(result.subband_energy, SUBBAND_NAMES, "Latent energy per subband and channel (mean squared magnitude)",
-                folder / "energy_heatmap.png", xlabel="latent channel", ylabel="3D Haar subband (t, h, w)",
-                colorbar="mean squared magnitude (log scale)", log=True, columns=channels),
-        heatmap(result.subband_autocorrelation, rho_rows, "Lag-1 temporal autocorrelation per subband and channel",
-                folder / "autocorrelation_heatmap.png", xlabel="latent channel", ylabel="3D Haar subband (t, h, w)",
-                colorbar="lag-1 autocorrelation ρ(1) (grey: undefined)", symmetric=1.0, columns=channels),
+        heatmap(
+            result.subband_energy,
+            SUBBAND_NAMES,
+            "Latent energy per subband and channel (mean squared magnitude)",
+            folder / "energy_heatmap.png",
+            xlabel="latent channel",
+            ylabel="3D Haar subband (t, h, w)",
+            colorbar="mean squared magnitude (log scale)",
+            log=True,
+            columns=channels,
+        ),
+        heatmap(
+            result.subband_autocorrelation,
+            rho_rows,
+            "Lag-1 temporal autocorrelation per subband and channel",
+            folder / "autocorrelation_heatmap.png",
+            xlabel="latent channel",
+            ylabel="3D Haar subband (t, h, w)",
+            colorbar="lag-1 autocorrelation ρ(1) (grey: undefined)",
+            symmetric=1.0,
+            columns=channels,
+        ),
     ]
     if result.leaf_energy is not None:
         c = result.channels
         columns = [f"{SPATIAL_NAMES[split_index(c, i)[1]]}{split_index(c, i)[2]}" for i in range(4 * c)]
         rows = [f"{n}{' (kept)' if j in _PAPER_LEAVES else ''}" for j, n in enumerate(LEAF_NAMES)]
         paths.append(leaf_bars(result, folder / "energy_leaves.png"))
-        paths.append(heatmap(result.leaf_energy.reshape(8, 4 * c), rows,
-                             "Energy per Multi-WT coefficient (leaf x spatial subband, channel); '(kept)': paper mask",
-                             folder / "leaf_energy_heatmap.png", xlabel="spatial subband and latent channel within the leaf",
-                             ylabel="Multi-WT leaf (b2 b1 b0)", colorbar="mean squared magnitude (log scale)", log=True,
-                             columns=columns, separators=[c * k for k in range(1, 4)], annotate=False))
+        paths.append(
+            heatmap(
+                result.leaf_energy.reshape(8, 4 * c),
+                rows,
+                "Energy per Multi-WT coefficient (leaf x spatial subband, channel); '(kept)': paper mask",
+                folder / "leaf_energy_heatmap.png",
+                xlabel="spatial subband and latent channel within the leaf",
+                ylabel="Multi-WT leaf (b2 b1 b0)",
+                colorbar="mean squared magnitude (log scale)",
+                log=True,
+                columns=columns,
+                separators=[c * k for k in range(1, 4)],
+                annotate=False,
+            )
+        )
     if result.subband_images is not None:
         n = min(result.channels, max_channels)
-        title = (f"Subband maps of {clip_name or 'the first clip'}, first coefficient frame"
-                 + (f", channels 0-{n - 1} of {result.channels}" if n < result.channels else "")
-                 + "\nblue < 0 < red; one symmetric colour scale per row (±value in the row label)")
+        title = (
+            f"Subband maps of {clip_name or 'the first clip'}, first coefficient frame"
+            + (f", channels 0-{n - 1} of {result.channels}" if n < result.channels else "")
+            + "\nblue < 0 < red; one symmetric colour scale per row (±value in the row label)"
+        )
         paths.append(subband_image_grid(result.subband_images, folder / "subband_images.png", max_channels, title))
     return paths
 
@@ -218,7 +277,9 @@ def selection_figure(summary: dict[str, Any], path: str | Path, raster: Tensor |
     c = summary["latent_channels"]
     steps, overlap = summary["steps"], [100 * v for v in summary["overlap"]]
     fig = _figure(12.0, 10.0 if raster is not None else 7.0)
-    axes = fig.subplots(3 if raster is not None else 2, 1, height_ratios=[1.3, 1.3, 1][-(3 if raster is not None else 2):])
+    axes = fig.subplots(
+        3 if raster is not None else 2, 1, height_ratios=[1.3, 1.3, 1][-(3 if raster is not None else 2) :]
+    )
     against = summary["against"]
     if raster is not None:
         ax = axes[0]
@@ -226,8 +287,15 @@ def selection_figure(summary: dict[str, Any], path: str | Path, raster: Tensor |
         if rows.shape[0] > 300:  # one image row per bin of steps: the fraction selected in the bin
             edges = torch.linspace(0, rows.shape[0], 301).long()
             rows = torch.stack([rows[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:])])
-        ax.imshow(rows.numpy(), cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest",
-                  extent=(-0.5, 32 * c - 0.5, steps[-1], steps[0]))
+        ax.imshow(
+            rows.numpy(),
+            cmap="Greys",
+            vmin=0,
+            vmax=1,
+            aspect="auto",
+            interpolation="nearest",
+            extent=(-0.5, 32 * c - 0.5, steps[-1], steps[0]),
+        )
         for j in range(1, 8):
             ax.axvline(4 * c * j - 0.5, color=_HIGH, linewidth=1)
         ax.set_xticks([4 * c * j + 2 * c - 0.5 for j in range(8)], list(LEAF_NAMES))
@@ -245,8 +313,10 @@ def selection_figure(summary: dict[str, Any], path: str | Path, raster: Tensor |
         top.axvline(c * k - 0.5, color="white", linewidth=2)
     top.set_xticks([c * k + (c - 1) / 2 for k in range(4)], [f"spatial {n}, channels 0-{c - 1}" for n in SPATIAL_NAMES])
     top.set_ylabel("Multi-WT leaf (b2 b1 b0)")
-    top.set_title(f"Selection frequency per coefficient channel, steps {summary['late_from_step']}-{summary['last_step']}; "
-                  f"its top {summary['kept']} overlap the {against} mask by {100 * summary['consensus_overlap']:.1f}%")
+    top.set_title(
+        f"Selection frequency per coefficient channel, steps {summary['late_from_step']}-{summary['last_step']}; "
+        f"its top {summary['kept']} overlap the {against} mask by {100 * summary['consensus_overlap']:.1f}%"
+    )
     bottom.plot(steps, overlap, color=_LOW, linewidth=1.2, marker="o" if len(steps) < 30 else None)
     bottom.set_ylim(min(overlap + [50.0]) - 2, 101)
     bottom.set_xlabel("training step")
@@ -268,8 +338,12 @@ def model_energy_bars(shares: dict[str, Sequence[float]], path: str | Path) -> P
     for i, (name, share) in enumerate(shares.items()):
         ax.bar([s + i * width for s in range(8)], [100 * v for v in share], width, label=name)
     ax.set_xticks([s + width * (len(shares) - 1) / 2 for s in range(8)], SUBBAND_NAMES)
-    ax.set(ylabel="share of latent energy (%)", xlabel="3D Haar subband of the VAE latent (t, h, w)", yscale="log",
-           title="Latent energy per subband")
+    ax.set(
+        ylabel="share of latent energy (%)",
+        xlabel="3D Haar subband of the VAE latent (t, h, w)",
+        yscale="log",
+        title="Latent energy per subband",
+    )
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)

@@ -30,8 +30,15 @@ class Progress:
     ``set_postfix(text)`` names the current stage (e.g. "decoding").
     """
 
-    def __init__(self, total: int | None, desc: str, unit: str = "it", enabled: bool = True,
-                 interval: float = LOG_INTERVAL_S, tty: bool | None = None) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str = "it",
+        enabled: bool = True,
+        interval: float = LOG_INTERVAL_S,
+        tty: bool | None = None,
+    ) -> None:
         self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
         self.done, self.postfix = 0, ""
         self.enabled = enabled
@@ -77,15 +84,16 @@ class Progress:
             logger.info("%s", self.line(final=True))
         self.enabled = False
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it",
-             enabled: bool = True) -> Iterator[T]:
+def progress(
+    iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it", enabled: bool = True
+) -> Iterator[T]:
     """Iterate ``iterable`` while showing :class:`Progress` (``total`` defaults to ``len``)."""
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]

@@ -39,29 +39,52 @@ __all__ = ["format_number", "label_panels", "render_text", "write_report"]
 # 5 columns x 7 rows per glyph, rows top to bottom separated by spaces; '#' is ink. Lower case is
 # drawn as upper case.
 _GLYPHS = {
-    "A": ".###. #...# #...# ##### #...# #...# #...#", "B": "####. #...# #...# ####. #...# #...# ####.",
-    "C": ".###. #...# #.... #.... #.... #...# .###.", "D": "####. #...# #...# #...# #...# #...# ####.",
-    "E": "##### #.... #.... ####. #.... #.... #####", "F": "##### #.... #.... ####. #.... #.... #....",
-    "G": ".###. #...# #.... #.### #...# #...# .####", "H": "#...# #...# #...# ##### #...# #...# #...#",
-    "I": ".###. ..#.. ..#.. ..#.. ..#.. ..#.. .###.", "J": "..### ...#. ...#. ...#. ...#. #..#. .##..",
-    "K": "#...# #..#. #.#.. ##... #.#.. #..#. #...#", "L": "#.... #.... #.... #.... #.... #.... #####",
-    "M": "#...# ##.## #.#.# #.#.# #...# #...# #...#", "N": "#...# #...# ##..# #.#.# #..## #...# #...#",
-    "O": ".###. #...# #...# #...# #...# #...# .###.", "P": "####. #...# #...# ####. #.... #.... #....",
-    "Q": ".###. #...# #...# #...# #.#.# #..#. .##.#", "R": "####. #...# #...# ####. #.#.. #..#. #...#",
-    "S": ".#### #.... #.... .###. ....# ....# ####.", "T": "##### ..#.. ..#.. ..#.. ..#.. ..#.. ..#..",
-    "U": "#...# #...# #...# #...# #...# #...# .###.", "V": "#...# #...# #...# #...# .#.#. .#.#. ..#..",
-    "W": "#...# #...# #...# #.#.# #.#.# #.#.# .#.#.", "X": "#...# #...# .#.#. ..#.. .#.#. #...# #...#",
-    "Y": "#...# #...# .#.#. ..#.. ..#.. ..#.. ..#..", "Z": "##### ....# ...#. ..#.. .#... #.... #####",
-    "0": ".###. #...# #..## #.#.# ##..# #...# .###.", "1": "..#.. .##.. ..#.. ..#.. ..#.. ..#.. .###.",
-    "2": ".###. #...# ....# ...#. ..#.. .#... #####", "3": "##### ...#. ..#.. ...#. ....# #...# .###.",
-    "4": "...#. ..##. .#.#. #..#. ##### ...#. ...#.", "5": "##### #.... ####. ....# ....# #...# .###.",
-    "6": "..##. .#... #.... ####. #...# #...# .###.", "7": "##### ....# ...#. ..#.. .#... .#... .#...",
-    "8": ".###. #...# #...# .###. #...# #...# .###.", "9": ".###. #...# #...# .#### ....# ...#. .##..",
-    "-": "..... ..... ..... ##### ..... ..... .....", " ": "..... ..... ..... ..... ..... ..... .....",
-    ".": "..... ..... ..... ..... ..... .##.. .##..", "%": "##... ##..# ...#. ..#.. .#... #..## ...##",
-    "(": "...#. ..#.. .#... .#... .#... ..#.. ...#.", ")": ".#... ..#.. ...#. ...#. ...#. ..#.. .#...",
-    "/": "..... ....# ...#. ..#.. .#... #.... .....", ":": "..... .##.. .##.. ..... .##.. .##.. .....",
-    "+": "..... ..#.. ..#.. ##### ..#.. ..#.. .....", "_": "..... ..... ..... ..... ..... ..... #####",
+    "A": ".###. #...# #...# ##### #...# #...# #...#",
+    "B": "####. #...# #...# ####. #...# #...# ####.",
+    "C": ".###. #...# #.... #.... #.... #...# .###.",
+    "D": "####. #...# #...# #...# #...# #...# ####.",
+    "E": "##### #.... #.... ####. #.... #.... #####",
+    "F": "##### #.... #.... ####. #.... #.... #....",
+    "G": ".###. #...# #.... #.### #...# #...# .####",
+    "H": "#...# #...# #...# ##### #...# #...# #...#",
+    "I": ".###. ..#.. ..#.. ..#.. ..#.. ..#.. .###.",
+    "J": "..### ...#. ...#. ...#. ...#. #..#. .##..",
+    "K": "#...# #..#. #.#.. ##... #.#.. #..#. #...#",
+    "L": "#.... #.... #.... #.... #.... #.... #####",
+    "M": "#...# ##.## #.#.# #.#.# #...# #...# #...#",
+    "N": "#...# #...# ##..# #.#.# #..## #...# #...#",
+    "O": ".###. #...# #...# #...# #...# #...# .###.",
+    "P": "####. #...# #...# ####. #.... #.... #....",
+    "Q": ".###. #...# #...# #...# #.#.# #..#. .##.#",
+    "R": "####. #...# #...# ####. #.#.. #..#. #...#",
+    "S": ".#### #.... #.... .###. ....# ....# ####.",
+    "T": "##### ..#.. ..#.. ..#.. ..#.. ..#.. ..#..",
+    "U": "#...# #...# #...# #...# #...# #...# .###.",
+    "V": "#...# #...# #...# #...# .#.#. .#.#. ..#..",
+    "W": "#...# #...# #...# #.#.# #.#.# #.#.# .#.#.",
+    "X": "#...# #...# .#.#. ..#.. .#.#. #...# #...#",
+    "Y": "#...# #...# .#.#. ..#.. ..#.. ..#.. ..#..",
+    "Z": "##### ....# ...#. ..#.. .#... #.... #####",
+    "0": ".###. #...# #..## #.#.# ##..# #...# .###.",
+    "1": "..#.. .##.. ..#.. ..#.. ..#.. ..#.. .###.",
+    "2": ".###. #...# ....# ...#. ..#.. .#... #####",
+    "3": "##### ...#. ..#.. ...#. ....# #...# .###.",
+    "4": "...#. ..##. .#.#. #..#. ##### ...#. ...#.",
+    "5": "##### #.... ####. ....# ....# #...# .###.",
+    "6": "..##. .#... #.... ####. #...# #...# .###.",
+    "7": "##### ....# ...#. ..#.. .#... .#... .#...",
+    "8": ".###. #...# #...# .###. #...# #...# .###.",
+    "9": ".###. #...# #...# .#### ....# ...#. .##..",
+    "-": "..... ..... ..... ##### ..... ..... .....",
+    " ": "..... ..... ..... ..... ..... ..... .....",
+    ".": "..... ..... ..... ..... ..... .##.. .##..",
+    "%": "##... ##..# ...#. ..#.. .#... #..## ...##",
+    "(": "...#. ..#.. .#... .#... .#... ..#.. ...#.",
+    ")": ".#... ..#.. ...#. ...#. ...#. ..#.. .#...",
+    "/": "..... ....# ...#. ..#.. .#... #.... .....",
+    ":": "..... .##.. .##.. ..... .##.. .##.. .....",
+    "+": "..... ..#.. ..#.. ##### ..#.. ..#.. .....",
+    "_": "..... ..... ..... ..... ..... ..... #####",
 }
 _GLYPH_MASKS = {c: np.array([[p == "#" for p in row] for row in g.split()], dtype=bool) for c, g in _GLYPHS.items()}
 _BANDS = ((28, 28, 28), (52, 52, 52))  # label band shades, alternating so panel borders show
@@ -83,8 +106,9 @@ def render_text(text: str, scale: int = 1) -> np.ndarray:
     return np.concatenate(parts, axis=1).repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def label_panels(panels: Sequence[Any], labels: Sequence[str], *, upscale: int = 1,
-                 scale: int | None = None) -> np.ndarray:
+def label_panels(
+    panels: Sequence[Any], labels: Sequence[str], *, upscale: int = 1, scale: int | None = None
+) -> np.ndarray:
     """Side-by-side video with each panel's name drawn in a band above it.
 
     ``panels``: uint8 (T, H, W_i, 3) arrays (or CPU tensors) with equal T and H, left to right;
@@ -94,19 +118,27 @@ def label_panels(panels: Sequence[Any], labels: Sequence[str], *, upscale: int =
     band height is even, so an even-sized video stays encodable as 4:2:0 H.264.
     """
     if len(panels) != len(labels) or not panels:
-        raise ValueError(f"need one label per panel and at least one panel, got {len(panels)} panels, {len(labels)} labels")
+        raise ValueError(
+            f"need one label per panel and at least one panel, got {len(panels)} panels, {len(labels)} labels"
+        )
     if upscale < 1:
         raise ValueError(f"upscale must be >= 1, got {upscale}")
     arrays = [np.asarray(p) for p in panels]
     for i, a in enumerate(arrays):
         if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3 or a.shape[:2] != arrays[0].shape[:2]:
-            raise ValueError(f"panel {i} ({labels[i]!r}) must be uint8 (T, H, W, 3) with the T and H of panel 0 "
-                             f"{tuple(arrays[0].shape[:2])}, got {a.dtype} {tuple(a.shape)}")
+            raise ValueError(
+                f"panel {i} ({labels[i]!r}) must be uint8 (T, H, W, 3) with the T and H of panel 0 "
+                f"{tuple(arrays[0].shape[:2])}, got {a.dtype} {tuple(a.shape)}"
+            )
     arrays = [a.repeat(upscale, axis=1).repeat(upscale, axis=2) for a in arrays]
-    fits = [s for s in (3, 2, 1) if all(render_text(t, s).shape[1] + 2 * s <= a.shape[2] for t, a in zip(labels, arrays))]
+    fits = [
+        s for s in (3, 2, 1) if all(render_text(t, s).shape[1] + 2 * s <= a.shape[2] for t, a in zip(labels, arrays))
+    ]
     if scale is None and not fits:
-        raise ValueError(f"labels {list(labels)} do not fit panels of widths {[a.shape[2] for a in arrays]}; "
-                         f"shorten them or pass upscale > 1")
+        raise ValueError(
+            f"labels {list(labels)} do not fit panels of widths {[a.shape[2] for a in arrays]}; "
+            f"shorten them or pass upscale > 1"
+        )
     scale = scale or fits[0]
     band = 11 * scale + (11 * scale) % 2  # 2 * scale margin above and below the 7 * scale glyphs
     t, h = arrays[0].shape[:2]
@@ -114,11 +146,11 @@ def label_panels(panels: Sequence[Any], labels: Sequence[str], *, upscale: int =
     x = 0
     for i, (a, text) in enumerate(zip(arrays, labels)):
         w = a.shape[2]
-        out[:, :band, x:x + w] = _BANDS[i % 2]
-        out[:, band:, x:x + w] = a
+        out[:, :band, x : x + w] = _BANDS[i % 2]
+        out[:, band:, x : x + w] = a
         mask = render_text(text, scale)[:, : max(0, w - 2 * scale)]  # an explicit scale may overflow: clip
         top, left = 2 * scale, x + (w - mask.shape[1]) // 2
-        out[:, top:top + mask.shape[0], left:left + mask.shape[1]][:, mask] = _INK
+        out[:, top : top + mask.shape[0], left : left + mask.shape[1]][:, mask] = _INK
         x += w
     return out
 
@@ -151,8 +183,10 @@ def _models(results: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any
         return [(str(n), f"models.{n}", m) for n, m in results["models"].items()]
     if isinstance(results.get("rows"), list):
         return [(str(r.get("model", i)), f"rows.{i}", r) for i, r in enumerate(results["rows"])]
-    raise ValueError("results must hold 'models' ({name: {metric: value}}) or 'rows' ([{'model': name, metric: value}]); "
-                     f"got keys {sorted(results)}")
+    raise ValueError(
+        "results must hold 'models' ({name: {metric: value}}) or 'rows' ([{'model': name, metric: value}]); "
+        f"got keys {sorted(results)}"
+    )
 
 
 def _text_cell(v: Any) -> str | None:
@@ -167,8 +201,10 @@ def _text_cell(v: Any) -> str | None:
 
 
 def _num_cell(key: str, v: int | float, css: str = "num") -> str:
-    return (f'<td class="{css}" data-key="{html.escape(key)}" data-value="{html.escape(json.dumps(v))}">'
-            f"{format_number(v)}</td>")
+    return (
+        f'<td class="{css}" data-key="{html.escape(key)}" data-value="{html.escape(json.dumps(v))}">'
+        f"{format_number(v)}</td>"
+    )
 
 
 def _best(models: list[tuple[str, str, Mapping[str, Any]]], col: str) -> set[str]:
@@ -212,12 +248,16 @@ def _table(results: Mapping[str, Any]) -> str:
                 cells.append(_num_cell(f"{prefix}.{c}", v, "num best" if name in best[c] else "num"))
             else:
                 cells.append(f"<td>{html.escape(_text_cell(v) or '')}</td>")
-        rows.append(f"<tr><th scope=\"row\">{html.escape(name)}</th>{''.join(cells)}</tr>")
-    run = [f'<span>{html.escape(k)}: <b data-key="{html.escape(k)}" data-value="{json.dumps(v)}">{format_number(v)}</b></span>'
-           for k, v in results.items() if _is_number(v)]
+        rows.append(f'<tr><th scope="row">{html.escape(name)}</th>{"".join(cells)}</tr>')
+    run = [
+        f'<span>{html.escape(k)}: <b data-key="{html.escape(k)}" data-value="{json.dumps(v)}">{format_number(v)}</b></span>'
+        for k, v in results.items()
+        if _is_number(v)
+    ]
     run += [f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>" for k, v in results.items() if isinstance(v, str)]
-    return (f"<table><thead><tr><th>model</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            + (f"<p class=\"run\">{' '.join(run)}</p>" if run else ""))
+    return f"<table><thead><tr><th>model</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>" + (
+        f'<p class="run">{" ".join(run)}</p>' if run else ""
+    )
 
 
 # ----------------------------------------------------------------------------- media
@@ -227,8 +267,15 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
-         ".gif": "image/gif", ".mp4": "video/mp4", ".webm": "video/webm"}
+_MIME = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+    ".gif": "image/gif",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+}
 
 
 def _file_uri(path: str | Path) -> str:
@@ -250,7 +297,9 @@ def _curve_png(metric: str, series: Mapping[str, Sequence[Sequence[float]]]) -> 
     for model, points in series.items():
         pts = np.asarray(points, dtype=float)
         if pts.ndim != 2 or pts.shape[0] == 0 or pts.shape[1] not in (2, 3):
-            raise ValueError(f"curve {metric!r}/{model!r} needs (step, mean) or (step, mean, spread) points, got shape {pts.shape}")
+            raise ValueError(
+                f"curve {metric!r}/{model!r} needs (step, mean) or (step, mean, spread) points, got shape {pts.shape}"
+            )
         (line,) = ax.plot(pts[:, 0], pts[:, 1], marker="o" if len(pts) < 30 else None, ms=3, label=model)
         if pts.shape[1] == 3 and np.any(pts[:, 2] > 0):
             ax.fill_between(pts[:, 0], pts[:, 1] - pts[:, 2], pts[:, 1] + pts[:, 2], color=line.get_color(), alpha=0.2)
@@ -295,10 +344,18 @@ vids.forEach(v=>{v.addEventListener("loadeddata",report);v.addEventListener("err
 window.addEventListener("load",report);report();})();"""
 
 
-def write_report(out_dir: str | Path, results: Mapping[str, Any], *, title: str,
-                 curves: Mapping[str, Mapping[str, Sequence[Sequence[float]]]] | None = None,
-                 figures: Mapping[str, str | Path] | None = None, videos: Mapping[str, Any] | None = None,
-                 notes: Sequence[str] = (), video_fps: float = 24.0, filename: str = "report.html") -> Path:
+def write_report(
+    out_dir: str | Path,
+    results: Mapping[str, Any],
+    *,
+    title: str,
+    curves: Mapping[str, Mapping[str, Sequence[Sequence[float]]]] | None = None,
+    figures: Mapping[str, str | Path] | None = None,
+    videos: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+    video_fps: float = 24.0,
+    filename: str = "report.html",
+) -> Path:
     """Write ``out_dir/report.html`` (atomically) and return its path.
 
     results: the run's JSON (``models: {name: {psnr, ssim, steps, ...}}`` or ``rows: [{model, ...}]``);
@@ -323,12 +380,17 @@ def write_report(out_dir: str | Path, results: Mapping[str, Any], *, title: str,
         items = "".join(
             f'<figure><video id="video-{i}" src="{_video_uri(v, video_fps)}" controls loop muted autoplay playsinline '
             f'preload="auto"></video><figcaption>{html.escape(caption)}</figcaption></figure>'
-            for i, (caption, v) in enumerate(videos.items()))
+            for i, (caption, v) in enumerate(videos.items())
+        )
         parts.append(f"<h2>Videos</h2>{items}")
     raw = html.escape(json.dumps(results, indent=2, allow_nan=False))
-    parts.append(f"<details><summary>{html.escape(filename)} was made from this JSON</summary><pre>{raw}</pre></details>")
-    page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>\n'
-            f'<body>\n{chr(10).join(parts)}\n<pre id="report-self-check" hidden>pending</pre>\n'
-            f"<script>{_SELF_CHECK}</script>\n</body></html>\n")
+    parts.append(
+        f"<details><summary>{html.escape(filename)} was made from this JSON</summary><pre>{raw}</pre></details>"
+    )
+    page = (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>\n'
+        f'<body>\n{chr(10).join(parts)}\n<pre id="report-self-check" hidden>pending</pre>\n'
+        f"<script>{_SELF_CHECK}</script>\n</body></html>\n"
+    )
     return write_text(Path(out_dir) / filename, page)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,8 +39,15 @@ from lcvae.train.checkpoint import load_checkpoint, resolve_checkpoint
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "LoadedDenoiser", "resolve_checkpoint", "load_denoiser", "video_generator", "sample_latents",
-    "decode_latents", "write_videos", "write_grid", "generate",
+    "LoadedDenoiser",
+    "resolve_checkpoint",
+    "load_denoiser",
+    "video_generator",
+    "sample_latents",
+    "decode_latents",
+    "write_videos",
+    "write_grid",
+    "generate",
 ]
 
 
@@ -78,11 +85,20 @@ def load_denoiser(path: str | Path, device: torch.device | str = "cpu", use_ema:
     group = "ema" if use_ema else "model"
     model.load_state_dict(ckpt.weights[group], strict=True)
     d = state["diffusion"]
-    diffusion = GaussianDiffusion(d["num_timesteps"], d["beta_start"], d["beta_end"],
-                                  learn_sigma=bool(state["denoiser"]["config"]["learn_sigma"]))
+    diffusion = GaussianDiffusion(
+        d["num_timesteps"], d["beta_start"], d["beta_end"], learn_sigma=bool(state["denoiser"]["config"]["learn_sigma"])
+    )
     logger.info("denoiser %s (%s weights) from %s, step %d", state["denoiser"]["kind"], group, ckpt.path, ckpt.step)
-    return LoadedDenoiser(model.to(device).eval(), state["denoiser"], diffusion, ckpt.step, dict(state["vae_fingerprint"]),
-                          tuple(state["video_shape"]), float(state["fps"]), ckpt.path)
+    return LoadedDenoiser(
+        model.to(device).eval(),
+        state["denoiser"],
+        diffusion,
+        ckpt.step,
+        dict(state["vae_fingerprint"]),
+        tuple(state["video_shape"]),
+        float(state["fps"]),
+        ckpt.path,
+    )
 
 
 # -------------------------------------------------------------------------------------- sampling
@@ -96,9 +112,18 @@ def video_generator(seed: int, i: int) -> torch.Generator:
 
 @torch.no_grad()
 def sample_latents(
-    model: nn.Module, diffusion: GaussianDiffusion, latent_shape: tuple[int, ...], indices: range | list[int], *,
-    seed: int, labels: Tensor | None = None, guidance: float = 1.0, steps: int = 250, method: str = "ddpm",
-    device: torch.device | str = "cpu", on_step: Callable[[], None] | None = None,
+    model: nn.Module,
+    diffusion: GaussianDiffusion,
+    latent_shape: tuple[int, ...],
+    indices: range | list[int],
+    *,
+    seed: int,
+    labels: Tensor | None = None,
+    guidance: float = 1.0,
+    steps: int = 250,
+    method: str = "ddpm",
+    device: torch.device | str = "cpu",
+    on_step: Callable[[], None] | None = None,
 ) -> Tensor:
     """Latents (len(indices), C, F, h, w) on the CPU for videos `indices` of the run `seed`, in one batch.
 
@@ -107,7 +132,9 @@ def sample_latents(
     The model must be in eval mode.
     """
     if model.training:
-        raise ValueError("put the denoiser in eval mode (model.eval()) before sampling: label dropout is a training behaviour")
+        raise ValueError(
+            "put the denoiser in eval mode (model.eval()) before sampling: label dropout is a training behaviour"
+        )
     gens = [video_generator(seed, i) for i in indices]
     noise = torch.stack([torch.randn(tuple(latent_shape), generator=g) for g in gens])
     y = None if labels is None else labels.to(device)
@@ -119,6 +146,7 @@ def sample_latents(
             out = denoise(x, t)
             on_step()
             return out
+
     x = diffusion.sample(fn, noise.shape, steps=steps, method=method, generator=gens, noise=noise, device=device)
     return x.float().cpu()
 
@@ -148,7 +176,7 @@ def write_grid(videos: Tensor, path: str | Path, frames: int = 8, max_videos: in
         clip = to_uint8(v[i][:, picks]).numpy()  # (frames, h, w, 3)
         for j in range(len(picks)):
             top, left = pad + i * (h + pad), pad + j * (w + pad)
-            grid[top:top + h, left:left + w] = clip[j]
+            grid[top : top + h, left : left + w] = clip[j]
     return write_png(path, grid)
 
 
@@ -156,11 +184,27 @@ def write_grid(videos: Tensor, path: str | Path, frames: int = 8, max_videos: in
 
 
 def generate(
-    latte: str | Path, vae: LCVAE, out_dir: str | Path, *, n: int, seed: int = 0, batch_size: int = 4,
-    guidance: float = 1.0, steps: int = 250, method: str = "ddpm", class_label: int | None = None,
-    device: torch.device | str = "cpu", use_ema: bool = True, fps: float | None = None, grid: bool = True,
-    fvd_real: str | Path | None = None, i3d: str | None = None, i3d_random: bool = False, fvd_extractor: Any = None,
-    fvd_frames: int = 16, progress: bool = True,
+    latte: str | Path,
+    vae: LCVAE,
+    out_dir: str | Path,
+    *,
+    n: int,
+    seed: int = 0,
+    batch_size: int = 4,
+    guidance: float = 1.0,
+    steps: int = 250,
+    method: str = "ddpm",
+    class_label: int | None = None,
+    device: torch.device | str = "cpu",
+    use_ema: bool = True,
+    fps: float | None = None,
+    grid: bool = True,
+    fvd_real: str | Path | None = None,
+    i3d: str | None = None,
+    i3d_random: bool = False,
+    fvd_extractor: Any = None,
+    fvd_frames: int = 16,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Sample `n` videos with the denoiser checkpoint `latte`, decode them with `vae` (which must be the
     VAE the denoiser was trained on: checked by fingerprint), and write mp4 files and grid.png to
@@ -176,8 +220,10 @@ def generate(
         raise ValueError(f"need n >= 1 and batch_size >= 1, got {n}, {batch_size}")
     den = load_denoiser(latte, device, use_ema)
     if vae_fingerprint(vae) != den.vae_fingerprint:
-        raise ValueError(f"{den.path} was trained on latents of another VAE (fingerprint mismatch); pass the VAE "
-                         f"its latent cache was made with")
+        raise ValueError(
+            f"{den.path} was trained on latents of another VAE (fingerprint mismatch); pass the VAE "
+            f"its latent cache was made with"
+        )
     if den.num_classes == 0 and (class_label is not None or guidance != 1.0):
         raise ValueError("this denoiser is unconditional: drop --class-label and use --guidance 1")
     if class_label is not None and not 0 <= class_label < den.num_classes:
@@ -191,7 +237,9 @@ def generate(
         # FVD reads every video in out_dir, so it must hold this run's samples only
         foreign = sorted(p.name for p in out_dir.glob("*.mp4") if p.stem not in set(names)) if out_dir.is_dir() else []
         if foreign:
-            raise ValueError(f"{out_dir} holds other videos ({foreign[0]}, ...) that FVD would count; use an empty --out")
+            raise ValueError(
+                f"{out_dir} holds other videos ({foreign[0]}, ...) that FVD would count; use an empty --out"
+            )
     vae = vae.to(device).eval()
     written, preview, seconds = [], [], 0.0
     batches = range(0, n, batch_size)
@@ -201,16 +249,33 @@ def generate(
             labels = None if labels_all is None else labels_all[idx]
             tic = time.perf_counter()
             bar.set_postfix(f"videos {start + 1}-{idx[-1] + 1} of {n}")
-            z = sample_latents(den.model, den.diffusion, den.latent_shape, idx, seed=seed, labels=labels,
-                               guidance=guidance, steps=steps, method=method, device=device, on_step=bar.update)
+            z = sample_latents(
+                den.model,
+                den.diffusion,
+                den.latent_shape,
+                idx,
+                seed=seed,
+                labels=labels,
+                guidance=guidance,
+                steps=steps,
+                method=method,
+                device=device,
+                on_step=bar.update,
+            )
             videos = decode_latents(vae, z, device)
             seconds += time.perf_counter() - tic
             written += write_videos(videos, out_dir, fps or den.fps, [names[i] for i in idx])
-            preview += list(videos[:max(16 - len(preview), 0)])
+            preview += list(videos[: max(16 - len(preview), 0)])
             logger.info("sampled %d/%d videos", len(written), n)
     summary: dict[str, Any] = {
-        "checkpoint": str(den.path), "step": den.step, "n": n, "seed": seed, "steps": steps, "method": method,
-        "guidance": guidance, "video_shape": list(videos.shape[1:]),
+        "checkpoint": str(den.path),
+        "step": den.step,
+        "n": n,
+        "seed": seed,
+        "steps": steps,
+        "method": method,
+        "guidance": guidance,
+        "video_shape": list(videos.shape[1:]),
         "seconds_per_video": seconds / n,  # sampling and decoding
         "files": [p.name for p in written],
     }
@@ -219,8 +284,17 @@ def generate(
     if fvd_real is not None:
         from lcvae.evaluation import folder_fvd
 
-        summary["fvd"] = folder_fvd(fvd_real, out_dir, frames=fvd_frames, i3d=i3d, i3d_random=i3d_random,
-                                    extractor=fvd_extractor, batch_size=batch_size, device=str(device), progress=False)
+        summary["fvd"] = folder_fvd(
+            fvd_real,
+            out_dir,
+            frames=fvd_frames,
+            i3d=i3d,
+            i3d_random=i3d_random,
+            extractor=fvd_extractor,
+            batch_size=batch_size,
+            device=str(device),
+            progress=False,
+        )
     tmp = out_dir / ".summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
     tmp.replace(out_dir / "summary.json")

@@ -43,8 +43,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,8 +119,13 @@ def _isotropy(tiles: Tensor) -> Tensor:
     return ((half_trace - spread).clamp_min(0) / lmax.clamp_min(1e-30)).sqrt() * (lmax > 1e-30)
 
 
-def block_displacements(video: Tensor, block: int = 32, min_std: float = 0.02, min_peak: float = MIN_PEAK,
-                        min_isotropy: float = MIN_ISOTROPY) -> tuple[Tensor, Tensor]:
+def block_displacements(
+    video: Tensor,
+    block: int = 32,
+    min_std: float = 0.02,
+    min_peak: float = MIN_PEAK,
+    min_isotropy: float = MIN_ISOTROPY,
+) -> tuple[Tensor, Tensor]:
     """Per-tile displacement between consecutive frames by phase correlation.
 
     video: (3, T, H, W) in [-1, 1], T >= 2. Returns (shifts (T-1, nh, nw, 2) as (dy, dx) in pixels,
@@ -151,7 +157,9 @@ def block_displacements(video: Tensor, block: int = 32, min_std: float = 0.02, m
     near_x = ((grid % block - px.unsqueeze(-1) + 1) % block) <= 2
     background = values.masked_fill(near_y & near_x, float("nan"))
     mean = background.nanmean(-1)
-    spread = ((background - mean.unsqueeze(-1)) ** 2).nansum(-1).div(block * block - 9).sqrt()  # population std, as numpy
+    spread = (
+        ((background - mean.unsqueeze(-1)) ** 2).nansum(-1).div(block * block - 9).sqrt()
+    )  # population std, as numpy
     valid &= (centre - mean) >= min_peak * spread
     sub_y = _peak_offset(take(-1, 0), centre, take(1, 0))
     sub_x = _peak_offset(take(0, -1), centre, take(0, 1))
@@ -167,8 +175,13 @@ def _isotropy_reference(a: np.ndarray) -> float:
     return float(np.sqrt(max(low, 0.0) / high)) if high > 1e-30 else 0.0
 
 
-def block_displacements_reference(video: Tensor, block: int = 32, min_std: float = 0.02,
-                                  min_peak: float = MIN_PEAK, min_isotropy: float = MIN_ISOTROPY) -> tuple[Tensor, Tensor]:
+def block_displacements_reference(
+    video: Tensor,
+    block: int = 32,
+    min_std: float = 0.02,
+    min_peak: float = MIN_PEAK,
+    min_isotropy: float = MIN_ISOTROPY,
+) -> tuple[Tensor, Tensor]:
     """Plain twin of :func:`block_displacements`: one tile pair at a time with numpy."""
     y = luma(video).numpy()
     t, h, w = y.shape
@@ -179,8 +192,8 @@ def block_displacements_reference(video: Tensor, block: int = 32, min_std: float
     for f in range(t - 1):
         for i in range(nh):
             for j in range(nw):
-                a = y[f, i * block:(i + 1) * block, j * block:(j + 1) * block]
-                b = y[f + 1, i * block:(i + 1) * block, j * block:(j + 1) * block]
+                a = y[f, i * block : (i + 1) * block, j * block : (j + 1) * block]
+                b = y[f + 1, i * block : (i + 1) * block, j * block : (j + 1) * block]
                 textured = all(x.std(ddof=1) >= min_std and _isotropy_reference(x) >= min_isotropy for x in (a, b))
                 cross = np.conj(np.fft.fft2((a - a.mean()) * window)) * np.fft.fft2((b - b.mean()) * window)
                 r = np.fft.ifft2(cross / np.maximum(np.abs(cross), 1e-12)).real
@@ -200,8 +213,13 @@ def block_displacements_reference(video: Tensor, block: int = 32, min_std: float
     return torch.from_numpy(shifts), torch.from_numpy(valid)
 
 
-def motion_score(video: Tensor, block: int = 32, min_std: float = 0.02, min_peak: float = MIN_PEAK,
-                 min_isotropy: float = MIN_ISOTROPY) -> float:
+def motion_score(
+    video: Tensor,
+    block: int = 32,
+    min_std: float = 0.02,
+    min_peak: float = MIN_PEAK,
+    min_isotropy: float = MIN_ISOTROPY,
+) -> float:
     """Mean displacement magnitude (pixels per frame) over the counted tiles and frame pairs (module
     docstring); 0 if none counts."""
     shifts, valid = block_displacements(video, block, min_std, min_peak, min_isotropy)
@@ -220,12 +238,16 @@ def frame_difference(video: Tensor) -> float:
 
 def clip_scores(video: Tensor, block: int = 32, min_std: float = 0.02) -> dict[str, float]:
     """All three scores of one clip (3, T, H, W) in [-1, 1]."""
-    return {"texture": texture_score(video), "motion": motion_score(video, block, min_std),
-            "frame_difference": frame_difference(video)}
+    return {
+        "texture": texture_score(video),
+        "motion": motion_score(video, block, min_std),
+        "frame_difference": frame_difference(video),
+    }
 
 
-def score_dataset(dataset, block: int = 32, min_std: float = 0.02, max_clips: int | None = None,
-                  progress: bool = True) -> tuple[list[dict[str, Any]], int]:
+def score_dataset(
+    dataset, block: int = 32, min_std: float = 0.02, max_clips: int | None = None, progress: bool = True
+) -> tuple[list[dict[str, Any]], int]:
     """Score every clip of a ``lcvae.data`` dataset in order. Returns (rows, skipped count); a row is
     {path (absolute), caption, label, index, start, texture, motion, frame_difference}."""
     from lcvae.data import SkipCounter, make_loader
@@ -238,9 +260,16 @@ def score_dataset(dataset, block: int = 32, min_std: float = 0.02, max_clips: in
             counter.update(batch)
             bar.update(1)
             if batch["path"]:
-                rows.append({"path": str(Path(batch["path"][0]).resolve()), "caption": batch["caption"][0],
-                             "label": int(batch["label"][0]), "index": int(batch["index"][0]),
-                             "start": int(batch["start"][0]), **clip_scores(batch["video"][0], block, min_std)})
+                rows.append(
+                    {
+                        "path": str(Path(batch["path"][0]).resolve()),
+                        "caption": batch["caption"][0],
+                        "label": int(batch["label"][0]),
+                        "index": int(batch["index"][0]),
+                        "start": int(batch["start"][0]),
+                        **clip_scores(batch["video"][0], block, min_std),
+                    }
+                )
             if max_clips is not None and len(rows) >= max_clips:
                 break
     if counter.count:
@@ -248,8 +277,9 @@ def score_dataset(dataset, block: int = 32, min_std: float = 0.02, max_clips: in
     return rows, counter.count
 
 
-def select(rows: list[dict[str, Any]], key: str, top_k: int | None = None,
-           quantile: float | None = None) -> tuple[list[dict[str, Any]], float]:
+def select(
+    rows: list[dict[str, Any]], key: str, top_k: int | None = None, quantile: float | None = None
+) -> tuple[list[dict[str, Any]], float]:
     """The rows with the highest ``key``: the top ``top_k``, or those >= the ``quantile`` of the scores
     (linear interpolation). Returns (rows in descending score order, threshold score)."""
     if (top_k is None) == (quantile is None):
@@ -272,15 +302,22 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
     return write_text(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
 
 
-def write_subsets(rows: list[dict[str, Any]], out_dir: str | Path, top_k: int | None = None,
-                  quantile: float | None = None, clip_options: dict[str, Any] | None = None,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_subsets(
+    rows: list[dict[str, Any]],
+    out_dir: str | Path,
+    top_k: int | None = None,
+    quantile: float | None = None,
+    clip_options: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write ``scores.jsonl`` (every clip), one manifest per subset and ``subsets.json``; returns the latter."""
     out = Path(out_dir)
     manifest_keys = ("path", "caption", "label", "start", "texture", "motion", "frame_difference")
     _write_jsonl(out / "scores.jsonl", rows)
     summary: dict[str, Any] = {
-        "clips_scored": len(rows), "clip_options": clip_options or {}, **(extra or {}),
+        "clips_scored": len(rows),
+        "clip_options": clip_options or {},
+        **(extra or {}),
         "criteria": {
             "texture": "mean detail energy (LH^2 + HL^2 + HH^2)/4 of a one-level orthonormal 2D Haar of the luma in [0, 1], per pixel",
             "motion": "mean phase-correlation displacement magnitude (pixels per frame) over textured tiles and consecutive frame pairs",
@@ -291,8 +328,13 @@ def write_subsets(rows: list[dict[str, Any]], out_dir: str | Path, top_k: int | 
     for name, key in SUBSETS.items():
         chosen, threshold = select(rows, key, top_k, quantile)
         path = _write_jsonl(out / f"{name}.jsonl", ({k: r[k] for k in manifest_keys} for r in chosen))
-        summary["subsets"][name] = {"manifest": path.name, "score": key, "threshold": threshold, "count": len(chosen),
-                                    "median_all": float(np.median([r[key] for r in rows])),
-                                    "median_subset": float(np.median([r[key] for r in chosen]))}
+        summary["subsets"][name] = {
+            "manifest": path.name,
+            "score": key,
+            "threshold": threshold,
+            "count": len(chosen),
+            "median_all": float(np.median([r[key] for r in rows])),
+            "median_subset": float(np.median([r[key] for r in chosen])),
+        }
     write_json(out / "subsets.json", summary)
     return summary

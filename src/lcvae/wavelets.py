@@ -75,9 +75,7 @@ def _check_even(n: int, name: str, axis: str) -> None:
 def _check_frames(t: int, name: str, causal: bool) -> None:
     if causal:
         if t < 1 or t % 2 == 0:
-            raise ValueError(
-                f"causal {name} needs an odd frame count (1 + 2k), got {t}; use {_nearest(t, 2, 1, 1)}"
-            )
+            raise ValueError(f"causal {name} needs an odd frame count (1 + 2k), got {t}; use {_nearest(t, 2, 1, 1)}")
     else:
         _check_even(t, name, "frame count")
 

@@ -15,8 +15,9 @@ Each evaluation goes to its own folder (``lcvae eval``'s report) and the table t
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lcvae.comparison import write_comparison
 
@@ -38,9 +39,20 @@ def common_frames(configs: Sequence, at_least: int = 16) -> list[int]:
     return [default_frames(c, longest) for c in configs]
 
 
-def mask_sweep(model: str, data: str, out_dir: str | Path, masks: Sequence[str], options=None, *,
-               name: str | None = None, frames: int | None = None, size: int | None = None, start_frame: int = 0,
-               data_format: str = "auto", random_weights: bool = False) -> dict[str, Any]:
+def mask_sweep(
+    model: str,
+    data: str,
+    out_dir: str | Path,
+    masks: Sequence[str],
+    options=None,
+    *,
+    name: str | None = None,
+    frames: int | None = None,
+    size: int | None = None,
+    start_frame: int = 0,
+    data_format: str = "auto",
+    random_weights: bool = False,
+) -> dict[str, Any]:
     """Evaluate ``model`` with each mask applied at inference only ("none": as it is), write each
     report to ``out_dir/<mask>/`` and the comparison to ``out_dir/table.{json,md}``.
 
@@ -56,14 +68,27 @@ def mask_sweep(model: str, data: str, out_dir: str | Path, masks: Sequence[str],
     config = load_config(model)
     if frames is None:
         # The compressed rule (32k or 1 + 32k) is the stricter one; the plain model accepts it too.
-        frames = ev.default_frames(ev.with_default_mask(config)) if any(m != "none" for m in masks) else ev.default_frames(config)
+        frames = (
+            ev.default_frames(ev.with_default_mask(config))
+            if any(m != "none" for m in masks)
+            else ev.default_frames(config)
+        )
     base = name or Path(model).name
     out, runs, names = Path(out_dir), [], []
     for mask in masks:
         folder = out / _folder_name(mask)
-        ev.evaluate_checkpoint(model, data, folder, options, data_format=data_format, frames=frames, size=size,
-                               start_frame=start_frame, compress=None if mask == "none" else mask,
-                               random_weights=random_weights)
+        ev.evaluate_checkpoint(
+            model,
+            data,
+            folder,
+            options,
+            data_format=data_format,
+            frames=frames,
+            size=size,
+            start_frame=start_frame,
+            compress=None if mask == "none" else mask,
+            random_weights=random_weights,
+        )
         runs.append(folder)
         names.append(base if mask == "none" else f"{base} + {Path(mask).stem} mask at inference")
     return write_comparison(runs, out, names)
@@ -73,9 +98,17 @@ def _folder_name(mask: str) -> str:
     return Path(mask).stem if mask.endswith(".json") else mask
 
 
-def evaluate_subsets(models: Sequence[str], subsets_dir: str | Path, out_dir: str | Path, options=None, *,
-                     names: Sequence[str] | None = None, frames: int | None = None, size: int | None = None,
-                     random_weights: bool = False) -> dict[str, Any]:
+def evaluate_subsets(
+    models: Sequence[str],
+    subsets_dir: str | Path,
+    out_dir: str | Path,
+    options=None,
+    *,
+    names: Sequence[str] | None = None,
+    frames: int | None = None,
+    size: int | None = None,
+    random_weights: bool = False,
+) -> dict[str, Any]:
     """Evaluate each model on each subset manifest listed in ``subsets_dir/subsets.json`` (from
     ``lcvae subsets``) into ``out_dir/<name>/<subset>/``, and tabulate (Table 7's layout).
 
@@ -99,10 +132,17 @@ def evaluate_subsets(models: Sequence[str], subsets_dir: str | Path, out_dir: st
     out, runs = Path(out_dir), []
     for model, label, n in zip(models, names, lengths):
         for subset, info in summary["subsets"].items():
-            ev.evaluate_checkpoint(model, str(Path(subsets_dir) / info["manifest"]), out / label / subset, options,
-                                   data_format="manifest", frames=n, size=size or clip.get("size"),
-                                   start_frame=clip.get("start_frame", 0), frame_stride=clip.get("frame_stride", 1),
-                                   random_weights=random_weights)
+            ev.evaluate_checkpoint(
+                model,
+                str(Path(subsets_dir) / info["manifest"]),
+                out / label / subset,
+                options,
+                data_format="manifest",
+                frames=n,
+                size=size or clip.get("size"),
+                start_frame=clip.get("start_frame", 0),
+                frame_stride=clip.get("frame_stride", 1),
+                random_weights=random_weights,
+            )
         runs.append(out / label)
     return write_comparison(runs, out, names)
-

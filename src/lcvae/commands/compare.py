@@ -9,9 +9,13 @@ HELP = "tabulate metrics.json files of several runs (Method | Chn | PSNR SSIM LP
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (searched for metrics.json) or metrics.json files")
+    p.add_argument(
+        "runs", nargs="+", metavar="RUN", help="run folders (searched for metrics.json) or metrics.json files"
+    )
     p.add_argument("--names", nargs="+", help="one method name per RUN (default: folder names)")
-    p.add_argument("--set", default="vs_input", help="metric set: vs_input, or vs_degraded / vs_clean for degraded runs")
+    p.add_argument(
+        "--set", default="vs_input", help="metric set: vs_input, or vs_degraded / vs_clean for degraded runs"
+    )
     p.add_argument("--out", help="write table.json and table.md into this folder (default: print only)")
 
 

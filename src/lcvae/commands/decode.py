@@ -28,8 +28,11 @@ def check_latent_file(path: str | Path) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"latent file not found: {path}" if not path.exists()
-                                else f"{path} is a directory; expected a latent .safetensors file")
+        raise FileNotFoundError(
+            f"latent file not found: {path}"
+            if not path.exists()
+            else f"{path} is a directory; expected a latent .safetensors file"
+        )
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty; expected a latent .safetensors file written by `lcvae encode`")
     try:
@@ -37,16 +40,21 @@ def check_latent_file(path: str | Path) -> None:
             names = list(f.keys())
             shape = f.get_slice("latent").get_shape() if "latent" in names else None
     except SafetensorError as err:
-        raise ValueError(f"{path} is not a safetensors file ({err}); expected a latent file "
-                         f"written by `lcvae encode`") from None
+        raise ValueError(
+            f"{path} is not a safetensors file ({err}); expected a latent file written by `lcvae encode`"
+        ) from None
     if shape is None:
         kind = "model weights" if any("." in n for n in names) else "tensors"
-        raise ValueError(f"{path} holds {len(names)} {kind} (e.g. {names[0]!r}) and no 'latent' "
-                         f"tensor; decode takes a latent file written by `lcvae encode`"
-                         if names else f"{path} holds no tensors; expected a latent file")
+        raise ValueError(
+            f"{path} holds {len(names)} {kind} (e.g. {names[0]!r}) and no 'latent' "
+            f"tensor; decode takes a latent file written by `lcvae encode`"
+            if names
+            else f"{path} holds no tensors; expected a latent file"
+        )
     if len(shape) != 5 or shape[0] != 1:
-        raise ValueError(f"{path}: 'latent' has shape {tuple(shape)}; expected (1, C, F, h, w) "
-                         f"as written by `lcvae encode`")
+        raise ValueError(
+            f"{path}: 'latent' has shape {tuple(shape)}; expected (1, C, F, h, w) as written by `lcvae encode`"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +66,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.device, args.random_weights, args.dtype)
     out = decode_file(model, args.input, args.output, run_options(args), args.fps)
     size = [out["frames"], out["height"], out["width"]]
-    note = "" if out["decoded"] == size else (f" (cropped back from the padded {out['decoded'][0]} frames "
-                                              f"{out['decoded'][2]}x{out['decoded'][1]}, as encode --pad recorded)")
+    note = (
+        ""
+        if out["decoded"] == size
+        else (
+            f" (cropped back from the padded {out['decoded'][0]} frames "
+            f"{out['decoded'][2]}x{out['decoded'][1]}, as encode --pad recorded)"
+        )
+    )
     print(f"wrote {args.output}: {out['frames']} frames {out['width']}x{out['height']}{note}")
     return 0

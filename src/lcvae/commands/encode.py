@@ -21,10 +21,21 @@ def run(args: argparse.Namespace) -> int:
     from lcvae.inference import encode_file, load_model
 
     if not args.output.endswith(".safetensors"):
-        raise ValueError(f"cannot write a latent to {args.output}: latent files are safetensors; "
-                         f"name it *.safetensors")
+        raise ValueError(f"cannot write a latent to {args.output}: latent files are safetensors; name it *.safetensors")
     model = load_model(args.model, args.device, args.random_weights, args.dtype)
-    shape, padded = encode_file(model, args.input, args.output, run_options(args), args.raw, args.start, args.frames,
-                                args.fit, args.trim, args.pad)
-    print(f"wrote {args.output}: {'raw' if args.raw else 'diffusion'} latent {shape}{padding_note(padded, 'lcvae decode crops back')}")
+    shape, padded = encode_file(
+        model,
+        args.input,
+        args.output,
+        run_options(args),
+        args.raw,
+        args.start,
+        args.frames,
+        args.fit,
+        args.trim,
+        args.pad,
+    )
+    print(
+        f"wrote {args.output}: {'raw' if args.raw else 'diffusion'} latent {shape}{padding_note(padded, 'lcvae decode crops back')}"
+    )
     return 0

@@ -32,14 +32,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     comp = info["compression"]
     print(f"model          {info['source']} ({info['backbone']} backbone)")
-    print(f"parameters     {info['params_m']:.2f} M (encoder {info['encoder_params_m']:.2f} M, decoder {info['decoder_params_m']:.2f} M)")
+    print(
+        f"parameters     {info['params_m']:.2f} M (encoder {info['encoder_params_m']:.2f} M, decoder {info['decoder_params_m']:.2f} M)"
+    )
     print(f"temporal       {'causal' if info['causal'] else 'non-causal'}; input {info['frame_rule']}")
     print(f"latent         {info['latent_channels']} channels")
     if comp is None:
         print(f"compression    none (plain {info['backbone']} backbone)")
     else:
-        print(f"compression    Multi-WT, mask '{comp['mask']}' keeps {comp['kept']}/{comp['of']} coefficient channels"
-              f"{' (adaptive top-k)' if comp['adaptive'] else ''}")
+        print(
+            f"compression    Multi-WT, mask '{comp['mask']}' keeps {comp['kept']}/{comp['of']} coefficient channels"
+            f"{' (adaptive top-k)' if comp['adaptive'] else ''}"
+        )
     print(f"diffusion      {info['diffusion_channels']} channels{' (normalised)' if info['normalised'] else ''}")
-    print(f"for input      {tuple(info['input'])}: latent {tuple(info['latent_shape'])}, diffusion latent {tuple(info['diffusion_shape'])}")
+    print(
+        f"for input      {tuple(info['input'])}: latent {tuple(info['latent_shape'])}, diffusion latent {tuple(info['diffusion_shape'])}"
+    )
     return 0

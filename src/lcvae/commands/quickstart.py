@@ -5,16 +5,23 @@ from __future__ import annotations
 import argparse
 
 NAME = "quickstart"
-HELP = ("the demo: tiny LC-VAE vs WF-VAE vs PTLC on real clips, the same 120 steps and two seeds each; "
-        "table, learning curves, videos and report.html (under 10 min on 2 CPU cores)")
+HELP = (
+    "the demo: tiny LC-VAE vs WF-VAE vs PTLC on real clips, the same 120 steps and two seeds each; "
+    "table, learning curves, videos and report.html (under 10 min on 2 CPU cores)"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML (configs/quickstart.yaml); defaults are built in")
     p.add_argument("--out", help="output folder (default outputs/quickstart); rerunning into it resumes")
-    p.add_argument("--steps", type=int, help="training steps per model (default 120; 0 with --pretrained: evaluate only)")
-    p.add_argument("--pretrained", help="folder with one model folder per model (e.g. a study's models/): "
-                                        "evaluate (--steps 0) or fine-tune them instead of training from scratch")
+    p.add_argument(
+        "--steps", type=int, help="training steps per model (default 120; 0 with --pretrained: evaluate only)"
+    )
+    p.add_argument(
+        "--pretrained",
+        help="folder with one model folder per model (e.g. a study's models/): "
+        "evaluate (--steps 0) or fine-tune them instead of training from scratch",
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seeds=[0] train.optim.lr=1e-3")
 
 

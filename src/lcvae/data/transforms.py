@@ -36,8 +36,7 @@ def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     return max(1, round(height * size / width)), size
 
 
-def resize(video: torch.Tensor, height: int, width: int, mode: str = "bicubic",
-           chunk: int = 1) -> torch.Tensor:
+def resize(video: torch.Tensor, height: int, width: int, mode: str = "bicubic", chunk: int = 1) -> torch.Tensor:
     """(3, T, H, W) -> (3, T, height, width); see the module docstring for the filters."""
     _check_clip(video)
     if mode not in _MODES:
@@ -47,10 +46,11 @@ def resize(video: torch.Tensor, height: int, width: int, mode: str = "bicubic",
     frames = video.transpose(0, 1)  # (T, 3, H, W): one image per frame
     parts = []
     for i in range(0, frames.shape[0], chunk):
-        x = frames[i:i + chunk]
+        x = frames[i : i + chunk]
         if mode == "bicubic":
-            y = F.interpolate(x, size=(height, width), mode="bicubic", antialias=True,
-                              align_corners=False).clamp_(-1.0, 1.0)
+            y = F.interpolate(x, size=(height, width), mode="bicubic", antialias=True, align_corners=False).clamp_(
+                -1.0, 1.0
+            )
         else:
             y = F.interpolate(x, size=(height, width), mode="area")
         parts.append(y)
@@ -63,13 +63,15 @@ def resize_short_side(video: torch.Tensor, size: int, mode: str = "bicubic") -> 
     return resize(video, *short_side_size(video.shape[-2], video.shape[-1], size), mode=mode)
 
 
-def _crop_window(h: int, w: int, size: int | tuple[int, int],
-                 generator: torch.Generator | None) -> tuple[int, int, int, int]:
+def _crop_window(
+    h: int, w: int, size: int | tuple[int, int], generator: torch.Generator | None
+) -> tuple[int, int, int, int]:
     """(top, left, ch, cw) of a centre (no generator) or uniformly random crop of an h x w frame."""
     ch, cw = (size, size) if isinstance(size, int) else size
     if ch > h or cw > w:
-        raise ValueError(f"crop {ch}x{cw} is larger than the {h}x{w} frames; resize the short "
-                         f"side to at least {max(ch, cw)} first")
+        raise ValueError(
+            f"crop {ch}x{cw} is larger than the {h}x{w} frames; resize the short side to at least {max(ch, cw)} first"
+        )
     if generator is None:
         return (h - ch) // 2, (w - cw) // 2, ch, cw
     top = int(torch.randint(h - ch + 1, (1,), generator=generator))
@@ -80,14 +82,13 @@ def _crop_window(h: int, w: int, size: int | tuple[int, int],
 def center_crop(video: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Centre crop of (…, H, W) to ``size`` (int for square, or (h, w)); offsets round down."""
     top, left, ch, cw = _crop_window(*video.shape[-2:], size, None)
-    return video[..., top:top + ch, left:left + cw]
+    return video[..., top : top + ch, left : left + cw]
 
 
-def random_crop(video: torch.Tensor, size: int | tuple[int, int],
-                generator: torch.Generator) -> torch.Tensor:
+def random_crop(video: torch.Tensor, size: int | tuple[int, int], generator: torch.Generator) -> torch.Tensor:
     """Crop of (…, H, W) at an offset drawn uniformly from ``generator`` (top, then left)."""
     top, left, ch, cw = _crop_window(*video.shape[-2:], size, generator)
-    return video[..., top:top + ch, left:left + cw]
+    return video[..., top : top + ch, left : left + cw]
 
 
 def hflip(video: torch.Tensor) -> torch.Tensor:
@@ -138,8 +139,7 @@ class ClipTransform:
         if self.multiple_mode not in ("crop", "resize"):
             raise ValueError(f"multiple_mode must be 'crop' or 'resize', got {self.multiple_mode!r}")
         if self.crop is not None and self.short_side is not None and self.crop > self.short_side:
-            raise ValueError(f"crop {self.crop} exceeds short_side {self.short_side}; "
-                             f"use crop <= short_side")
+            raise ValueError(f"crop {self.crop} exceeds short_side {self.short_side}; use crop <= short_side")
 
     def needs_generator(self) -> bool:
         return (self.random_crop and self.crop is not None) or self.hflip
@@ -150,12 +150,10 @@ class ClipTransform:
         if self.short_side is not None:
             video = resize_short_side(video, self.short_side, mode=self.mode)
         if self.crop is not None:
-            video = (random_crop(video, self.crop, generator) if self.random_crop
-                     else center_crop(video, self.crop))
+            video = random_crop(video, self.crop, generator) if self.random_crop else center_crop(video, self.crop)
         return self._finish(video, generator)
 
-    def apply_to_frames(self, frames: torch.Tensor,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
+    def apply_to_frames(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """uint8 (T, H, W, 3) -> (3, T, h, w) in [-1, 1]; equals ``self(to_tensor(frames))``.
 
         The fast path for datasets: the crop window is drawn first (same draws, same order as
@@ -165,12 +163,15 @@ class ClipTransform:
         self._check_generator(generator)
         t, h, w, _ = frames.shape
         rh, rw = short_side_size(h, w, self.short_side) if self.short_side is not None else (h, w)
-        top, left, ch, cw = (0, 0, rh, rw) if self.crop is None else _crop_window(
-            rh, rw, self.crop, generator if self.random_crop else None)
+        top, left, ch, cw = (
+            (0, 0, rh, rw)
+            if self.crop is None
+            else _crop_window(rh, rw, self.crop, generator if self.random_crop else None)
+        )
         out = torch.empty(3, t, ch, cw)
         for i in range(t):
-            frame = resize(to_tensor(frames[i:i + 1]), rh, rw, mode=self.mode)
-            out[:, i] = frame[:, 0, top:top + ch, left:left + cw]
+            frame = resize(to_tensor(frames[i : i + 1]), rh, rw, mode=self.mode)
+            out[:, i] = frame[:, 0, top : top + ch, left : left + cw]
         return self._finish(out, generator)
 
     def _check_generator(self, generator: torch.Generator | None) -> None:
@@ -181,6 +182,9 @@ class ClipTransform:
         if self.hflip:
             video = random_hflip(video, generator)
         if self.multiple is not None:
-            video = (crop_to_multiple(video, self.multiple) if self.multiple_mode == "crop"
-                     else resize_to_multiple(video, self.multiple, mode=self.mode))
+            video = (
+                crop_to_multiple(video, self.multiple)
+                if self.multiple_mode == "crop"
+                else resize_to_multiple(video, self.multiple, mode=self.mode)
+            )
         return video.contiguous()

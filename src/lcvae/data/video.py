@@ -85,8 +85,10 @@ def check_output_path(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     if path.suffix.lower() not in WRITE_FORMATS:
-        raise ValueError(f"cannot write a video to {path}: unknown or unsupported extension "
-                         f"{path.suffix or '(none)'!r}; use one of {', '.join(WRITE_FORMATS)}")
+        raise ValueError(
+            f"cannot write a video to {path}: unknown or unsupported extension "
+            f"{path.suffix or '(none)'!r}; use one of {', '.join(WRITE_FORMATS)}"
+        )
     if path.is_dir():
         raise ValueError(f"cannot write a video to {path}: it is a directory; give a file name")
     return path
@@ -126,16 +128,16 @@ def _open(source: Source) -> av.container.InputContainer:
         if not path.exists():
             raise FileNotFoundError(f"video file not found: {path}")
         if path.is_dir():
-            raise VideoError(f"{path} is a directory; expected a video file "
-                             f"({', '.join(VIDEO_EXTENSIONS)})")
+            raise VideoError(f"{path} is a directory; expected a video file ({', '.join(VIDEO_EXTENSIONS)})")
         source = str(path)
     else:
         source.seek(0)
     try:
         container = av.open(source)
     except av.error.FFmpegError as e:
-        raise VideoError(f"{name} is not a readable video ({e}); expected a video file such as "
-                         f"{', '.join(VIDEO_EXTENSIONS)}") from e
+        raise VideoError(
+            f"{name} is not a readable video ({e}); expected a video file such as {', '.join(VIDEO_EXTENSIONS)}"
+        ) from e
     if not container.streams.video:
         container.close()
         raise VideoError(f"{name} has no video stream; expected a video file")
@@ -188,8 +190,9 @@ class VideoReader:
         self._times: list[Fraction] | None = None  # per stored frame, only for variable-rate files
         s = self._stream
         hint = s.frames
-        rates_differ = bool(s.base_rate and s.average_rate
-                            and abs(Fraction(s.base_rate) / Fraction(s.average_rate) - 1) > 0.01)
+        rates_differ = bool(
+            s.base_rate and s.average_rate and abs(Fraction(s.base_rate) / Fraction(s.average_rate) - 1) > 0.01
+        )
         if hint and self._pts_trusted and not rates_differ:
             frames = hint
         else:
@@ -215,9 +218,15 @@ class VideoReader:
             width, height = int(m[1]), int(m[2])
         self._size = (height, width)
         self._start_pts = s.start_time or 0
-        return VideoInfo(frames=frames, fps=float(self._rate), width=width, height=height,
-                         duration=duration, codec=s.codec_context.name,
-                         variable_rate=self._times is not None)
+        return VideoInfo(
+            frames=frames,
+            fps=float(self._rate),
+            width=width,
+            height=height,
+            duration=duration,
+            codec=s.codec_context.name,
+            variable_rate=self._times is not None,
+        )
 
     def _scan_packets(self, hint: int) -> int:
         """Count stored frames by demuxing (no decoding); keep their times if unevenly spaced.
@@ -234,8 +243,13 @@ class VideoReader:
         n = len(stamps)
         if hint and hint != n and self.name not in _warned_counts:
             _warned_counts.add(self.name)
-            logger.warning("%s: header says %d frames but %d are stored (variable frame rate or "
-                           "damaged index); using %d", self.name, hint, n, n)
+            logger.warning(
+                "%s: header says %d frames but %d are stored (variable frame rate or damaged index); using %d",
+                self.name,
+                hint,
+                n,
+                n,
+            )
         if n < 3 or None in stamps or tb is None:
             return n
         stamps.sort()
@@ -258,22 +272,26 @@ class VideoReader:
     @staticmethod
     def _check_args(start: int, num_frames: int | None, stride: int, fps: float | None) -> None:
         if start < 0 or stride < 1 or (num_frames is not None and num_frames < 1):
-            raise ValueError(f"need start >= 0, stride >= 1, num_frames >= 1 or None; "
-                             f"got start={start}, stride={stride}, num_frames={num_frames}")
+            raise ValueError(
+                f"need start >= 0, stride >= 1, num_frames >= 1 or None; "
+                f"got start={start}, stride={stride}, num_frames={num_frames}"
+            )
         if fps is not None and (fps <= 0 or stride != 1):
-            raise ValueError(f"give either stride or a positive target fps, not both; "
-                             f"got stride={stride}, fps={fps}")
+            raise ValueError(f"give either stride or a positive target fps, not both; got stride={stride}, fps={fps}")
 
-    def _too_short(self, start: int, num_frames: int | None, stride: int, fps: float | None,
-                   needed: int) -> NotEnoughFramesError:
+    def _too_short(
+        self, start: int, num_frames: int | None, stride: int, fps: float | None, needed: int
+    ) -> NotEnoughFramesError:
         how = f"stride {stride}" if fps is None else f"target {fps} fps"
         return NotEnoughFramesError(
             f"{self.name} has {self.info.frames} frames ({self.info.duration:.2f} s at "
             f"{self.info.fps:g} fps); asked for {num_frames or 'all'} frames with {how} from "
-            f"frame {start}, which needs {max(needed, start + 1)} frames")
+            f"frame {start}, which needs {max(needed, start + 1)} frames"
+        )
 
-    def clip_indices(self, start: int = 0, num_frames: int | None = None, stride: int = 1,
-                     fps: float | None = None) -> list[int]:
+    def clip_indices(
+        self, start: int = 0, num_frames: int | None = None, stride: int = 1, fps: float | None = None
+    ) -> list[int]:
         """Stored-frame indices of a clip on a variable-rate file; raises if it is too short."""
         self._check_args(start, num_frames, stride, fps)
         times, count = self._times, self.info.frames
@@ -295,8 +313,9 @@ class VideoReader:
             raise self._too_short(start, num_frames, stride, fps, max(needed, count + 1))
         return [bisect.bisect_right(times, t0 + k * step + _VFR_TOLERANCE) - 1 for k in range(n)]
 
-    def clip_times(self, start: int = 0, num_frames: int | None = None, stride: int = 1,
-                   fps: float | None = None) -> list[Fraction]:
+    def clip_times(
+        self, start: int = 0, num_frames: int | None = None, stride: int = 1, fps: float | None = None
+    ) -> list[Fraction]:
         """Wanted times in seconds after the first frame; raises if the video is too short."""
         self._check_args(start, num_frames, stride, fps)
         if self._times is not None:
@@ -322,8 +341,15 @@ class VideoReader:
         room = Fraction(self.info.frames - 1) / self._rate - (num_frames - 1) * step
         return int((room * self._rate) // 1) if room >= 0 else -1
 
-    def read(self, start: int = 0, num_frames: int | None = None, stride: int = 1,
-             fps: float | None = None, *, seek: bool = True) -> torch.Tensor:
+    def read(
+        self,
+        start: int = 0,
+        num_frames: int | None = None,
+        stride: int = 1,
+        fps: float | None = None,
+        *,
+        seek: bool = True,
+    ) -> torch.Tensor:
         """Clip as uint8 (T, H, W, 3) RGB; grayscale is expanded, alpha dropped (module rule)."""
         self._at: Fraction | int | None = None  # last decoded frame (time or index), for errors
         try:
@@ -332,8 +358,7 @@ class VideoReader:
                 try:
                     frames = self._decode_indices(idx, seek=seek and self._pts_trusted and idx[0] > 0)
                 except _Fallback:
-                    logger.debug("%s: frame after the seek not in the packet index; decoding from "
-                                 "the start", self.name)
+                    logger.debug("%s: frame after the seek not in the packet index; decoding from the start", self.name)
                     frames = self._decode_indices(idx, seek=False)
             else:
                 times = self.clip_times(start, num_frames, stride, fps)
@@ -341,12 +366,14 @@ class VideoReader:
                 try:
                     frames = self._decode(times, seek=use_seek, by_index=not self._pts_trusted)
                 except _Fallback as fb:
-                    logger.debug("%s: %s; decoding from the start", self.name,
-                                 "timestamps unusable" if fb.by_index else "seek landed late")
+                    logger.debug(
+                        "%s: %s; decoding from the start",
+                        self.name,
+                        "timestamps unusable" if fb.by_index else "seek landed late",
+                    )
                     frames = self._decode(times, seek=False, by_index=fb.by_index)
         except av.error.FFmpegError as e:
-            raise VideoError(f"{self.name} is corrupt: decoding failed after {self._where()} "
-                             f"({e})") from e
+            raise VideoError(f"{self.name} is corrupt: decoding failed after {self._where()} ({e})") from e
         return torch.from_numpy(np.stack(frames))
 
     def _where(self) -> str:
@@ -390,7 +417,8 @@ class VideoReader:
             raise _Fallback(by_index=False)
         raise NotEnoughFramesError(
             f"{self.name} ends early: {self.info.frames} frames are stored but decoding stopped "
-            f"after {i + 1}, before wanted frame {idx[k]} (truncated or corrupt file)")
+            f"after {i + 1}, before wanted frame {idx[k]} (truncated or corrupt file)"
+        )
 
     def _decode(self, times: list[Fraction], *, seek: bool, by_index: bool) -> list[np.ndarray]:
         if seek:
@@ -439,7 +467,8 @@ class VideoReader:
             raise NotEnoughFramesError(
                 f"{self.name} ends early: its header says {self.info.frames} frames but decoding "
                 f"stopped at {float(cand_t or 0):.2f} s, before the wanted frame at "
-                f"{float(times[k]):.2f} s (truncated or corrupt file)")
+                f"{float(times[k]):.2f} s (truncated or corrupt file)"
+            )
         return out
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
@@ -489,8 +518,15 @@ def probe(path: Source) -> VideoInfo:
         return r.info
 
 
-def read_video(path: Source, start: int = 0, num_frames: int | None = None, stride: int = 1,
-               fps: float | None = None, *, seek: bool = True) -> torch.Tensor:
+def read_video(
+    path: Source,
+    start: int = 0,
+    num_frames: int | None = None,
+    stride: int = 1,
+    fps: float | None = None,
+    *,
+    seek: bool = True,
+) -> torch.Tensor:
     """Frames ``start, start + stride, ...`` as uint8 (T, H, W, 3) RGB, seeking to the clip.
 
     ``num_frames=None`` reads to the end. ``fps`` resamples to a target rate instead of a
@@ -504,14 +540,26 @@ def read_video(path: Source, start: int = 0, num_frames: int | None = None, stri
 def _as_frames(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     arr = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] < 1:
-        raise ValueError(f"frames must be uint8 (T, H, W, 3) with T >= 1, got {arr.dtype} "
-                         f"{tuple(arr.shape)}; convert a (3, T, H, W) clip in [-1, 1] with to_uint8")
+        raise ValueError(
+            f"frames must be uint8 (T, H, W, 3) with T >= 1, got {arr.dtype} "
+            f"{tuple(arr.shape)}; convert a (3, T, H, W) clip in [-1, 1] with to_uint8"
+        )
     return np.ascontiguousarray(arr)
 
 
-def _encode(target: str | BinaryIO, frames: np.ndarray, fps: float | Fraction, *, fmt: str | None,
-            codec: str, pix_fmt: str, crf: float | None, qp: int | None, preset: str,
-            options: dict[str, str] | None) -> None:
+def _encode(
+    target: str | BinaryIO,
+    frames: np.ndarray,
+    fps: float | Fraction,
+    *,
+    fmt: str | None,
+    codec: str,
+    pix_fmt: str,
+    crf: float | None,
+    qp: int | None,
+    preset: str,
+    options: dict[str, str] | None,
+) -> None:
     t, h, w, _ = frames.shape
     opts = dict(options or {})
     if codec in _X264:
@@ -547,10 +595,18 @@ def _encode(target: str | BinaryIO, frames: np.ndarray, fps: float | Fraction, *
         container.close()
 
 
-def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps: float, *,
-                crf: float | None = None, qp: int | None = None, preset: str = "medium",
-                codec: str = "libx264", pix_fmt: str = "yuv420p",
-                options: dict[str, str] | None = None) -> Path:
+def write_video(
+    path: str | os.PathLike,
+    frames: torch.Tensor | np.ndarray,
+    fps: float,
+    *,
+    crf: float | None = None,
+    qp: int | None = None,
+    preset: str = "medium",
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+) -> Path:
     """Write uint8 (T, H, W, 3) RGB frames atomically (``lcvae.utils.atomic_write``).
 
     Default H.264 (libx264, yuv420p, CRF 18). ``qp`` gives constant-QP encoding instead.
@@ -562,19 +618,40 @@ def write_video(path: str | os.PathLike, frames: torch.Tensor | np.ndarray, fps:
     arr = _as_frames(frames)
     path = check_output_path(path)
     fmt = WRITE_FORMATS[path.suffix.lower()]
-    return atomic_write(path, lambda tmp: _encode(tmp, arr, fps, fmt=fmt, codec=codec,
-                                                  pix_fmt=pix_fmt, crf=crf, qp=qp, preset=preset,
-                                                  options=options))
+    return atomic_write(
+        path,
+        lambda tmp: _encode(
+            tmp, arr, fps, fmt=fmt, codec=codec, pix_fmt=pix_fmt, crf=crf, qp=qp, preset=preset, options=options
+        ),
+    )
 
 
-def encode_to_bytes(frames: torch.Tensor | np.ndarray, fps: float, *, fmt: str = "mp4",
-                    crf: float | None = None, qp: int | None = None, preset: str = "medium",
-                    codec: str = "libx264", pix_fmt: str = "yuv420p",
-                    options: dict[str, str] | None = None) -> bytes:
+def encode_to_bytes(
+    frames: torch.Tensor | np.ndarray,
+    fps: float,
+    *,
+    fmt: str = "mp4",
+    crf: float | None = None,
+    qp: int | None = None,
+    preset: str = "medium",
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+) -> bytes:
     """Encode exactly like ``write_video`` into an in-memory container; returns its bytes."""
     buf = io.BytesIO()
-    _encode(buf, _as_frames(frames), fps, fmt=fmt, codec=codec, pix_fmt=pix_fmt, crf=crf, qp=qp,
-            preset=preset, options=options)
+    _encode(
+        buf,
+        _as_frames(frames),
+        fps,
+        fmt=fmt,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        crf=crf,
+        qp=qp,
+        preset=preset,
+        options=options,
+    )
     return buf.getvalue()
 
 
@@ -589,7 +666,8 @@ def to_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
 def to_uint8(video: torch.Tensor) -> torch.Tensor:
     """float (3, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3), clamped and rounded."""
     if video.ndim != 4 or video.shape[0] != 3:
-        raise ValueError(f"to_uint8 expects a (3, T, H, W) clip, got {tuple(video.shape)}; "
-                         f"index a batch (B, 3, T, H, W) first")
+        raise ValueError(
+            f"to_uint8 expects a (3, T, H, W) clip, got {tuple(video.shape)}; index a batch (B, 3, T, H, W) first"
+        )
     x = ((video.detach().float() + 1.0) * 127.5).round_().clamp_(0, 255)
     return x.to(torch.uint8).permute(1, 2, 3, 0).contiguous()

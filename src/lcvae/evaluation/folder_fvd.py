@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lcvae.data.datasets import Skipped, VideoFolder, collate
-from lcvae.metrics import FeatureStats, fvd_from_features
 from lcvae.evaluation.setup import RANDOM_I3D_NOTE, random_i3d
+from lcvae.metrics import FeatureStats, fvd_from_features
 from lcvae.perceptual import VideoFeatureExtractor, load_i3d, preprocess_clips
 from lcvae.perceptual.i3d import INPUT_SIZE, MIN_FRAMES
 from lcvae.progress import progress as progress_iter
@@ -27,9 +27,15 @@ from lcvae.progress import progress as progress_iter
 logger = logging.getLogger(__name__)
 
 
-def folder_features(folder: str | Path, extractor: VideoFeatureExtractor, frames: int = 16,
-                    batch_size: int = 8, num_workers: int = 0, device: str = "cpu",
-                    progress: bool = True) -> tuple[FeatureStats, int, list[Skipped]]:
+def folder_features(
+    folder: str | Path,
+    extractor: VideoFeatureExtractor,
+    frames: int = 16,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[FeatureStats, int, list[Skipped]]:
     """Feature statistics of every video under ``folder`` (recursive): (stats, used, skipped)."""
     dataset = VideoFolder(folder, num_frames=frames, start_frame=0)
     # Videos differ in size, so clips are loaded one at a time and batched after the resize.
@@ -53,13 +59,22 @@ def folder_features(folder: str | Path, extractor: VideoFeatureExtractor, frames
 
 
 def _side(folder: str | Path, used: int, skipped: list[Skipped]) -> dict[str, Any]:
-    return {"dir": str(folder), "used": used, "skipped": len(skipped),
-            "skipped_reasons": [asdict(s) for s in skipped]}
+    return {"dir": str(folder), "used": used, "skipped": len(skipped), "skipped_reasons": [asdict(s) for s in skipped]}
 
 
-def folder_fvd(real_dir: str | Path, fake_dir: str | Path, *, frames: int = 16, i3d: str | None = None,
-               i3d_random: bool = False, extractor: VideoFeatureExtractor | None = None, batch_size: int = 8,
-               num_workers: int = 0, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+def folder_fvd(
+    real_dir: str | Path,
+    fake_dir: str | Path,
+    *,
+    frames: int = 16,
+    i3d: str | None = None,
+    i3d_random: bool = False,
+    extractor: VideoFeatureExtractor | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Dataset-level FVD between the videos of two folders, as a JSON-ready dict.
 
     Features come from ``extractor`` when given, else from the I3D weight file ``i3d`` (None:
@@ -79,8 +94,10 @@ def folder_fvd(real_dir: str | Path, fake_dir: str | Path, *, frames: int = 16, 
     for name, folder in (("real", real_dir), ("fake", fake_dir)):
         stats, used, skipped = folder_features(folder, extractor, frames, batch_size, num_workers, device, progress)
         if used < 2:
-            raise ValueError(f"FVD needs at least 2 usable videos per folder; the {name} folder {folder} "
-                             f"gave {used} ({len(skipped)} skipped: see the log)")
+            raise ValueError(
+                f"FVD needs at least 2 usable videos per folder; the {name} folder {folder} "
+                f"gave {used} ({len(skipped)} skipped: see the log)"
+            )
         sides[name] = (stats, _side(folder, used, skipped))
     result: dict[str, Any] = {
         "fvd": fvd_from_features(sides["real"][0], sides["fake"][0]),
@@ -93,7 +110,7 @@ def folder_fvd(real_dir: str | Path, fake_dir: str | Path, *, frames: int = 16, 
     }
     if note:
         result["note"] = note
-    logger.info("FVD%d = %.3f (%d real, %d fake videos)", frames, result["fvd"], result["real"]["used"],
-                result["fake"]["used"])
+    logger.info(
+        "FVD%d = %.3f (%d real, %d fake videos)", frames, result["fvd"], result["real"]["used"], result["fake"]["used"]
+    )
     return result
-

@@ -40,19 +40,24 @@ def eval_frames(config: LCVAEConfig, frames: int | None, pad: bool = False) -> i
             raise ValueError(f"frames must be >= 1, got {frames}")
         if not pad and not rule.is_valid(frames):
             low, high = rule.nearest_valid(frames)
-            raise ValueError(f"this model needs {rule.describe()}, got {frames} frames per clip; pass --frames "
-                             f"{low or high}, or --pad to pad each clip to {high} and score the output cropped back")
+            raise ValueError(
+                f"this model needs {rule.describe()}, got {frames} frames per clip; pass --frames "
+                f"{low or high}, or --pad to pad each clip to {high} and score the output cropped back"
+            )
         return frames
     if not pad and not rule.is_valid(EVAL_FRAMES):
         low, high = rule.nearest_valid(EVAL_FRAMES)
-        raise ValueError(f"eval scores {EVAL_FRAMES}-frame clips by default (the same clips for every model), and "
-                         f"this model needs {rule.describe()}; pass --frames {low or high} (and the same count "
-                         f"for the models you compare it with), or --pad")
+        raise ValueError(
+            f"eval scores {EVAL_FRAMES}-frame clips by default (the same clips for every model), and "
+            f"this model needs {rule.describe()}; pass --frames {low or high} (and the same count "
+            f"for the models you compare it with), or --pad"
+        )
     return EVAL_FRAMES
 
 
-def describe_clips(frames: int, size: int | None, fit: str, frame_stride: int = 1, start_frame: int = 0,
-                   pad: bool = False) -> str:
+def describe_clips(
+    frames: int, size: int | None, fit: str, frame_stride: int = 1, start_frame: int = 0, pad: bool = False
+) -> str:
     """The clips an evaluation scores, in words (printed by ``lcvae eval`` and kept in metrics.json)."""
     if size is not None:
         space = f"short side resized to {size}, centre-cropped to {size}x{size}"
@@ -60,15 +65,33 @@ def describe_clips(frames: int, size: int | None, fit: str, frame_stride: int = 
         space = "stored size, centre-cropped to the model's spatial multiple"
     else:
         space = "stored size (no resize or crop)"
-    padding = ("; padded for the model to its next valid length and size (edge replication), scored on the "
-               "output cropped back") if pad else ""
+    padding = (
+        (
+            "; padded for the model to its next valid length and size (edge replication), scored on the "
+            "output cropped back"
+        )
+        if pad
+        else ""
+    )
     return f"{frames} frames from frame {start_frame}, stride {frame_stride}; {space}{padding}"
 
 
-def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: EvalOptions, *,
-                        data_format: str = "auto", frames: int | None = None, size: int | None = None,
-                        fit: str = "error", frame_stride: int = 1, start_frame: int = 0, split_file: str | None = None,
-                        compress: str | None = None, random_weights: bool = False) -> tuple[EvalResult, dict[str, Path]]:
+def evaluate_checkpoint(
+    model: str,
+    data: str,
+    out_dir: str | Path,
+    options: EvalOptions,
+    *,
+    data_format: str = "auto",
+    frames: int | None = None,
+    size: int | None = None,
+    fit: str = "error",
+    frame_stride: int = 1,
+    start_frame: int = 0,
+    split_file: str | None = None,
+    compress: str | None = None,
+    random_weights: bool = False,
+) -> tuple[EvalResult, dict[str, Path]]:
     """Load ``model`` (checkpoint folder, or a preset with ``random_weights``), optionally put a
     compression mask around its backbone, evaluate ``data`` and write the report to ``out_dir``.
 
@@ -82,8 +105,9 @@ def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: Eva
     if fit not in ("error", "crop"):
         raise ValueError(f"fit must be 'error' or 'crop' (resize with a size instead), got {fit!r}")
     if size is not None and fit != "error":
-        raise ValueError("give a size (resize and crop to it) or fit crop (stored size cropped to the model's "
-                         "multiple), not both")
+        raise ValueError(
+            "give a size (resize and crop to it) or fit crop (stored size cropped to the model's multiple), not both"
+        )
     owns_group = not is_distributed()
     dist_info = init_distributed()
     try:
@@ -95,9 +119,16 @@ def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: Eva
         if compress is not None:
             vae = with_compression(vae, compress)
         frames = eval_frames(vae.config, frames, options.pad)
-        dataset = open_dataset(data, data_format, frames=frames, size=size, frame_stride=frame_stride,
-                               start_frame=start_frame, split_file=split_file,
-                               multiple=vae.frame_rule.pixel_step if fit == "crop" else None)
+        dataset = open_dataset(
+            data,
+            data_format,
+            frames=frames,
+            size=size,
+            frame_stride=frame_stride,
+            start_frame=start_frame,
+            split_file=split_file,
+            multiple=vae.frame_rule.pixel_step if fit == "crop" else None,
+        )
         check_model_and_data(vae, dataset, options.pad)  # before loading the metric networks
         if options.samples and options.sample_dir is None:
             options = dataclasses.replace(options, sample_dir=str(Path(out_dir) / "samples"))
@@ -106,13 +137,25 @@ def evaluate_checkpoint(model: str, data: str, out_dir: str | Path, options: Eva
         if not dist_info.is_main:
             return result, {}
         context: dict[str, Any] = {
-            "model": {"source": model, "random_weights": random_weights, "compress_override": compress,
-                      "config": vae.config.to_dict()},
-            "data": {"path": str(data), "format": data_format, "clips_in_dataset": len(dataset),
-                     "frames": frames, "size": size, "fit": fit, "frame_stride": frame_stride,
-                     "start_frame": start_frame, "degrade_qp": options.degrade_qp,
-                     "clips": describe_clips(frames, size, fit, frame_stride, start_frame, options.pad),
-                     "frame_sizes": sorted({f"{r.height}x{r.width}" for r in result.records})},
+            "model": {
+                "source": model,
+                "random_weights": random_weights,
+                "compress_override": compress,
+                "config": vae.config.to_dict(),
+            },
+            "data": {
+                "path": str(data),
+                "format": data_format,
+                "clips_in_dataset": len(dataset),
+                "frames": frames,
+                "size": size,
+                "fit": fit,
+                "frame_stride": frame_stride,
+                "start_frame": start_frame,
+                "degrade_qp": options.degrade_qp,
+                "clips": describe_clips(frames, size, fit, frame_stride, start_frame, options.pad),
+                "frame_sizes": sorted({f"{r.height}x{r.width}" for r in result.records}),
+            },
             "options": dataclasses.asdict(options),
         }
         return result, write_report(result, out_dir, context)

@@ -56,8 +56,11 @@ logger = logging.getLogger(__name__)
 
 PROTOCOLS = {
     "standard": {
-        "model_input": "[-1, 1]", "posterior": "mode", "precision": "fp32",
-        "lpips_input": "[-1, 1]", "rfvd": "dataset-level",
+        "model_input": "[-1, 1]",
+        "posterior": "mode",
+        "precision": "fp32",
+        "lpips_input": "[-1, 1]",
+        "rfvd": "dataset-level",
     },
     "reference": {
         "model_input": "[0, 1] (the model was trained on [-1, 1]; the authors' evaluation quirk)",
@@ -96,8 +99,10 @@ class EvalOptions:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {self.protocol!r}")
         if self.batch_size < 1 or self.num_workers < 0 or self.samples < 0 or self.reference_fvd_batch < 2:
-            raise ValueError("need batch_size >= 1, num_workers >= 0, samples >= 0, reference_fvd_batch >= 2; got "
-                             f"{self.batch_size}, {self.num_workers}, {self.samples}, {self.reference_fvd_batch}")
+            raise ValueError(
+                "need batch_size >= 1, num_workers >= 0, samples >= 0, reference_fvd_batch >= 2; got "
+                f"{self.batch_size}, {self.num_workers}, {self.samples}, {self.reference_fvd_batch}"
+            )
         if self.degrade_qp is not None and not 0 <= self.degrade_qp <= 51:
             raise ValueError(f"degrade_qp is a libx264 QP in [0, 51] (30 in the paper), got {self.degrade_qp}")
         if self.max_clips is not None and self.max_clips < 1:
@@ -118,8 +123,14 @@ class ClipRecord:
     metrics: dict[str, dict[str, float]]  # metric set -> metric -> value
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "path": self.path, "start": self.start, "height": self.height,
-                "width": self.width, **self.metrics}
+        return {
+            "index": self.index,
+            "path": self.path,
+            "start": self.start,
+            "height": self.height,
+            "width": self.width,
+            **self.metrics,
+        }
 
 
 @dataclass
@@ -155,8 +166,11 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "protocol": {"name": self.protocol, **PROTOCOLS[self.protocol]},
-            "clips": {"used": self.clips_used, "skipped": self.clips_skipped,
-                      "skipped_reasons": [asdict(s) for s in self.skipped]},
+            "clips": {
+                "used": self.clips_used,
+                "skipped": self.clips_skipped,
+                "skipped_reasons": [asdict(s) for s in self.skipped],
+            },
             "metrics": self.metric_sets,
             "world_size": self.world_size,
             "seconds": self.seconds,
@@ -183,12 +197,16 @@ def check_model_and_data(model: LCVAE, dataset: ClipDataset, pad: bool = False) 
 
 def _check_options(dataset: ClipDataset, options: EvalOptions) -> None:
     if dataset.transform.crop is None and options.batch_size > 1:
-        raise ValueError("clips keep their own frame sizes (no crop size), so they cannot be batched; "
-                         "use batch size 1 or give a size (--size)")
+        raise ValueError(
+            "clips keep their own frame sizes (no crop size), so they cannot be batched; "
+            "use batch size 1 or give a size (--size)"
+        )
     device_type = torch.device(options.device).type
     if options.protocol == "reference" and not torch.amp.is_autocast_available(device_type):
-        raise ValueError(f"the reference protocol runs the model under bf16 autocast, which this torch does not "
-                         f"offer on {device_type}; use the standard protocol or another device")
+        raise ValueError(
+            f"the reference protocol runs the model under bf16 autocast, which this torch does not "
+            f"offer on {device_type}; use the standard protocol or another device"
+        )
 
 
 def _size_mismatch(model: LCVAE, video: Tensor) -> str | None:
@@ -197,8 +215,10 @@ def _size_mismatch(model: LCVAE, video: Tensor) -> str | None:
     step = model.frame_rule.pixel_step
     if h % step == 0 and w % step == 0:
         return None
-    return (f"{w}x{h} frames are not multiples of {step} (the model's spatial rule); evaluate at a size "
-            f"(--size N: resize and centre-crop), crop to the multiple (--fit crop) or pad (--pad)")
+    return (
+        f"{w}x{h} frames are not multiples of {step} (the model's spatial rule); evaluate at a size "
+        f"(--size N: resize and centre-crop), crop to the multiple (--fit crop) or pad (--pad)"
+    )
 
 
 def _fvd_skip_reason(networks: MetricNetworks, frames: int) -> str | None:
@@ -232,10 +252,9 @@ def _reconstruct_valid(model: LCVAE, x: Tensor, indices: list[int], options: Eva
         return y.float().cpu().clamp(-1, 1)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
         posterior = model.encode(((x + 1) / 2).to(device), options.chunk, options.tile)
-        noise = torch.stack([
-            torch.randn(posterior.mean.shape[1:], generator=item_generator(options.seed, 0, i))
-            for i in indices
-        ]).to(posterior.mean)
+        noise = torch.stack(
+            [torch.randn(posterior.mean.shape[1:], generator=item_generator(options.seed, 0, i)) for i in indices]
+        ).to(posterior.mean)
         z_hat, _ = model.compress(posterior.mean + posterior.std * noise)
         y = model.backbone.decode(z_hat, options.decode_chunk, tile=None if options.tile is None else options.tile // 8)
     return (2 * y.float().cpu() - 1).clamp(-1, 1)
@@ -249,8 +268,14 @@ def _clip_metrics(target: Tensor, recon: Tensor, networks: MetricNetworks, optio
     return values
 
 
-def evaluate_shard(model: LCVAE, dataset: ClipDataset, options: EvalOptions, networks: MetricNetworks,
-                   rank: int = 0, world_size: int = 1) -> ShardResult:
+def evaluate_shard(
+    model: LCVAE,
+    dataset: ClipDataset,
+    options: EvalOptions,
+    networks: MetricNetworks,
+    rank: int = 0,
+    world_size: int = 1,
+) -> ShardResult:
     """Evaluate clips rank, rank + world_size, ... of the dataset (the first ``max_clips``)."""
     check_model_and_data(model, dataset, options.pad)
     _check_options(dataset, options)
@@ -258,8 +283,9 @@ def evaluate_shard(model: LCVAE, dataset: ClipDataset, options: EvalOptions, net
         raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
     total = len(dataset) if options.max_clips is None else min(len(dataset), options.max_clips)
     indices = list(range(total))[rank::world_size]
-    loader = DataLoader(dataset, batch_size=options.batch_size, sampler=indices,
-                        num_workers=options.num_workers, collate_fn=collate)
+    loader = DataLoader(
+        dataset, batch_size=options.batch_size, sampler=indices, num_workers=options.num_workers, collate_fn=collate
+    )
     extractor = networks.extractor if _fvd_skip_reason(networks, dataset.num_frames) is None else None
     reference = options.protocol == "reference"
     feature_sets = ("input", "recon", *(("clean",) if options.degrade_qp is not None else ()))
@@ -268,8 +294,12 @@ def evaluate_shard(model: LCVAE, dataset: ClipDataset, options: EvalOptions, net
         shard.stats = {k: FeatureStats(extractor.dim) for k in feature_sets}
         shard.features = {k: [] for k in feature_sets} if reference else {}
     started, psnr_sum = time.perf_counter(), 0.0
-    bar = Progress(len(indices), f"eval (rank {rank})" if world_size > 1 else "eval", "clip",
-                   enabled=options.progress and rank == 0)
+    bar = Progress(
+        len(indices),
+        f"eval (rank {rank})" if world_size > 1 else "eval",
+        "clip",
+        enabled=options.progress and rank == 0,
+    )
     with torch.no_grad(), bar:
         for batch in loader:
             shard.skipped.extend(batch["skipped"])
@@ -315,13 +345,13 @@ def _write_samples(x: Tensor, clean: Tensor, recon: Tensor, batch: dict, options
         if options.degrade_qp is None:
             panels = {"input": x[j], "reconstruction": recon[j]}
         else:
-            panels = {"clean": clean[j], f"degraded input (QP {options.degrade_qp})": x[j],
-                      "reconstruction": recon[j]}
+            panels = {"clean": clean[j], f"degraded input (QP {options.degrade_qp})": x[j], "reconstruction": recon[j]}
         write_sample(options.sample_dir, i, panels, options.sample_fps)
 
 
-def _fvd_entry(real: str, shards: list[ShardResult], options: EvalOptions, networks: MetricNetworks,
-               skip: str | None) -> dict[str, Any]:
+def _fvd_entry(
+    real: str, shards: list[ShardResult], options: EvalOptions, networks: MetricNetworks, skip: str | None
+) -> dict[str, Any]:
     if skip is not None:
         return {"skipped": skip}
     stats = {k: FeatureStats(networks.extractor.dim) for k in (real, "recon")}
@@ -342,12 +372,17 @@ def _fvd_entry(real: str, shards: list[ShardResult], options: EvalOptions, netwo
         return torch.stack([f for _, f in pairs])
 
     value = reference_fvd_mean_over_batches(ordered(real), ordered("recon"), options.reference_fvd_batch)
-    return {"value": value, "kind": f"mean of per-batch FVDs over {options.reference_fvd_batch} videos (biased)",
-            "dataset_level": dataset_level, **entry}
+    return {
+        "value": value,
+        "kind": f"mean of per-batch FVDs over {options.reference_fvd_batch} videos (biased)",
+        "dataset_level": dataset_level,
+        **entry,
+    }
 
 
-def merge_shards(shards: list[ShardResult], dataset: ClipDataset, options: EvalOptions,
-                 networks: MetricNetworks) -> EvalResult:
+def merge_shards(
+    shards: list[ShardResult], dataset: ClipDataset, options: EvalOptions, networks: MetricNetworks
+) -> EvalResult:
     """Combine the shards of all ranks (in rank order) into the dataset's result."""
     records = sorted((r for s in shards for r in s.records), key=lambda r: r.index)
     skipped = sorted((k for s in shards for k in s.skipped), key=lambda k: k.index)
@@ -364,8 +399,15 @@ def merge_shards(shards: list[ShardResult], dataset: ClipDataset, options: EvalO
     notes = [networks.fvd_note] if networks.fvd_note and fvd_skip is None else []
     if not records:
         notes.append("every clip was skipped: no metric could be computed")
-    return EvalResult(options.protocol, metric_sets, records, skipped, world_size=len(shards),
-                      seconds=max(s.seconds for s in shards), notes=notes)
+    return EvalResult(
+        options.protocol,
+        metric_sets,
+        records,
+        skipped,
+        world_size=len(shards),
+        seconds=max(s.seconds for s in shards),
+        notes=notes,
+    )
 
 
 def _all_gather(shard: ShardResult) -> list[ShardResult]:
@@ -376,8 +418,9 @@ def _all_gather(shard: ShardResult) -> list[ShardResult]:
     return shards
 
 
-def evaluate(model: LCVAE, dataset: ClipDataset, options: EvalOptions | None = None,
-             networks: MetricNetworks | None = None) -> EvalResult:
+def evaluate(
+    model: LCVAE, dataset: ClipDataset, options: EvalOptions | None = None, networks: MetricNetworks | None = None
+) -> EvalResult:
     """Reconstruct ``dataset`` with ``model`` and score it (every rank returns the same result).
 
     Under torchrun (a process group is initialised) each rank evaluates its shard and the shards
@@ -386,8 +429,7 @@ def evaluate(model: LCVAE, dataset: ClipDataset, options: EvalOptions | None = N
     """
     options = options or EvalOptions()
     if networks is None:
-        networks = load_networks(options.lpips, options.lpips_backbone, options.i3d, options.i3d_random,
-                                 options.device)
+        networks = load_networks(options.lpips, options.lpips_backbone, options.i3d, options.i3d_random, options.device)
     shard = evaluate_shard(model, dataset, options, networks, get_rank(), get_world_size())
     result = merge_shards(_all_gather(shard), dataset, options, networks)
     logger.info("evaluated %d clips (%d skipped) in %.1f s", result.clips_used, result.clips_skipped, result.seconds)

@@ -67,8 +67,11 @@ def write_sample(folder: str | Path, index: int, panels: dict[str, Tensor], fps:
     mp4 = write_video(stem.with_suffix(".mp4"), to_uint8(side_by_side), fps)
     png = write_png(stem.with_suffix(".png"), frame_grid(panels))
     names = list(panels)
-    write_text(stem.with_suffix(".txt"), f"mp4 panels, left to right: {', '.join(names)}\n"
-               f"png rows, top to bottom: {', '.join(names)}, |{names[-1]} - {names[0]}| x{ERROR_GAIN}\n")
+    write_text(
+        stem.with_suffix(".txt"),
+        f"mp4 panels, left to right: {', '.join(names)}\n"
+        f"png rows, top to bottom: {', '.join(names)}, |{names[-1]} - {names[0]}| x{ERROR_GAIN}\n",
+    )
     return [mp4, png]
 
 
@@ -77,18 +80,27 @@ def summarise(values: list[float]) -> dict[str, float | int | None]:
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
         return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else None,
-            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if v.size > 1 else None,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(v.size),
+    }
 
 
-_LABELS = {"psnr": ("PSNR (dB)", "↑", 2), "ssim": ("SSIM", "↑", 4), "lpips": ("LPIPS", "↓", 4),
-           "rfvd": ("rFVD", "↓", 2)}
+_LABELS = {
+    "psnr": ("PSNR (dB)", "↑", 2),
+    "ssim": ("SSIM", "↑", 4),
+    "lpips": ("LPIPS", "↓", 4),
+    "rfvd": ("rFVD", "↓", 2),
+}
 _SET_TITLES = {"vs_input": "vs input", "vs_degraded": "vs degraded input", "vs_clean": "vs clean clip"}
 
 
 def _fmt(v: float, digits: int) -> str:
     """Fixed digits, or three significant ones for values too small to show that way."""
-    return f"{v:.{digits}f}" if v == 0 or abs(v) >= 10 ** -digits else f"{v:.3g}"
+    return f"{v:.{digits}f}" if v == 0 or abs(v) >= 10**-digits else f"{v:.3g}"
 
 
 def _cell(entry: dict[str, Any], digits: int, notes: list[str]) -> str:
@@ -105,12 +117,11 @@ def _cell(entry: dict[str, Any], digits: int, notes: list[str]) -> str:
     return _fmt(entry["mean"], digits) + spread
 
 
-def format_table(result: "EvalResult") -> str:
+def format_table(result: EvalResult) -> str:
     """A markdown report: header facts, one row per metric, one column per reference clip set."""
     sets = list(result.metric_sets)
     notes: list[str] = []
-    lines = [f"protocol: {result.protocol}", f"clips: {result.clips_used} used, "
-             f"{result.clips_skipped} skipped", ""]
+    lines = [f"protocol: {result.protocol}", f"clips: {result.clips_used} used, {result.clips_skipped} skipped", ""]
     lines.append("| metric | " + " | ".join(_SET_TITLES.get(s, s) for s in sets) + " |")
     lines.append("|---" * (len(sets) + 1) + "|")
     first = result.metric_sets[sets[0]]
@@ -144,7 +155,7 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def write_report(result: "EvalResult", folder: str | Path, context: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_report(result: EvalResult, folder: str | Path, context: dict[str, Any] | None = None) -> dict[str, Path]:
     """metrics.json (summary + ``context``, e.g. model and data), per_clip.jsonl, metrics.md."""
     folder = Path(folder)
     summary = {**(context or {}), **result.to_dict(), "per_clip": "per_clip.jsonl"}

@@ -28,8 +28,8 @@ from lcvae.masks import MASKS, CompressionConfig, load_mask_json
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.perceptual import (
     LPIPS,
-    InceptionI3d,
     I3DExtractor,
+    InceptionI3d,
     VideoFeatureExtractor,
     WeightsUnavailable,
     load_i3d,
@@ -43,8 +43,10 @@ logger = logging.getLogger(__name__)
 LPIPS_CHOICES = ("alex", "vgg", "st-alex", "st-vgg", "none")
 COMPRESS_CHOICES = tuple(m for m in MASKS if m != "custom")
 RANDOM_I3D_SEED = 0
-RANDOM_I3D_NOTE = ("I3D with random weights (seed 0): exercises the FVD pipeline only; "
-                   "the number is not an FVD and is comparable to nothing")
+RANDOM_I3D_NOTE = (
+    "I3D with random weights (seed 0): exercises the FVD pipeline only; "
+    "the number is not an FVD and is comparable to nothing"
+)
 
 
 @dataclass
@@ -79,8 +81,13 @@ def random_i3d() -> I3DExtractor:
     return I3DExtractor(model, name="i3d-random-weights")
 
 
-def load_networks(lpips: str = "alex", lpips_backbone: str | None = None, i3d: str | None = None,
-                  i3d_random: bool = False, device: str | torch.device = "cpu") -> MetricNetworks:
+def load_networks(
+    lpips: str = "alex",
+    lpips_backbone: str | None = None,
+    i3d: str | None = None,
+    i3d_random: bool = False,
+    device: str | torch.device = "cpu",
+) -> MetricNetworks:
     """LPIPS / ST-LPIPS and the FVD feature extractor for an evaluation.
 
     ``lpips``: "alex" or "vgg" (standard LPIPS: needs ``lpips_backbone`` or torch's hub cache),
@@ -128,22 +135,43 @@ def _lpips_missing(net: str, given: str | None) -> str:
     """Why LPIPS ``net`` is skipped, in the words of the command line (``--lpips-backbone``)."""
     file_name = TORCHVISION_CHECKPOINTS[net]
     why = f"--lpips-backbone {given} does not exist" if given else "no --lpips-backbone was given"
-    return (f"LPIPS ({net}) needs torchvision's ImageNet {'AlexNet' if net == 'alex' else 'VGG16'} weights "
-            f"({file_name}), and {why} nor is the file in {hub_checkpoint_dir()}; nothing is downloaded. "
-            f"Give it with --lpips-backbone PATH (Python: lpips_backbone=PATH), or score ST-LPIPS with "
-            f"--lpips st-{net} (weights ship with stlpips-pytorch; a different metric, reported under its own name)")
+    return (
+        f"LPIPS ({net}) needs torchvision's ImageNet {'AlexNet' if net == 'alex' else 'VGG16'} weights "
+        f"({file_name}), and {why} nor is the file in {hub_checkpoint_dir()}; nothing is downloaded. "
+        f"Give it with --lpips-backbone PATH (Python: lpips_backbone=PATH), or score ST-LPIPS with "
+        f"--lpips st-{net} (weights ship with stlpips-pytorch; a different metric, reported under its own name)"
+    )
 
 
-def open_dataset(path: str | Path, data_format: str = "auto", *, frames: int, size: int | None,
-                 frame_stride: int = 1, start_frame: int = 0, split_file: str | None = None,
-                 multiple: int | None = None, threads: int = 1) -> ClipDataset:
+def open_dataset(
+    path: str | Path,
+    data_format: str = "auto",
+    *,
+    frames: int,
+    size: int | None,
+    frame_stride: int = 1,
+    start_frame: int = 0,
+    split_file: str | None = None,
+    multiple: int | None = None,
+    threads: int = 1,
+) -> ClipDataset:
     """An evaluation dataset: fixed start, short side resized to ``size`` and centre-cropped to
     ``size``×``size`` (``size=None`` keeps frames as they are; ``multiple`` then crops them to
     the model's spatial multiple). ``data_format``: a kind of :mod:`lcvae.data.sources` ("auto": a
     video file is one clip, another file a manifest, a folder a folder of videos)."""
-    return open_clip_dataset(data_format, path, split_file=split_file, num_frames=frames, frame_stride=frame_stride,
-                             start_frame=start_frame, random_start=False, short_side=size, crop=size,
-                             multiple=multiple, threads=threads)
+    return open_clip_dataset(
+        data_format,
+        path,
+        split_file=split_file,
+        num_frames=frames,
+        frame_stride=frame_stride,
+        start_frame=start_frame,
+        random_start=False,
+        short_side=size,
+        crop=size,
+        multiple=multiple,
+        threads=threads,
+    )
 
 
 def compression_config(model: LCVAE, mask: str) -> CompressionConfig:
@@ -184,6 +212,7 @@ def with_compression(model: LCVAE, mask: str | CompressionConfig) -> LCVAE:
     wrapped.latent_std = torch.ones(1, channels, 1, 1, 1, device=device)
     left = [n for n, t in [*wrapped.named_parameters(), *wrapped.named_buffers()] if t.is_meta]
     if left:
-        raise RuntimeError(f"with_compression left tensors unmaterialised: {left}; LCVAE gained state "
-                           "this function does not rebuild")
+        raise RuntimeError(
+            f"with_compression left tensors unmaterialised: {left}; LCVAE gained state this function does not rebuild"
+        )
     return wrapped.eval()

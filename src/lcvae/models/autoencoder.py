@@ -67,7 +67,9 @@ class WFVAE(nn.Module):
         outs = list(self.iter_encode(x, chunk))
         return EncoderOutput(*(torch.cat([getattr(o, f) for o in outs], dim=2) for f in ("moments", "w2", "w3")))
 
-    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> DiagonalGaussian:
+    def encode(
+        self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None
+    ) -> DiagonalGaussian:
         """Posterior of (B, 3, T, H, W) in [-1, 1]. ``tile``: encode ``tile``-pixel tiles overlapping by
         ``overlap`` pixels (default ``frame_rule.default_overlap``; see tiling.py)."""
         self.frame_rule.check(x)
@@ -85,7 +87,9 @@ class WFVAE(nn.Module):
         for piece, cache in _stream_chunks(x, chunk):
             yield self.encoder(piece, cache)
 
-    def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> Tensor:
+    def decode(
+        self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None
+    ) -> Tensor:
         """(B, C, T', h, w) latent -> (B, 3, T, 8h, 8w) video; ``chunk`` streams latent frames,
         ``tile`` decodes ``tile``-latent-pixel tiles overlapping by ``overlap`` (default a quarter tile)."""
         if z.dim() != 5 or z.shape[1] != self.latent_channels:
@@ -113,6 +117,8 @@ class WFVAE(nn.Module):
 
     def _check_streamable(self) -> None:
         if not self.config.causal:
-            raise ValueError("chunked inference needs a causal model; non-causal models run on the whole video (chunk=None)")
+            raise ValueError(
+                "chunked inference needs a causal model; non-causal models run on the whole video (chunk=None)"
+            )
         if self.config.norm != "layernorm":
             raise ValueError("chunked inference is exact only with norm='layernorm' (GroupNorm pools over time)")

@@ -48,10 +48,12 @@ class Backbone(Protocol):
 
     def encode_moments(self, x: Tensor, chunk: int | None = None) -> EncoderOutput: ...
     def decode_output(self, z: Tensor, chunk: int | None = None) -> DecoderOutput: ...
-    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None,
-               overlap: int | None = None) -> DiagonalGaussian: ...
-    def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None,
-               overlap: int | None = None) -> Tensor: ...
+    def encode(
+        self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None
+    ) -> DiagonalGaussian: ...
+    def decode(
+        self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None
+    ) -> Tensor: ...
 
     @property
     def last_layer(self) -> Tensor: ...
@@ -71,7 +73,9 @@ BACKBONES: dict[str, BackboneEntry] = {
     "wfvae": BackboneEntry("lcvae.models.wfvae:WFVAEConfig", "lcvae.models.autoencoder:WFVAE"),
     # diffusers-based backbones: diffusers itself is imported only when a model is built
     "wan": BackboneEntry("lcvae.models.wan:WanVAEConfig", "lcvae.models.wan:WanVAE"),
-    "diffusers": BackboneEntry("lcvae.models.diffusers_vae:DiffusersVAEConfig", "lcvae.models.diffusers_vae:DiffusersVAE"),
+    "diffusers": BackboneEntry(
+        "lcvae.models.diffusers_vae:DiffusersVAEConfig", "lcvae.models.diffusers_vae:DiffusersVAE"
+    ),
 }
 
 

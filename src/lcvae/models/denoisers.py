@@ -29,8 +29,15 @@ from torch import Tensor, nn
 from lcvae.models.latte import Latte, LatteConfig
 from lcvae.utils import strict_from_dict
 
-__all__ = ["Denoiser", "WanDenoiserConfig", "WanDenoiser", "DENOISER_KINDS", "build_denoiser", "denoiser_spec",
-           "guided_output"]
+__all__ = [
+    "Denoiser",
+    "WanDenoiserConfig",
+    "WanDenoiser",
+    "DENOISER_KINDS",
+    "build_denoiser",
+    "denoiser_spec",
+    "guided_output",
+]
 
 DENOISER_KINDS = ("latte", "wan")
 
@@ -78,8 +85,18 @@ class WanDenoiserConfig:
         if isinstance(size, int):
             size = (size, size)
         object.__setattr__(self, "input_size", tuple(size))
-        for name in ("in_channels", "num_frames", "num_layers", "num_heads", "head_dim", "ffn_dim", "text_dim",
-                     "text_tokens", "freq_dim", "patch_size"):
+        for name in (
+            "in_channels",
+            "num_frames",
+            "num_layers",
+            "num_heads",
+            "head_dim",
+            "ffn_dim",
+            "text_dim",
+            "text_tokens",
+            "freq_dim",
+            "patch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
         if self.head_dim % 2 or self.head_dim < 6:
@@ -90,8 +107,10 @@ class WanDenoiserConfig:
         if size[0] % p or size[1] % p:
             raise ValueError(f"input_size {tuple(size)} must be divisible by patch_size {p}")
         if self.num_classes < 0 or not 0.0 <= self.class_dropout_prob <= 1.0:
-            raise ValueError(f"need num_classes >= 0 and class_dropout_prob in [0, 1], got {self.num_classes}, "
-                             f"{self.class_dropout_prob}")
+            raise ValueError(
+                f"need num_classes >= 0 and class_dropout_prob in [0, 1], got {self.num_classes}, "
+                f"{self.class_dropout_prob}"
+            )
 
     @property
     def out_channels(self) -> int:
@@ -103,7 +122,7 @@ class WanDenoiserConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "WanDenoiserConfig":
+    def from_dict(cls, d: dict) -> WanDenoiserConfig:
         return strict_from_dict(cls, dict(d))
 
 
@@ -120,9 +139,15 @@ class WanDenoiser(nn.Module):
         self.config = config
         cfg = config
         self.transformer = WanTransformer3DModel(
-            patch_size=(1, cfg.patch_size, cfg.patch_size), num_attention_heads=cfg.num_heads,
-            attention_head_dim=cfg.head_dim, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
-            text_dim=cfg.text_dim, freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers,
+            patch_size=(1, cfg.patch_size, cfg.patch_size),
+            num_attention_heads=cfg.num_heads,
+            attention_head_dim=cfg.head_dim,
+            in_channels=cfg.in_channels,
+            out_channels=cfg.out_channels,
+            text_dim=cfg.text_dim,
+            freq_dim=cfg.freq_dim,
+            ffn_dim=cfg.ffn_dim,
+            num_layers=cfg.num_layers,
             rope_max_seq_len=max(cfg.num_frames, *cfg.input_size, 32),
         )
         # one stand-in "prompt" per class and one for the null class, or a single one when unconditional
@@ -142,8 +167,10 @@ class WanDenoiser(nn.Module):
             y = torch.zeros(batch, dtype=torch.long, device=device)
         else:
             if y is None or y.shape != (batch,) or y.dtype not in (torch.int32, torch.int64):
-                raise ValueError(f"this Wan denoiser is class-conditional: pass integer labels y of shape ({batch},) "
-                                 f"(the null class is {self.null_class})")
+                raise ValueError(
+                    f"this Wan denoiser is class-conditional: pass integer labels y of shape ({batch},) "
+                    f"(the null class is {self.null_class})"
+                )
             if y.numel() and (int(y.min()) < 0 or int(y.max()) > cfg.num_classes):
                 raise ValueError(f"labels must be in [0, {cfg.num_classes}] ({cfg.num_classes} = null class)")
             if self.training and cfg.class_dropout_prob > 0:
@@ -157,8 +184,10 @@ class WanDenoiser(nn.Module):
         cfg = self.config
         expected = (cfg.in_channels, cfg.num_frames, *cfg.input_size)
         if x.dim() != 5 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"the Wan denoiser expects latents (B, {', '.join(map(str, expected))}) from its config, "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"the Wan denoiser expects latents (B, {', '.join(map(str, expected))}) from its config, "
+                f"got {tuple(x.shape)}"
+            )
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must be (B,) = ({x.shape[0]},) timesteps, got shape {tuple(t.shape)}")
         context = self._context(y, x.shape[0], x.device).to(x.dtype)

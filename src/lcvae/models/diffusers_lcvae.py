@@ -70,7 +70,9 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
         super().__init__()
         config = LCVAEConfig.from_dict(lcvae_config) if lcvae_config is not None else get_preset("lcvae-tiny")
         if config.latent_mean is not None:
-            raise ValueError("lcvae_config must not carry latent_mean/latent_std; pass them as latents_mean/latents_std")
+            raise ValueError(
+                "lcvae_config must not carry latent_mean/latent_std; pass them as latents_mean/latents_std"
+            )
         if config.compression is not None and config.compression.adaptive:
             raise ValueError("adaptive compression has no fixed packed latent; use a fixed mask (e.g. mask='paper')")
         channels = config.diffusion_channels
@@ -90,7 +92,7 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
 
     # -- conversion with our own format ---------------------------------------------------------
     @classmethod
-    def from_lcvae(cls, model: LCVAE) -> "AutoencoderKLLCVAE":
+    def from_lcvae(cls, model: LCVAE) -> AutoencoderKLLCVAE:
         """Wrap a copy of ``model``'s weights; its latent statistics become ``latents_mean``/``latents_std``."""
         cfg = {**model.config.to_dict(), "latent_mean": None, "latent_std": None}
         out = cls(lcvae_config=cfg, latents_mean=model.config.latent_mean, latents_std=model.config.latent_std)
@@ -104,7 +106,11 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
         """A new :class:`LCVAE` with a copy of the weights and ``latents_mean``/``latents_std`` as its statistics
         (save it with :func:`lcvae.models.io.save_pretrained`)."""
         cfg = LCVAEConfig.from_dict(
-            {**self.lcvae.config.to_dict(), "latent_mean": self.config.latents_mean, "latent_std": self.config.latents_std}
+            {
+                **self.lcvae.config.to_dict(),
+                "latent_mean": self.config.latents_mean,
+                "latent_std": self.config.latents_std,
+            }
         )
         model = LCVAE(cfg)
         model.load_state_dict(self.lcvae.state_dict(), strict=True)
@@ -150,7 +156,9 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
         overlap = self.tile_sample_overlap if tile_sample_overlap is None else tile_sample_overlap
         s = self.frame_rule.spatial_factor
         if tile % s or overlap % s or not s <= overlap < tile:
-            raise ValueError(f"tile ({tile}) and overlap ({overlap}) must be multiples of {s} with {s} <= overlap < tile")
+            raise ValueError(
+                f"tile ({tile}) and overlap ({overlap}) must be multiples of {s} with {s} <= overlap < tile"
+            )
         self.use_tiling, self.tile_sample_min_size, self.tile_sample_overlap = True, tile, overlap
 
     def disable_tiling(self) -> None:
@@ -163,7 +171,9 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
     def disable_slicing(self) -> None:
         self.use_slicing = False
 
-    def enable_chunking(self, encode_chunk: int | None = _DEFAULT_ENCODE_CHUNK, decode_chunk: int | None = _DEFAULT_DECODE_CHUNK) -> None:
+    def enable_chunking(
+        self, encode_chunk: int | None = _DEFAULT_ENCODE_CHUNK, decode_chunk: int | None = _DEFAULT_DECODE_CHUNK
+    ) -> None:
         """Stream the video through the causal cache: ``encode_chunk`` video frames (a multiple of 4) and
         ``decode_chunk`` latent frames at a time (None: that direction whole). Exact for causal models
         with LayerNorm; peak memory stays flat in the video length."""
@@ -216,7 +226,9 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
     # -- decode ---------------------------------------------------------------------------------------
     def _decode(self, z: Tensor) -> Tensor:
         if z.dim() != 5 or z.shape[1] != self.latent_channels:
-            raise ValueError(f"expected a diffusion latent (B, {self.latent_channels}, F, h, w), got shape {tuple(z.shape)}")
+            raise ValueError(
+                f"expected a diffusion latent (B, {self.latent_channels}, F, h, w), got shape {tuple(z.shape)}"
+            )
         compressor = self.lcvae.compressor
         z_hat = z if compressor is None else compressor.decode_latent(z)
         s = self.frame_rule.spatial_factor
@@ -236,7 +248,11 @@ class AutoencoderKLLCVAE(ModelMixin, ConfigMixin):
         return DecoderOutput(sample=video) if return_dict else (video,)
 
     def forward(
-        self, sample: Tensor, sample_posterior: bool = False, return_dict: bool = True, generator: torch.Generator | None = None
+        self,
+        sample: Tensor,
+        sample_posterior: bool = False,
+        return_dict: bool = True,
+        generator: torch.Generator | None = None,
     ) -> DecoderOutput | tuple[Tensor]:
         """Encode and decode: the posterior mode (or a sample of the packed posterior) back to video."""
         posterior = self.encode(sample).latent_dist

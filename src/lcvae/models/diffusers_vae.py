@@ -58,9 +58,19 @@ from lcvae.models.tiling import tiled_apply
 from lcvae.models.vae import DecoderOutput, DiagonalGaussian, EncoderOutput, FrameRule
 from lcvae.utils import strict_from_dict, suggest
 
-__all__ = ["DiffusersVAEConfig", "DiffusersBackbone", "DiffusersVAE", "diffusers_class", "read_diffusers_folder",
-           "diffusers_folder_state", "diffusers_vae_config", "native_statistics", "lcvae_from_diffusers_folder",
-           "KNOWN_CLASSES", "REFUSED_CLASSES"]
+__all__ = [
+    "DiffusersVAEConfig",
+    "DiffusersBackbone",
+    "DiffusersVAE",
+    "diffusers_class",
+    "read_diffusers_folder",
+    "diffusers_folder_state",
+    "diffusers_vae_config",
+    "native_statistics",
+    "lcvae_from_diffusers_folder",
+    "KNOWN_CLASSES",
+    "REFUSED_CLASSES",
+]
 
 DIFFUSERS_CONFIG = "config.json"
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -151,7 +161,9 @@ class DiffusersVAEConfig:
 
     def __post_init__(self) -> None:
         if self.model_class in REFUSED_CLASSES:
-            raise ValueError(f"{self.model_class} cannot be an LC-VAE backbone here: {REFUSED_CLASSES[self.model_class]}")
+            raise ValueError(
+                f"{self.model_class} cannot be an LC-VAE backbone here: {REFUSED_CLASSES[self.model_class]}"
+            )
         object.__setattr__(self, "model_config", _json_plain(dict(self.model_config), "model_config"))
         object.__setattr__(self, "attributes", _json_plain(dict(self.attributes), "attributes"))
         for key in _LATENT_KEYS:
@@ -167,8 +179,9 @@ class DiffusersVAEConfig:
             if given is None:
                 object.__setattr__(self, name, value)
             elif known and given != value:
-                raise ValueError(f"{name}={given}, but this {self.model_class} config compresses by {value}; "
-                                 f"leave {name} unset")
+                raise ValueError(
+                    f"{name}={given}, but this {self.model_class} config compresses by {value}; leave {name} unset"
+                )
             elif given < 1:
                 raise ValueError(f"{name} must be >= 1, got {given}")
 
@@ -181,7 +194,7 @@ class DiffusersVAEConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DiffusersVAEConfig":
+    def from_dict(cls, d: dict) -> DiffusersVAEConfig:
         return strict_from_dict(cls, d)
 
 
@@ -192,8 +205,10 @@ def _resolve_last_layer(model: nn.Module, name: str) -> str:
         if candidate in params:
             return candidate
     convs = [n for n in params if n.startswith("decoder.") and n.endswith("weight") and "conv_out" in n]
-    raise ValueError(f"last_layer {name!r} names no parameter or module with a weight in this model; "
-                     f"decoder output weights: {convs or 'none found'}")
+    raise ValueError(
+        f"last_layer {name!r} names no parameter or module with a weight in this model; "
+        f"decoder output weights: {convs or 'none found'}"
+    )
 
 
 class DiffusersBackbone(nn.Module):
@@ -299,8 +314,9 @@ class DiffusersBackbone(nn.Module):
             )
         return DecoderOutput(video)
 
-    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None,
-               overlap: int | None = None) -> DiagonalGaussian:
+    def encode(
+        self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None
+    ) -> DiagonalGaussian:
         """Posterior of (B, 3, T, H, W) in [-1, 1]; ``tile``: ``tile``-pixel tiles overlapping by
         ``overlap`` (default ``frame_rule.default_overlap``; see tiling.py)."""
         self.frame_rule.check(x)
@@ -311,7 +327,9 @@ class DiffusersBackbone(nn.Module):
         moments = tiled_apply(lambda t: self._encode_moments(t, chunk).moments, x, tile, overlap, 1 / s, align=s)
         return DiagonalGaussian(moments)
 
-    def decode(self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> Tensor:
+    def decode(
+        self, z: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None
+    ) -> Tensor:
         """(B, C, T', h, w) latent -> (B, 3, T, s*h, s*w) video; ``tile`` and ``overlap`` in latent pixels
         (default overlap a quarter tile)."""
         self._check_latent(z)
@@ -324,10 +342,17 @@ class DiffusersBackbone(nn.Module):
         """Load weights named as in the diffusers model (no ``vae.`` prefix); strict, errors name the keys."""
         own = self.vae.state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+        shapes = [
+            f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+            for k in own
+            if k in state and state[k].shape != own[k].shape
+        ]
         if missing or unexpected or shapes:
-            parts = [f"{title} ({len(items)}): {', '.join(items[:6])}" for title, items in
-                     (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if items]
+            parts = [
+                f"{title} ({len(items)}): {', '.join(items[:6])}"
+                for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
+                if items
+            ]
             raise ValueError(f"{source} does not match this backbone config: " + "; ".join(parts))
         self.vae.load_state_dict(dict(state), strict=True)
 
@@ -349,7 +374,9 @@ def read_diffusers_folder(folder: str | Path) -> dict:
     """The ``config.json`` of a diffusers model folder (e.g. ``Wan2.1-T2V-1.3B-Diffusers/vae``)."""
     path = Path(folder) / DIFFUSERS_CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no {DIFFUSERS_CONFIG}; pass the folder holding the VAE (often '<model>/vae')")
+        raise FileNotFoundError(
+            f"{folder}: no {DIFFUSERS_CONFIG}; pass the folder holding the VAE (often '<model>/vae')"
+        )
     raw = json.loads(path.read_text())
     if "_class_name" not in raw:
         raise ValueError(f"{path}: not a diffusers config (no '_class_name')")
@@ -363,23 +390,37 @@ def diffusers_folder_state(folder: str | Path) -> dict[str, Tensor]:
     path = Path(folder) / DIFFUSERS_WEIGHTS
     if not path.is_file():
         found = sorted(p.name for p in Path(folder).glob("*.safetensors"))
-        raise FileNotFoundError(f"{folder}: no {DIFFUSERS_WEIGHTS} (found {found or 'no safetensors'}); "
-                                f"re-save the model with diffusers' save_pretrained(safe_serialization=True)")
+        raise FileNotFoundError(
+            f"{folder}: no {DIFFUSERS_WEIGHTS} (found {found or 'no safetensors'}); "
+            f"re-save the model with diffusers' save_pretrained(safe_serialization=True)"
+        )
     return load_file(path)
 
 
-def diffusers_vae_config(folder: str | Path, latent_channels: int | None = None, causal: bool = True,
-                         last_layer: str = "decoder.conv_out", attributes: dict[str, Any] | None = None) -> DiffusersVAEConfig:
+def diffusers_vae_config(
+    folder: str | Path,
+    latent_channels: int | None = None,
+    causal: bool = True,
+    last_layer: str = "decoder.conv_out",
+    attributes: dict[str, Any] | None = None,
+) -> DiffusersVAEConfig:
     """A generic backbone config for a diffusers VAE folder; the latent width is read from its config
     when it names it (``latent_channels`` or ``z_dim``), else pass it."""
     raw = read_diffusers_folder(folder)
     model_config = {k: v for k, v in raw.items() if not k.startswith("_")}
     width = latent_channels or next((model_config[k] for k in _LATENT_KEYS if k in model_config), None)
     if width is None:
-        raise ValueError(f"{folder}: the config names no latent width ({' or '.join(_LATENT_KEYS)}); pass latent_channels=")
-    return DiffusersVAEConfig(model_class=raw["_class_name"], model_config=model_config, latent_channels=width,
-                              causal=causal, last_layer=last_layer, attributes=attributes or {})
-
+        raise ValueError(
+            f"{folder}: the config names no latent width ({' or '.join(_LATENT_KEYS)}); pass latent_channels="
+        )
+    return DiffusersVAEConfig(
+        model_class=raw["_class_name"],
+        model_config=model_config,
+        latent_channels=width,
+        causal=causal,
+        last_layer=last_layer,
+        attributes=attributes or {},
+    )
 
 
 def native_statistics(raw: dict, state: Mapping[str, Tensor], width: int) -> tuple[list[float], list[float]] | None:
@@ -390,8 +431,10 @@ def native_statistics(raw: dict, state: Mapping[str, Tensor], width: int) -> tup
     HunyuanVideo 1.5). Values of another width (diffusers' defaults written into a folder that does
     not set them) are ignored.
     """
-    for mean, std in ((raw.get("latents_mean"), raw.get("latents_std")),
-                      (state.get("latents_mean"), state.get("latents_std"))):
+    for mean, std in (
+        (raw.get("latents_mean"), raw.get("latents_std")),
+        (state.get("latents_mean"), state.get("latents_std")),
+    ):
         if mean is not None and std is not None and len(mean) == width and len(std) == width:
             return [float(v) for v in mean], [float(v) for v in std]
     factor = raw.get("scaling_factor")
@@ -400,7 +443,9 @@ def native_statistics(raw: dict, state: Mapping[str, Tensor], width: int) -> tup
     return None
 
 
-def lcvae_from_diffusers_folder(folder: str | Path, compression: CompressionConfig | None = None, **backbone: Any) -> LCVAE:
+def lcvae_from_diffusers_folder(
+    folder: str | Path, compression: CompressionConfig | None = None, **backbone: Any
+) -> LCVAE:
     """An LCVAE on the diffusers VAE saved in ``folder`` (weights loaded, nothing downloaded).
 
     ``backbone``: fields of :class:`DiffusersVAEConfig` beyond what the folder says (``causal``,

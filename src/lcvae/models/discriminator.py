@@ -109,9 +109,7 @@ class PatchDiscriminator3D(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         if video.ndim != 5 or video.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"discriminator expects (B, {self.config.in_channels}, T, H, W), got {tuple(video.shape)}"
-            )
+            raise ValueError(f"discriminator expects (B, {self.config.in_channels}, T, H, W), got {tuple(video.shape)}")
         return self.main(video)
 
 

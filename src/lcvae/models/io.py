@@ -34,25 +34,42 @@ DIFFUSERS_LCVAE = "AutoencoderKLLCVAE"  # the class name lcvae.models.diffusers_
 
 # Upstream WF-VAE's constructor defaults (WFVAEModel.__init__), used for keys its config.json lacks.
 UPSTREAM_DEFAULTS = {
-    "latent_dim": 8, "base_channels": 128, "encoder_num_resblocks": 2,
-    "encoder_energy_flow_hidden_size": 64, "decoder_num_resblocks": 2,
-    "decoder_energy_flow_hidden_size": 128, "attention_type": "AttnBlock3DFix", "use_attention": True,
-    "dropout": 0.0, "norm_type": "groupnorm", "t_interpolation": "nearest", "connect_res_layer_num": 1,
-    "l1_dowmsample_block": "Downsample", "l1_downsample_wavelet": "HaarWaveletTransform2D",
-    "l2_dowmsample_block": "Spatial2xTime2x3DDownsample", "l2_downsample_wavelet": "HaarWaveletTransform3D",
-    "l1_upsample_block": "Upsample", "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
-    "l2_upsample_block": "Spatial2xTime2x3DUpsample", "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
+    "latent_dim": 8,
+    "base_channels": 128,
+    "encoder_num_resblocks": 2,
+    "encoder_energy_flow_hidden_size": 64,
+    "decoder_num_resblocks": 2,
+    "decoder_energy_flow_hidden_size": 128,
+    "attention_type": "AttnBlock3DFix",
+    "use_attention": True,
+    "dropout": 0.0,
+    "norm_type": "groupnorm",
+    "t_interpolation": "nearest",
+    "connect_res_layer_num": 1,
+    "l1_dowmsample_block": "Downsample",
+    "l1_downsample_wavelet": "HaarWaveletTransform2D",
+    "l2_dowmsample_block": "Spatial2xTime2x3DDownsample",
+    "l2_downsample_wavelet": "HaarWaveletTransform3D",
+    "l1_upsample_block": "Upsample",
+    "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
+    "l2_upsample_block": "Spatial2xTime2x3DUpsample",
+    "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
 }
 # Module choices this backbone implements; any other value (given or defaulted) is refused.
 _IMPLEMENTED = {
-    "attention_type": "AttnBlock3DFix", "t_interpolation": "trilinear",
-    "l1_dowmsample_block": "Downsample", "l1_downsample_wavelet": "HaarWaveletTransform2D",
-    "l2_dowmsample_block": "Spatial2xTime2x3DDownsample", "l2_downsample_wavelet": "HaarWaveletTransform3D",
-    "l1_upsample_block": "Upsample", "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
-    "l2_upsample_block": "Spatial2xTime2x3DUpsample", "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
+    "attention_type": "AttnBlock3DFix",
+    "t_interpolation": "trilinear",
+    "l1_dowmsample_block": "Downsample",
+    "l1_downsample_wavelet": "HaarWaveletTransform2D",
+    "l2_dowmsample_block": "Spatial2xTime2x3DDownsample",
+    "l2_downsample_wavelet": "HaarWaveletTransform3D",
+    "l1_upsample_block": "Upsample",
+    "l1_upsample_wavelet": "InverseHaarWaveletTransform2D",
+    "l2_upsample_block": "Spatial2xTime2x3DUpsample",
+    "l2_upsample_wavelet": "InverseHaarWaveletTransform3D",
 }
 # Magnitudes of Haar filter taps: 1/sqrt(2)^k for one to three 1D levels, and 0.
-_HAAR_TAPS = torch.tensor([0.0, 1.0, 2 ** -0.5, 0.5, 2 ** -1.5, 0.25])
+_HAAR_TAPS = torch.tensor([0.0, 1.0, 2**-0.5, 0.5, 2**-1.5, 0.25])
 
 
 def save_pretrained(model: LCVAE, folder: str | Path) -> Path:
@@ -72,8 +89,10 @@ def load_config(source: str | Path) -> LCVAEConfig:
         return get_preset(source)
     path = Path(source)
     if path.is_file() and path.suffix in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
-        raise ValueError(f"{path} is a weights file; give the checkpoint folder that holds it and its "
-                         f"{CONFIG_NAME} (e.g. {path.parent}), or a preset name")
+        raise ValueError(
+            f"{path} is a weights file; give the checkpoint folder that holds it and its "
+            f"{CONFIG_NAME} (e.g. {path.parent}), or a preset name"
+        )
     cfg_file = path / CONFIG_NAME if path.is_dir() else path
     if not cfg_file.is_file():
         raise FileNotFoundError(
@@ -82,8 +101,10 @@ def load_config(source: str | Path) -> LCVAEConfig:
     try:
         raw = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{cfg_file} is not a JSON model config ({err}); give a checkpoint folder "
-                         f"with {CONFIG_NAME} or a preset name") from None
+        raise ValueError(
+            f"{cfg_file} is not a JSON model config ({err}); give a checkpoint folder "
+            f"with {CONFIG_NAME} or a preset name"
+        ) from None
     if not isinstance(raw, dict):
         raise ValueError(f"{cfg_file} holds JSON {type(raw).__name__}, not a model config object")
     if raw.get("format") == "lcvae":
@@ -105,8 +126,10 @@ def load_config(source: str | Path) -> LCVAEConfig:
         stats = native_statistics(raw, diffusers_folder_state(path), backbone.latent_channels)
         mean, std = stats if stats is not None else (None, None)
         return LCVAEConfig(backbone=backbone, latent_mean=mean, latent_std=std)
-    raise ValueError(f"{cfg_file}: not an lcvae config, an official WF-VAE folder nor a diffusers video VAE folder "
-                     "(no 'format' or known '_class_name')")
+    raise ValueError(
+        f"{cfg_file}: not an lcvae config, an official WF-VAE folder nor a diffusers video VAE folder "
+        "(no 'format' or known '_class_name')"
+    )
 
 
 def official_config(raw: dict) -> WFVAEConfig:
@@ -115,11 +138,11 @@ def official_config(raw: dict) -> WFVAEConfig:
     cfg = {**UPSTREAM_DEFAULTS, **raw}
     for key, value in _IMPLEMENTED.items():
         if cfg[key] != value:
-            given = f"has {key}={cfg[key]!r}" if key in raw else \
-                f"has no {key}, and upstream's default is {cfg[key]!r}"
-            raise ValueError(f"official config {given}; only {value!r} is implemented"
-                             + (f" (add \"{key}\": \"{value}\" only if the weights were trained with it)"
-                                if key not in raw else ""))
+            given = f"has {key}={cfg[key]!r}" if key in raw else f"has no {key}, and upstream's default is {cfg[key]!r}"
+            raise ValueError(
+                f"official config {given}; only {value!r} is implemented"
+                + (f' (add "{key}": "{value}" only if the weights were trained with it)' if key not in raw else "")
+            )
     return WFVAEConfig(
         base_channels=cfg["base_channels"],
         encoder_energy_flow=cfg["encoder_energy_flow_hidden_size"],
@@ -145,8 +168,10 @@ def _drop_constants(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     ``temporal_processor.*`` (refused if one holds anything but Haar taps: that would be weights)."""
     learned = [k for k, v in state.items() if k.startswith("temporal_processor.") and not _is_haar_constant(v)]
     if learned:
-        raise ValueError(f"{source}: {len(learned)} temporal_processor tensors hold values other than Haar "
-                         f"filter taps (e.g. {learned[0]}); this loader knows them only as constants")
+        raise ValueError(
+            f"{source}: {len(learned)} temporal_processor tensors hold values other than Haar "
+            f"filter taps (e.g. {learned[0]}); this loader knows them only as constants"
+        )
     return {k: v for k, v in state.items() if "wavelet_transform" not in k and not k.startswith("temporal_processor.")}
 
 
@@ -175,7 +200,11 @@ def load_backbone_state(model: LCVAE, state: dict[str, Tensor], source: str) -> 
     state = _map_bare_groupnorm(_drop_constants(state, source), own)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         lines = [f"{source} does not match this model configuration:"]
         for title, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):

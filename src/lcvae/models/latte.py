@@ -75,9 +75,7 @@ class LatteConfig:
                 f"got {self.depth}, use {self.depth - 1} or {self.depth + 1}"
             )
         if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}"
-            )
+            raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
         if self.hidden_size % 4:
             # half the width encodes the column, half the row, each as sin and cos pairs
             raise ValueError(
@@ -110,14 +108,14 @@ class LatteConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LatteConfig":
+    def from_dict(cls, d: dict) -> LatteConfig:
         """Strict: an unknown or misspelt key is a ValueError naming the closest valid key."""
         return strict_from_dict(cls, dict(d))
 
     @classmethod
     def from_preset(
         cls, name: str, *, in_channels: int, num_frames: int, input_size: tuple[int, int] | int, **overrides
-    ) -> "LatteConfig":
+    ) -> LatteConfig:
         """A preset's size (`LATTE_PRESETS`) for a latent of the given shape; `overrides` are config keys."""
         if name not in LATTE_PRESETS:
             raise ValueError(f"unknown Latte preset {name!r}{suggest(name, list(LATTE_PRESETS))}")
@@ -165,9 +163,7 @@ class TimestepEmbedder(nn.Module):
 
     def __init__(self, hidden_size: int, frequency_size: int = 256):
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(frequency_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size)
-        )
+        self.mlp = nn.Sequential(nn.Linear(frequency_size, hidden_size), nn.SiLU(), nn.Linear(hidden_size, hidden_size))
         half = frequency_size // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
         self.register_buffer("freqs", freqs, persistent=False)
@@ -262,9 +258,7 @@ class Latte(nn.Module):
         d = cfg.hidden_size
         self.patch_embed = nn.Conv2d(cfg.in_channels, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.t_embedder = TimestepEmbedder(d)
-        self.y_embedder = (
-            LabelEmbedder(cfg.num_classes, d, cfg.class_dropout_prob) if cfg.num_classes > 0 else None
-        )
+        self.y_embedder = LabelEmbedder(cfg.num_classes, d, cfg.class_dropout_prob) if cfg.num_classes > 0 else None
         pairs = cfg.depth // 2
         self.spatial_blocks = nn.ModuleList(LatteBlock(d, cfg.num_heads, cfg.mlp_ratio) for _ in range(pairs))
         self.temporal_blocks = nn.ModuleList(LatteBlock(d, cfg.num_heads, cfg.mlp_ratio) for _ in range(pairs))

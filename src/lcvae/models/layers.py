@@ -94,7 +94,13 @@ def _mkldnn_ok(x: Tensor, weight: Tensor) -> bool:
 
 @torch.library.custom_op("lcvae::onednn_conv3d", mutates_args=())
 def onednn_conv3d(
-    x: Tensor, weight: Tensor, bias: Tensor | None, padding: list[int], stride: list[int], dilation: list[int], groups: int
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    padding: list[int],
+    stride: list[int],
+    dilation: list[int],
+    groups: int,
 ) -> Tensor:
     """The oneDNN 3D convolution as an op compilers treat as opaque: ``aten.mkldnn_convolution`` has no
     fake-tensor rule, and a traced plain convolution would fall back to ``slow_conv3d`` on few frames."""
@@ -103,7 +109,13 @@ def onednn_conv3d(
 
 @onednn_conv3d.register_fake
 def _onednn_conv3d_shape(
-    x: Tensor, weight: Tensor, bias: Tensor | None, padding: list[int], stride: list[int], dilation: list[int], groups: int
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    padding: list[int],
+    stride: list[int],
+    dilation: list[int],
+    groups: int,
 ) -> Tensor:
     return F.conv3d(x.contiguous(), weight, bias, stride, padding, dilation, groups)
 
@@ -233,7 +245,9 @@ class CausalConv3d(nn.Module):
         stride = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
         self.kt, self.st = kernel[0], stride[0]
         self.causal = causal
-        self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, spatial_padding, spatial_padding), bias=bias)
+        self.conv = nn.Conv3d(
+            cin, cout, kernel, stride=stride, padding=(0, spatial_padding, spatial_padding), bias=bias
+        )
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         if self.kt > 1 or self.st > 1:
@@ -249,7 +263,13 @@ def silu_conv(layer: CausalConv3d, h: Tensor, cache: StreamCache | None = None) 
     Whole-video inference only: streaming, strides, autograd (``out=`` ops have no backward) and traced
     graphs (the compiler fuses the padding itself) take the plain path, which gives the same numbers.
     """
-    if cache is not None or layer.st != 1 or layer.kt == 1 or torch.compiler.is_compiling() or (torch.is_grad_enabled() and h.requires_grad):
+    if (
+        cache is not None
+        or layer.st != 1
+        or layer.kt == 1
+        or torch.compiler.is_compiling()
+        or (torch.is_grad_enabled() and h.requires_grad)
+    ):
         return layer(F.silu(h), cache)
     b, c, t, hh, ww = h.shape
     front = layer.kt - 1 if layer.causal else (layer.kt - 1) // 2
@@ -266,7 +286,9 @@ def silu_conv(layer: CausalConv3d, h: Tensor, cache: StreamCache | None = None) 
     return conv(layer.conv, buf)
 
 
-def temporal_pad(owner: nn.Module, x: Tensor, kernel: int, stride: int, causal: bool, cache: StreamCache | None) -> Tensor:
+def temporal_pad(
+    owner: nn.Module, x: Tensor, kernel: int, stride: int, causal: bool, cache: StreamCache | None
+) -> Tensor:
     """Pad along time for a window of ``kernel`` frames moving by ``stride``."""
     if cache is not None:
         if not causal:

@@ -48,7 +48,7 @@ class LCVAEConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LCVAEConfig":
+    def from_dict(cls, d: dict) -> LCVAEConfig:
         known = ["backbone", "compression", "latent_mean", "latent_std"]
         for key in d:
             if key not in known:
@@ -96,8 +96,10 @@ def _compression_from_dict(d: dict, backbone: Any) -> CompressionConfig:
         if key in d:
             saved, own = d.pop(key), getattr(backbone, key)
             if saved != own:
-                raise ValueError(f"compression.{key} is {saved!r} but the backbone's {key} is {own!r}; the compressor "
-                                 f"takes it from the backbone, so drop compression.{key} or fix the backbone")
+                raise ValueError(
+                    f"compression.{key} is {saved!r} but the backbone's {key} is {own!r}; the compressor "
+                    f"takes it from the backbone, so drop compression.{key} or fix the backbone"
+                )
     return CompressionConfig.from_dict(d)
 
 
@@ -108,7 +110,9 @@ class LCVAEOutput:
     z: Tensor  # the latent fed to the compressor (sample or mode of the posterior)
     coefficients: Coefficients | None  # masked Multi-WT coefficients, when asked for
     z_hat: Tensor  # the latent the decoder saw
-    encoder_flow: tuple[Tensor | None, Tensor | None]  # (w2, w3) energy-flow coefficients (WF-VAE), for the wavelet loss
+    encoder_flow: tuple[
+        Tensor | None, Tensor | None
+    ]  # (w2, w3) energy-flow coefficients (WF-VAE), for the wavelet loss
     decoder_flow: tuple[Tensor | None, Tensor | None]
 
 
@@ -120,11 +124,15 @@ class LCVAE(nn.Module):
         self.config = config
         self.backbone = build_backbone(config.backbone)
         bb = config.backbone
-        self.compressor = None if config.compression is None else LatentCompressor(config.compression, bb.latent_channels, bb.causal)
+        self.compressor = (
+            None if config.compression is None else LatentCompressor(config.compression, bb.latent_channels, bb.causal)
+        )
         mean = torch.tensor(config.latent_mean or [0.0] * config.diffusion_channels).view(1, -1, 1, 1, 1)
         std = torch.tensor(config.latent_std or [1.0] * config.diffusion_channels).view(1, -1, 1, 1, 1)
         if mean.shape[1] != config.diffusion_channels or std.shape[1] != config.diffusion_channels:
-            raise ValueError(f"latent_mean/latent_std need {config.diffusion_channels} values (one per diffusion channel)")
+            raise ValueError(
+                f"latent_mean/latent_std need {config.diffusion_channels} values (one per diffusion channel)"
+            )
         self.register_buffer("latent_mean", mean, persistent=False)
         self.register_buffer("latent_std", std, persistent=False)
 
@@ -170,8 +178,12 @@ class LCVAE(nn.Module):
         return self.compressor.synthesis(coeffs), coeffs
 
     def forward(
-        self, x: Tensor, sample_posterior: bool = True, generator: torch.Generator | None = None,
-        return_coefficients: bool = False, noise: Tensor | None = None,
+        self,
+        x: Tensor,
+        sample_posterior: bool = True,
+        generator: torch.Generator | None = None,
+        return_coefficients: bool = False,
+        noise: Tensor | None = None,
     ) -> LCVAEOutput:
         """The training path. ``coefficients`` is filled only when ``return_coefficients`` is set.
 
@@ -189,7 +201,9 @@ class LCVAE(nn.Module):
         return LCVAEOutput(dec.sample, posterior, z, coeffs, z_hat, (enc.w2, enc.w3), (dec.w2, dec.w3))
 
     # -- inference ----------------------------------------------------------------------------
-    def encode(self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None) -> DiagonalGaussian:
+    def encode(
+        self, x: Tensor, chunk: int | None = None, tile: int | None = None, overlap: int | None = None
+    ) -> DiagonalGaussian:
         """Posterior; ``chunk`` streams frames (causal models), ``tile``/``overlap`` (pixels) cut frames into tiles."""
         self.frame_rule.check(x)
         if tile is None:
@@ -197,7 +211,11 @@ class LCVAE(nn.Module):
         return self.backbone.encode(x, chunk, tile=tile, overlap=overlap)
 
     def reconstruct(
-        self, x: Tensor, chunk: int | None = None, decode_chunk: int | None = None, tile: int | None = None,
+        self,
+        x: Tensor,
+        chunk: int | None = None,
+        decode_chunk: int | None = None,
+        tile: int | None = None,
         overlap: int | None = None,
     ) -> Tensor:
         """Posterior mode through the compressor and back: (B, 3, T, H, W), unclamped.
@@ -211,7 +229,9 @@ class LCVAE(nn.Module):
         overlap = self.frame_rule.default_overlap(tile) if overlap is None else overlap
         return self.backbone.decode(z_hat, decode_chunk, tile=tile // s, overlap=max(1, overlap // s))
 
-    def diffusion_latent(self, x: Tensor, sample: bool = False, chunk: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def diffusion_latent(
+        self, x: Tensor, sample: bool = False, chunk: int | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Video -> normalised diffusion latent (B, C', F, h, w): the packed kept coefficients."""
         posterior = self.encode(x, chunk)
         z = posterior.sample(generator) if sample else posterior.mode()

@@ -30,18 +30,36 @@ _WAN_TINY = WanVAEConfig(latent_channels=4, base_dim=8, dim_mult=(1, 2, 2, 2), n
 # model's diffusers folder (``init_from``), whose config.json must build the same modules.
 _HV15_SCALING = 1.03682  # HunyuanVideo 1.5's scaling_factor: its latent enters diffusion as z * 1.03682
 _HV15 = DiffusersVAEConfig(
-    "AutoencoderKLHunyuanVideo15", latent_channels=32, last_layer="decoder.conv_out",
-    model_config={"latent_channels": 32, "block_out_channels": [128, 256, 512, 1024, 1024], "layers_per_block": 2,
-                  "spatial_compression_ratio": 16, "temporal_compression_ratio": 4, "scaling_factor": _HV15_SCALING},
+    "AutoencoderKLHunyuanVideo15",
+    latent_channels=32,
+    last_layer="decoder.conv_out",
+    model_config={
+        "latent_channels": 32,
+        "block_out_channels": [128, 256, 512, 1024, 1024],
+        "layers_per_block": 2,
+        "spatial_compression_ratio": 16,
+        "temporal_compression_ratio": 4,
+        "scaling_factor": _HV15_SCALING,
+    },
 )
 _LTX2 = DiffusersVAEConfig(
-    "AutoencoderKLLTX2Video", latent_channels=128,
-    model_config={"latent_channels": 128, "block_out_channels": [256, 512, 1024, 2048],
-                  "decoder_block_out_channels": [256, 512, 1024], "layers_per_block": [4, 6, 6, 2, 2],
-                  "decoder_layers_per_block": [5, 5, 5, 5], "patch_size": 4, "patch_size_t": 1,
-                  "downsample_type": ["spatial", "temporal", "spatiotemporal", "spatiotemporal"],
-                  "encoder_causal": True, "decoder_causal": False, "decoder_spatial_padding_mode": "reflect",
-                  "spatial_compression_ratio": 32, "temporal_compression_ratio": 8},
+    "AutoencoderKLLTX2Video",
+    latent_channels=128,
+    model_config={
+        "latent_channels": 128,
+        "block_out_channels": [256, 512, 1024, 2048],
+        "decoder_block_out_channels": [256, 512, 1024],
+        "layers_per_block": [4, 6, 6, 2, 2],
+        "decoder_layers_per_block": [5, 5, 5, 5],
+        "patch_size": 4,
+        "patch_size_t": 1,
+        "downsample_type": ["spatial", "temporal", "spatiotemporal", "spatiotemporal"],
+        "encoder_causal": True,
+        "decoder_causal": False,
+        "decoder_spatial_padding_mode": "reflect",
+        "spatial_compression_ratio": 32,
+        "temporal_compression_ratio": 8,
+    },
 )
 _PAPER = CompressionConfig(mask="paper")
 
@@ -62,8 +80,9 @@ PRESETS: dict[str, LCVAEConfig] = {
     "wan21": LCVAEConfig(backbone=WanVAEConfig(), latent_mean=WAN21_LATENTS_MEAN, latent_std=WAN21_LATENTS_STD),
     "lcvae-wan21": LCVAEConfig(backbone=WanVAEConfig(latent_channels=32), compression=_PAPER),
     "wan-tiny": LCVAEConfig(backbone=_WAN_TINY),
-    "lcvae-wan-tiny": LCVAEConfig(backbone=replace(_WAN_TINY, latent_channels=8),
-                                  compression=CompressionConfig(mask="paper")),
+    "lcvae-wan-tiny": LCVAEConfig(
+        backbone=replace(_WAN_TINY, latent_channels=8), compression=CompressionConfig(mask="paper")
+    ),
 }
 PRESETS |= {
     "wan22": LCVAEConfig(backbone=WAN22),
@@ -84,8 +103,14 @@ DESCRIPTIONS: dict[str, str] = {
     "wfvae-tiny": "tiny WF-VAE (B=32), 4 latent channels: diffusion-latent size of lcvae-tiny; CPU tests and demos",
     "lcvae-tiny": "tiny LC-VAE (B=32), 8-channel VAE latent, 4 diffusion channels, causal",
     "lcvae-tiny-noncausal": "tiny LC-VAE, non-causal (32k frames)",
-    **{f"lcvae-chn{n}": f"paper LC-VAE 'Chn {n}' ({2 * n}-channel VAE latent), reference non-causal form, handcrafted mask" for n in (4, 8, 16)},
-    **{f"lcvae-chn{n}-causal": f"causal LC-VAE 'Chn {n}', paper mask, first latent frame uncompressed" for n in (4, 8, 16)},
+    **{
+        f"lcvae-chn{n}": f"paper LC-VAE 'Chn {n}' ({2 * n}-channel VAE latent), reference non-causal form, handcrafted mask"
+        for n in (4, 8, 16)
+    },
+    **{
+        f"lcvae-chn{n}-causal": f"causal LC-VAE 'Chn {n}', paper mask, first latent frame uncompressed"
+        for n in (4, 8, 16)
+    },
     "wan21": "Wan 2.1 VAE (diffusers AutoencoderKLWan), z=16, causal, with Wan's latent statistics",
     "lcvae-wan21": "LC-VAE on Wan 2.1 widened to z=32, paper mask: 16 diffusion channels, first latent frame uncompressed",
     "wan-tiny": "tiny Wan VAE (base_dim 8), 4 latent channels; CPU tests and demos",

@@ -52,8 +52,9 @@ class StreamCache:
     def started(self, owner: object, tag: StreamTag = StreamTag.DEFAULT) -> bool:
         return (id(owner), tag) in self._state
 
-    def causal_window(self, owner: object, x: Tensor, kernel: int, stride: int,
-                      tag: StreamTag = StreamTag.DEFAULT) -> Tensor:
+    def causal_window(
+        self, owner: object, x: Tensor, kernel: int, stride: int, tag: StreamTag = StreamTag.DEFAULT
+    ) -> Tensor:
         """Return the part of the causally padded stream that yields complete output windows.
 
         The first chunk is padded with ``kernel - 1`` copies of its first frame (causal padding);

@@ -74,11 +74,14 @@ class FrameRule:
     latent_frames_step: int = 1
     latent_pixels_step: int = 1
 
-    def grouped(self, frames: int, pixels: int) -> "FrameRule":
+    def grouped(self, frames: int, pixels: int) -> FrameRule:
         """The rule once latents are cut into groups of ``frames`` latent frames and ``pixels`` x
         ``pixels`` latent pixels (a causal head frame stays outside the groups)."""
-        return replace(self, latent_frames_step=self.latent_frames_step * frames,
-                       latent_pixels_step=self.latent_pixels_step * pixels)
+        return replace(
+            self,
+            latent_frames_step=self.latent_frames_step * frames,
+            latent_pixels_step=self.latent_pixels_step * pixels,
+        )
 
     @property
     def frame_step(self) -> int:
@@ -141,8 +144,10 @@ class FrameRule:
         m = self.pixel_step
         if height % m or width % m or height <= 0 or width <= 0:
             fix = lambda n: max(m, round(n / m) * m)  # noqa: E731
-            raise ValueError(f"height and width must be multiples of {m}, got {height}x{width}; "
-                             f"resize or crop to {fix(height)}x{fix(width)}")
+            raise ValueError(
+                f"height and width must be multiples of {m}, got {height}x{width}; "
+                f"resize or crop to {fix(height)}x{fix(width)}"
+            )
 
     def check(self, video: Tensor) -> None:
         """Check a video (B, 3, T, H, W) against the rule."""

@@ -53,14 +53,54 @@ from lcvae.utils import strict_from_dict, suggest
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WanVAEConfig", "WanVAE", "WAN22", "WAN21_LATENTS_MEAN", "WAN21_LATENTS_STD", "widen_wan_state",
-           "lcvae_config_from_diffusers", "wan_lcvae_from_diffusers"]
+__all__ = [
+    "WanVAEConfig",
+    "WanVAE",
+    "WAN22",
+    "WAN21_LATENTS_MEAN",
+    "WAN21_LATENTS_STD",
+    "widen_wan_state",
+    "lcvae_config_from_diffusers",
+    "wan_lcvae_from_diffusers",
+]
 
 # Per-channel statistics of the Wan 2.1 latent, as published in its diffusers config.
-WAN21_LATENTS_MEAN = [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
-                      0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921]
-WAN21_LATENTS_STD = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
-                     3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160]
+WAN21_LATENTS_MEAN = [
+    -0.7571,
+    -0.7089,
+    -0.9113,
+    0.1075,
+    -0.1745,
+    0.9653,
+    -0.1517,
+    1.5508,
+    0.4134,
+    -0.0715,
+    0.5517,
+    -0.3632,
+    -0.1922,
+    -0.9497,
+    0.2503,
+    -0.2921,
+]
+WAN21_LATENTS_STD = [
+    2.8184,
+    1.4541,
+    2.3275,
+    2.6558,
+    1.2196,
+    1.7708,
+    2.6052,
+    2.0743,
+    3.2687,
+    2.1526,
+    2.8652,
+    1.5579,
+    1.6382,
+    1.1253,
+    2.8251,
+    1.9160,
+]
 
 
 @dataclass(frozen=True)
@@ -91,7 +131,9 @@ class WanVAEConfig:
         if self.patch_size is not None and self.patch_size < 1:
             raise ValueError(f"patch_size must be None or >= 1, got {self.patch_size}; Wan 2.2 uses 2")
         if 2**stages != 8:
-            raise ValueError(f"dim_mult needs 4 entries (3 downsampling stages, 8x in space), got {list(self.dim_mult)}")
+            raise ValueError(
+                f"dim_mult needs 4 entries (3 downsampling stages, 8x in space), got {list(self.dim_mult)}"
+            )
         if len(self.temporal_downsample) != stages or sum(self.temporal_downsample) != 2:
             raise ValueError(
                 f"temporal_downsample needs {stages} flags, two of them True (4x in time), got "
@@ -119,30 +161,43 @@ class WanVAEConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "WanVAEConfig":
+    def from_dict(cls, d: dict) -> WanVAEConfig:
         return strict_from_dict(cls, d)
 
     def diffusers_kwargs(self) -> dict:
         """Constructor arguments of ``AutoencoderKLWan``. Its stored latent statistics are neutral:
         normalisation lives in the LCVAEConfig, not in the module."""
         return {
-            "base_dim": self.base_dim, "decoder_base_dim": self.decoder_base_dim, "z_dim": self.latent_channels,
-            "dim_mult": list(self.dim_mult), "num_res_blocks": self.num_res_blocks,
-            "attn_scales": list(self.attn_scales), "temperal_downsample": list(self.temporal_downsample),
-            "dropout": self.dropout, "latents_mean": [0.0] * self.latent_channels,
-            "latents_std": [1.0] * self.latent_channels, "is_residual": self.is_residual,
-            "patch_size": self.patch_size, "in_channels": 3 * self._patch**2, "out_channels": 3 * self._patch**2,
-            "scale_factor_temporal": 4, "scale_factor_spatial": 8 * self._patch,
+            "base_dim": self.base_dim,
+            "decoder_base_dim": self.decoder_base_dim,
+            "z_dim": self.latent_channels,
+            "dim_mult": list(self.dim_mult),
+            "num_res_blocks": self.num_res_blocks,
+            "attn_scales": list(self.attn_scales),
+            "temperal_downsample": list(self.temporal_downsample),
+            "dropout": self.dropout,
+            "latents_mean": [0.0] * self.latent_channels,
+            "latents_std": [1.0] * self.latent_channels,
+            "is_residual": self.is_residual,
+            "patch_size": self.patch_size,
+            "in_channels": 3 * self._patch**2,
+            "out_channels": 3 * self._patch**2,
+            "scale_factor_temporal": 4,
+            "scale_factor_spatial": 8 * self._patch,
         }
 
     @classmethod
-    def from_diffusers(cls, raw: dict) -> "WanVAEConfig":
+    def from_diffusers(cls, raw: dict) -> WanVAEConfig:
         """Translate an ``AutoencoderKLWan`` config.json; reject what this backbone does not cover."""
         if raw.get("_class_name", "AutoencoderKLWan") != "AutoencoderKLWan":
             raise ValueError(f"expected an AutoencoderKLWan config, got _class_name={raw['_class_name']!r}")
         patch = raw.get("patch_size") or 1
-        fixed = {"in_channels": 3 * patch**2, "out_channels": 3 * patch**2, "scale_factor_temporal": 4,
-                 "scale_factor_spatial": 8 * patch}
+        fixed = {
+            "in_channels": 3 * patch**2,
+            "out_channels": 3 * patch**2,
+            "scale_factor_temporal": 4,
+            "scale_factor_spatial": 8 * patch,
+        }
         for key, value in fixed.items():
             if raw.get(key, value) != value:
                 raise ValueError(
@@ -151,8 +206,17 @@ class WanVAEConfig:
                     f"Wan 2.2 has patch_size 2)"
                 )
         rename = {"z_dim": "latent_channels", "temperal_downsample": "temporal_downsample"}
-        taken = ["base_dim", "decoder_base_dim", "dim_mult", "num_res_blocks", "attn_scales", "dropout",
-                 "is_residual", "patch_size", *rename]
+        taken = [
+            "base_dim",
+            "decoder_base_dim",
+            "dim_mult",
+            "num_res_blocks",
+            "attn_scales",
+            "dropout",
+            "is_residual",
+            "patch_size",
+            *rename,
+        ]
         ignored = ["latents_mean", "latents_std", *fixed]
         fields = {}
         for key, value in raw.items():
@@ -249,13 +313,18 @@ class WanVAE(DiffusersBackbone):
         old = state[key].shape[0] // 2 if key in state else self.latent_channels
         if old != self.latent_channels:
             state = widen_wan_state(state, self.vae.state_dict(), old, self.latent_channels)
-            logger.info("widened the %d-channel Wan latent of %s to %d channels (new decoder inputs start at zero)",
-                        old, source, self.latent_channels)
+            logger.info(
+                "widened the %d-channel Wan latent of %s to %d channels (new decoder inputs start at zero)",
+                old,
+                source,
+                self.latent_channels,
+            )
         super().load_diffusers_state(state, source)
 
 
-def lcvae_config_from_diffusers(raw: dict, latent_channels: int | None = None,
-                                compression: CompressionConfig | str | None = None) -> LCVAEConfig:
+def lcvae_config_from_diffusers(
+    raw: dict, latent_channels: int | None = None, compression: CompressionConfig | str | None = None
+) -> LCVAEConfig:
     """LCVAEConfig for a diffusers Wan config.json, optionally widened and compressed.
 
     ``compression``: a CompressionConfig or a mask name ("paper", ...). Wan's latent statistics are
@@ -265,7 +334,9 @@ def lcvae_config_from_diffusers(raw: dict, latent_channels: int | None = None,
     native = backbone.latent_channels
     if latent_channels is not None:
         if latent_channels < native:
-            raise ValueError(f"latent_channels ({latent_channels}) must be >= the pretrained width ({native}); widening only")
+            raise ValueError(
+                f"latent_channels ({latent_channels}) must be >= the pretrained width ({native}); widening only"
+            )
         backbone = replace(backbone, latent_channels=latent_channels)
     width = backbone.latent_channels
     if isinstance(compression, str):
@@ -273,20 +344,28 @@ def lcvae_config_from_diffusers(raw: dict, latent_channels: int | None = None,
     mean, std = raw.get("latents_mean"), raw.get("latents_std")
     if mean is not None and std is not None and (len(mean) != native or len(std) != native):
         # diffusers writes its 16-channel defaults into any folder that does not set them
-        logger.warning("ignoring latents_mean/latents_std: %d and %d values for a %d-channel latent; "
-                       "measure the statistics with `lcvae latent-stats`", len(mean), len(std), native)
+        logger.warning(
+            "ignoring latents_mean/latents_std: %d and %d values for a %d-channel latent; "
+            "measure the statistics with `lcvae latent-stats`",
+            len(mean),
+            len(std),
+            native,
+        )
         mean = std = None
     if compression is None and width == native and mean is not None and std is not None:
         return LCVAEConfig(backbone=backbone, latent_mean=list(mean), latent_std=list(std))
     if mean is not None:
-        logger.info("Wan's latents_mean/latents_std describe its native latent, not this %s one; "
-                    "measure the new statistics with `lcvae latent-stats`",
-                    "compressed" if compression is not None else f"{width}-channel")
+        logger.info(
+            "Wan's latents_mean/latents_std describe its native latent, not this %s one; "
+            "measure the new statistics with `lcvae latent-stats`",
+            "compressed" if compression is not None else f"{width}-channel",
+        )
     return LCVAEConfig(backbone=backbone, compression=compression)
 
 
-def wan_lcvae_from_diffusers(folder: str | Path, latent_channels: int | None = None,
-                             compression: CompressionConfig | str | None = None) -> LCVAE:
+def wan_lcvae_from_diffusers(
+    folder: str | Path, latent_channels: int | None = None, compression: CompressionConfig | str | None = None
+) -> LCVAE:
     """An LCVAE starting from a local diffusers Wan VAE folder (``config.json`` +
     ``diffusion_pytorch_model.safetensors``, e.g. ``Wan2.1-T2V-1.3B-Diffusers/vae``); nothing is downloaded.
 

@@ -39,8 +39,8 @@ from lcvae.models.layers import (
 )
 from lcvae.models.stream import StreamCache, StreamTag
 from lcvae.models.vae import DecoderOutput, EncoderOutput, FrameRule
-from lcvae.wavelets import haar2d, haar3d, ihaar2d, ihaar3d
 from lcvae.utils import strict_from_dict
+from lcvae.wavelets import haar2d, haar3d, ihaar2d, ihaar3d
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class WFVAEConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "WFVAEConfig":
+    def from_dict(cls, d: dict) -> WFVAEConfig:
         return strict_from_dict(cls, d)
 
 
@@ -165,8 +165,12 @@ class Decoder(nn.Module):
             ResBlock3D(2 * b, 2 * b, n, d, causal),
         )
         self.layer = nn.Sequential(ResBlock3D(2 * b, b, n, d, causal), ResBlock3D(b, b, n, d, causal))
-        self.connect_l1 = nn.Sequential(*[ResBlock3D(e, e, n, d, causal) for _ in range(cfg.connect_res_layers)], Conv2d(e, 12, 3, padding=1))
-        self.connect_l2 = nn.Sequential(*[ResBlock3D(e, e, n, d, causal) for _ in range(cfg.connect_res_layers)], Conv2d(e, 24, 3, padding=1))
+        self.connect_l1 = nn.Sequential(
+            *[ResBlock3D(e, e, n, d, causal) for _ in range(cfg.connect_res_layers)], Conv2d(e, 12, 3, padding=1)
+        )
+        self.connect_l2 = nn.Sequential(
+            *[ResBlock3D(e, e, n, d, causal) for _ in range(cfg.connect_res_layers)], Conv2d(e, 24, 3, padding=1)
+        )
         self.norm_out = Norm(b, n)
         self.conv_out = Conv2d(b, 24, 3, padding=1)
 
@@ -184,6 +188,8 @@ class Decoder(nn.Module):
         h = _run(self, self.layer, h, cache)
         h = self.conv_out(F.silu(self.norm_out(h)))  # (B, 24, T2, H/2, W/2)
         h = torch.cat([h[:, :3] + l1, h[:, 3:]], dim=1)
-        video = to_model_dtype(_ihaar3d(self, h, self.causal, cache, StreamTag.OUTPUT), self.conv_out.weight.dtype, "decoder output")
+        video = to_model_dtype(
+            _ihaar3d(self, h, self.causal, cache, StreamTag.OUTPUT), self.conv_out.weight.dtype, "decoder output"
+        )
         video = video.contiguous()  # the convolutions ran channels-last (layers.conv)
         return DecoderOutput(video, w2, w3)

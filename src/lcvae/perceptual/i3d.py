@@ -71,8 +71,16 @@ def same_pad(x: Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, in
 class Unit3D(nn.Module):
     """SAME-padded Conv3d, then BatchNorm (eps 1e-3, as trained in TF) and ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel=(1, 1, 1), stride=(1, 1, 1),
-                 norm: bool = True, relu: bool = True, bias: bool = False) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel=(1, 1, 1),
+        stride=(1, 1, 1),
+        norm: bool = True,
+        relu: bool = True,
+        bias: bool = False,
+    ) -> None:
         super().__init__()
         self.kernel, self.stride, self.relu = tuple(kernel), tuple(stride), relu
         self.conv3d = nn.Conv3d(cin, cout, self.kernel, self.stride, padding=0, bias=bias)
@@ -110,8 +118,7 @@ class InceptionBlock(nn.Module):
         self.b3b = Unit3D(cin, widths[5])
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)),
-                          self.b3b(self.b3a(x))], dim=1)
+        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
 
 
 class InceptionI3d(nn.Module):
@@ -201,7 +208,7 @@ class I3DExtractor:
     def __init__(self, model: InceptionI3d, name: str = "i3d-pytorch") -> None:
         self.model, self.name = model.eval().requires_grad_(False), name
 
-    def to(self, device: torch.device | str) -> "I3DExtractor":
+    def to(self, device: torch.device | str) -> I3DExtractor:
         self.model.to(device)
         return self
 
@@ -222,7 +229,7 @@ class TorchScriptI3D:
     def __init__(self, module: torch.jit.ScriptModule, name: str = "i3d-torchscript") -> None:
         self.module, self.name = module.eval(), name
 
-    def to(self, device: torch.device | str) -> "TorchScriptI3D":
+    def to(self, device: torch.device | str) -> TorchScriptI3D:
         self.module.to(device)
         return self
 

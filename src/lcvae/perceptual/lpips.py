@@ -89,20 +89,35 @@ def _alexnet_layers(shift_tolerant: bool) -> list[nn.Module]:
     relu = nn.ReLU
     if not shift_tolerant:  # torchvision alexnet().features[:12]
         return [
-            nn.Conv2d(3, 64, 11, stride=4, padding=2), relu(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2), relu(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1), relu(),
-            nn.Conv2d(384, 256, 3, padding=1), relu(),
-            nn.Conv2d(256, 256, 3, padding=1), relu(),
+            nn.Conv2d(3, 64, 11, stride=4, padding=2),
+            relu(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2),
+            relu(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1),
+            relu(),
+            nn.Conv2d(384, 256, 3, padding=1),
+            relu(),
+            nn.Conv2d(256, 256, 3, padding=1),
+            relu(),
         ]
     return [
-        nn.Conv2d(3, 64, 11, stride=1, padding=2), BinomialBlur(64), relu(),
-        nn.MaxPool2d(3, 1), BinomialBlur(64),
-        nn.Conv2d(64, 192, 5, padding=2), relu(),
-        nn.MaxPool2d(3, 1), BinomialBlur(192),
-        nn.Conv2d(192, 384, 3, padding=1), relu(),
-        nn.Conv2d(384, 256, 3, padding=1), relu(),
-        nn.Conv2d(256, 256, 3, padding=1), relu(),
+        nn.Conv2d(3, 64, 11, stride=1, padding=2),
+        BinomialBlur(64),
+        relu(),
+        nn.MaxPool2d(3, 1),
+        BinomialBlur(64),
+        nn.Conv2d(64, 192, 5, padding=2),
+        relu(),
+        nn.MaxPool2d(3, 1),
+        BinomialBlur(192),
+        nn.Conv2d(192, 384, 3, padding=1),
+        relu(),
+        nn.Conv2d(384, 256, 3, padding=1),
+        relu(),
+        nn.Conv2d(256, 256, 3, padding=1),
+        relu(),
     ]
 
 
@@ -136,8 +151,7 @@ class Backbone(nn.Module):
         if config.net == "alex":
             taps = relus
         else:  # VGG taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3: each stage's last ReLU
-            taps = [i for i in relus if i + 1 == len(self.features)
-                    or isinstance(self.features[i + 1], nn.MaxPool2d)]
+            taps = [i for i in relus if i + 1 == len(self.features) or isinstance(self.features[i + 1], nn.MaxPool2d)]
         self.taps = tuple(taps)
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -167,7 +181,7 @@ class LPIPS(nn.Module):
 
     @property
     def name(self) -> str:
-        """"ST-LPIPS" for the shift-tolerant networks, "LPIPS" otherwise: never mix the two."""
+        """ "ST-LPIPS" for the shift-tolerant networks, "LPIPS" otherwise: never mix the two."""
         return "ST-LPIPS" if self.config.shift_tolerant else "LPIPS"
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
@@ -190,15 +204,18 @@ class LPIPS(nn.Module):
         """Load a torchvision AlexNet/VGG16 state dict (``features.*``; the classifier is ignored)."""
         if self.config.shift_tolerant:
             raise ValueError("ST-LPIPS backbones are not torchvision networks; use load_st_lpips")
-        feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        feats = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
         if not feats:
             feats = dict(state)  # a bare `features` Sequential saved on its own
         _load_strict(self.backbone.features, feats, f"torchvision {self.config.net} features")
 
     def load_heads(self, state: dict[str, Tensor]) -> None:
         """Load the lpips package's head file (keys ``lin{l}.model.1.weight``)."""
-        heads = {f"{i}.weight": state[f"lin{i}.model.1.weight"]
-                 for i in range(len(self.heads)) if f"lin{i}.model.1.weight" in state}
+        heads = {
+            f"{i}.weight": state[f"lin{i}.model.1.weight"]
+            for i in range(len(self.heads))
+            if f"lin{i}.model.1.weight" in state
+        }
         _load_strict(self.heads, heads, "LPIPS linear heads")
 
 
@@ -284,13 +301,12 @@ def lpips_video(model: LPIPS, x: Tensor, y: Tensor, frames_per_chunk: int = 16) 
     """
     if x.shape != y.shape or x.ndim != 5 or x.shape[1] != 3:
         raise ValueError(
-            f"lpips_video expects two (B, 3, T, H, W) videos of equal shape, got {tuple(x.shape)} "
-            f"and {tuple(y.shape)}"
+            f"lpips_video expects two (B, 3, T, H, W) videos of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}"
         )
     b, _, t, h, w = x.shape
     # (B, 3, T, H, W) -> (B*T, 3, H, W)
     xf = x.transpose(1, 2).reshape(b * t, 3, h, w)
     yf = y.transpose(1, 2).reshape(b * t, 3, h, w)
     step = max(1, frames_per_chunk)
-    d = torch.cat([model(xf[i:i + step], yf[i:i + step]) for i in range(0, b * t, step)])
+    d = torch.cat([model(xf[i : i + step], yf[i : i + step]) for i in range(0, b * t, step)])
     return d.view(b, t).mean(dim=1)

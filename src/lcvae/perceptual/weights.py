@@ -114,6 +114,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path} does not hold a flat state dict of tensors")
     # DataParallel / DDP checkpoints prefix every key with "module."
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     logger.info("read %d tensors from %s", len(state), path)
     return state

@@ -54,48 +54,96 @@ def verdict(margin: float, noise: float | None, factor: float = 2.0) -> str:
 def _sentence(claim: dict[str, Any], unit: str, digits: int) -> str:
     noise = claim["noise"]
     spread = f"seed std {noise:.{digits}f}{unit}" if noise is not None else "one seed, no spread"
-    return (f"{claim['statement']} — {claim['verdict']} at {claim['step']} steps, {claim['seeds']} seed(s): "
-            f"margin {claim['margin']:+.{digits}f}{unit} ({claim['detail']}; {spread}, "
-            f"threshold {claim['factor']:g}x).")
+    return (
+        f"{claim['statement']} — {claim['verdict']} at {claim['step']} steps, {claim['seeds']} seed(s): "
+        f"margin {claim['margin']:+.{digits}f}{unit} ({claim['detail']}; {spread}, "
+        f"threshold {claim['factor']:g}x)."
+    )
 
 
-def compare_claim(name: str, statement: str, a: Sequence[float], b: Sequence[float], *, labels: tuple[str, str],
-                  metric: str, step: int, factor: float = 2.0, higher_better: bool = True, unit: str = "",
-                  digits: int = 2) -> dict[str, Any]:
+def compare_claim(
+    name: str,
+    statement: str,
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    labels: tuple[str, str],
+    metric: str,
+    step: int,
+    factor: float = 2.0,
+    higher_better: bool = True,
+    unit: str = "",
+    digits: int = 2,
+) -> dict[str, Any]:
     """Model A better than model B on ``metric`` (per-seed values at ``step``)."""
     if len(a) != len(b) or not a:
         raise ValueError(f"claim {name!r}: need one value per seed for both models, got {len(a)} and {len(b)}")
     mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
     margin = (mean_a - mean_b) * (1 if higher_better else -1)
     noise = pooled_std(a, b)
-    claim = {"claim": name, "statement": statement, "metric": metric, "step": step, "seeds": len(a),
-             "values": {labels[0]: list(a), labels[1]: list(b)}, "means": {labels[0]: mean_a, labels[1]: mean_b},
-             "margin": margin, "noise": noise, "factor": factor, "threshold": None if noise is None else factor * noise,
-             "verdict": verdict(margin, noise, factor),
-             "detail": f"{labels[0]} {mean_a:.{digits}f}{unit} vs {labels[1]} {mean_b:.{digits}f}{unit} {metric}"}
+    claim = {
+        "claim": name,
+        "statement": statement,
+        "metric": metric,
+        "step": step,
+        "seeds": len(a),
+        "values": {labels[0]: list(a), labels[1]: list(b)},
+        "means": {labels[0]: mean_a, labels[1]: mean_b},
+        "margin": margin,
+        "noise": noise,
+        "factor": factor,
+        "threshold": None if noise is None else factor * noise,
+        "verdict": verdict(margin, noise, factor),
+        "detail": f"{labels[0]} {mean_a:.{digits}f}{unit} vs {labels[1]} {mean_b:.{digits}f}{unit} {metric}",
+    }
     claim["sentence"] = _sentence(claim, unit, digits)
     return claim
 
 
-def level_claim(name: str, statement: str, values: Sequence[float], *, reference: float, metric: str, step: int,
-                factor: float = 2.0, digits: int = 3) -> dict[str, Any]:
+def level_claim(
+    name: str,
+    statement: str,
+    values: Sequence[float],
+    *,
+    reference: float,
+    metric: str,
+    step: int,
+    factor: float = 2.0,
+    digits: int = 3,
+) -> dict[str, Any]:
     """A quantity above a reference level (per-seed values at ``step``)."""
     if not values:
         raise ValueError(f"claim {name!r}: no values")
     mean = sum(values) / len(values)
     noise = seed_std(values)
-    claim = {"claim": name, "statement": statement, "metric": metric, "step": step, "seeds": len(values),
-             "values": list(values), "mean": mean, "reference": reference, "margin": mean - reference, "noise": noise,
-             "factor": factor, "threshold": None if noise is None else factor * noise,
-             "verdict": verdict(mean - reference, noise, factor),
-             "detail": f"{metric} {mean:.{digits}f} against {reference:g}"}
+    claim = {
+        "claim": name,
+        "statement": statement,
+        "metric": metric,
+        "step": step,
+        "seeds": len(values),
+        "values": list(values),
+        "mean": mean,
+        "reference": reference,
+        "margin": mean - reference,
+        "noise": noise,
+        "factor": factor,
+        "threshold": None if noise is None else factor * noise,
+        "verdict": verdict(mean - reference, noise, factor),
+        "detail": f"{metric} {mean:.{digits}f} against {reference:g}",
+    }
     claim["sentence"] = _sentence(claim, "", digits)
     return claim
 
 
-def study_claims(final: Mapping[str, Mapping[str, Sequence[float]]], step: int, *,
-                 energy: Mapping[str, Sequence[float]] | None = None, overlap: Sequence[float] | None = None,
-                 factor: float = 2.0) -> list[dict[str, Any]]:
+def study_claims(
+    final: Mapping[str, Mapping[str, Sequence[float]]],
+    step: int,
+    *,
+    energy: Mapping[str, Sequence[float]] | None = None,
+    overlap: Sequence[float] | None = None,
+    factor: float = 2.0,
+) -> list[dict[str, Any]]:
     """The claims a study can check from what it ran.
 
     final: ``{model: {"psnr": [per seed], ...}}`` at the last step; energy: ``{model: [temporal-low
@@ -103,25 +151,61 @@ def study_claims(final: Mapping[str, Mapping[str, Sequence[float]]], step: int, 
     """
     claims = []
     if "lcvae" in final and "wfvae" in final:
-        claims.append(compare_claim(
-            "lcvae_vs_wfvae", "LC-VAE reconstructs better than WF-VAE at the same diffusion-latent size "
-            "(paper Tab. 1-2: higher PSNR)", final["lcvae"]["psnr"], final["wfvae"]["psnr"],
-            labels=("LC-VAE", "WF-VAE"), metric="PSNR", unit=" dB", step=step, factor=factor))
+        claims.append(
+            compare_claim(
+                "lcvae_vs_wfvae",
+                "LC-VAE reconstructs better than WF-VAE at the same diffusion-latent size "
+                "(paper Tab. 1-2: higher PSNR)",
+                final["lcvae"]["psnr"],
+                final["wfvae"]["psnr"],
+                labels=("LC-VAE", "WF-VAE"),
+                metric="PSNR",
+                unit=" dB",
+                step=step,
+                factor=factor,
+            )
+        )
     if "lcvae" in final and "ptlc" in final:
-        claims.append(compare_claim(
-            "joint_vs_ptlc", "Training with the compression beats compressing a trained VAE afterwards "
-            "(paper Tab. 4: PTLC 2-5 dB lower)", final["lcvae"]["psnr"], final["ptlc"]["psnr"],
-            labels=("LC-VAE", "PTLC"), metric="PSNR", unit=" dB", step=step, factor=factor))
+        claims.append(
+            compare_claim(
+                "joint_vs_ptlc",
+                "Training with the compression beats compressing a trained VAE afterwards "
+                "(paper Tab. 4: PTLC 2-5 dB lower)",
+                final["lcvae"]["psnr"],
+                final["ptlc"]["psnr"],
+                labels=("LC-VAE", "PTLC"),
+                metric="PSNR",
+                unit=" dB",
+                step=step,
+                factor=factor,
+            )
+        )
     for model, label in (("wfvae", "WF-VAE"), ("wfvae-2c", "WF-VAE 2C")):
         if energy and model in energy:
-            claims.append(level_claim(
-                f"low_band_energy_{model}", f"Most of the {label} latent energy is in the temporally low 3D Haar "
-                "subbands (paper Fig. 10: LLL+LLH+LHL+LHH about 85 %; 0.5 is an even split)", energy[model],
-                reference=0.5, metric="temporal-low energy share", step=step, factor=factor))
+            claims.append(
+                level_claim(
+                    f"low_band_energy_{model}",
+                    f"Most of the {label} latent energy is in the temporally low 3D Haar "
+                    "subbands (paper Fig. 10: LLL+LLH+LHL+LHH about 85 %; 0.5 is an even split)",
+                    energy[model],
+                    reference=0.5,
+                    metric="temporal-low energy share",
+                    step=step,
+                    factor=factor,
+                )
+            )
             break
     if overlap:
-        claims.append(level_claim(
-            "adaptive_overlap", "Adaptive Top-50 % selects the paper mask's channels (supplement D.1: 98 % overlap "
-            "after 20k steps; 0.5 is chance)", overlap, reference=0.5, metric="late mean overlap", step=step,
-            factor=factor))
+        claims.append(
+            level_claim(
+                "adaptive_overlap",
+                "Adaptive Top-50 % selects the paper mask's channels (supplement D.1: 98 % overlap "
+                "after 20k steps; 0.5 is chance)",
+                overlap,
+                reference=0.5,
+                metric="late mean overlap",
+                step=step,
+                factor=factor,
+            )
+        )
     return claims

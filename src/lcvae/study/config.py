@@ -93,8 +93,17 @@ def study_train_config() -> TrainVAEConfig:
     """
     return TrainVAEConfig(
         model=ModelSection(preset="wfvae-tiny"),
-        data=DataSection(kind="samples", num_frames=33, short_side=64, crop=32, val_crop=64, num_workers=0,
-                         samples_per_epoch=64, heldout_frames=33, val_clips=3),
+        data=DataSection(
+            kind="samples",
+            num_frames=33,
+            short_side=64,
+            crop=32,
+            val_crop=64,
+            num_workers=0,
+            samples_per_epoch=64,
+            heldout_frames=33,
+            val_clips=3,
+        ),
         loss=LossConfig(perceptual_weight=0.0, disc_start=10**9),
         perceptual=PerceptualSection(net="st-lpips-vgg"),
         disc=DiscSection(preset="tiny", schedule="both"),
@@ -147,26 +156,43 @@ def pretrained_folder(cfg: StudyConfig, run: str) -> Path:
     for name in names:
         if (root / name / "config.json").is_file():
             return root / name
-    raise ValueError(f"pretrained folder {root} has no model folder for run {run!r}; expected one of "
-                     f"{', '.join(str(root / n) for n in names)} (a study's or quickstart's models/ folder)")
+    raise ValueError(
+        f"pretrained folder {root} has no model folder for run {run!r}; expected one of "
+        f"{', '.join(str(root / n) for n in names)} (a study's or quickstart's models/ folder)"
+    )
 
 
 def run_config(cfg: StudyConfig, run: str, seed: int) -> TrainVAEConfig:
     """The train-vae config of one run and seed: the shared recipe with this run's model section."""
     width, compression, mask = RUNS[run]
     t = cfg.train
-    model = replace(t.model, preset=cfg.backbone, latent_channels=width * cfg.channels, compression=compression,
-                    mask=mask, init_from=str(pretrained_folder(cfg, run)) if cfg.pretrained else t.model.init_from)
+    model = replace(
+        t.model,
+        preset=cfg.backbone,
+        latent_channels=width * cfg.channels,
+        compression=compression,
+        mask=mask,
+        init_from=str(pretrained_folder(cfg, run)) if cfg.pretrained else t.model.init_from,
+    )
     out = Path(cfg.out_dir) / "runs" / f"seed{seed}" / run
-    train = replace(t.train, out_dir=str(out), seed=seed, max_steps=cfg.steps, time_budget_s=None, resume="auto",
-                    ckpt_every=max(cfg.steps, 1) * 10)  # the study checkpoints at each segment end itself
+    train = replace(
+        t.train,
+        out_dir=str(out),
+        seed=seed,
+        max_steps=cfg.steps,
+        time_budget_s=None,
+        resume="auto",
+        ckpt_every=max(cfg.steps, 1) * 10,
+    )  # the study checkpoints at each segment end itself
     return replace(t, model=model, train=train)
 
 
 def _check(cfg: StudyConfig) -> StudyConfig:
     unknown = [m for m in cfg.models if m not in MODELS]
     if unknown:
-        raise ValueError(f"unknown model {unknown[0]!r} in models{suggest(unknown[0], list(MODELS), listing='choose from')}")
+        raise ValueError(
+            f"unknown model {unknown[0]!r} in models{suggest(unknown[0], list(MODELS), listing='choose from')}"
+        )
     if not cfg.models or len(set(cfg.models)) != len(cfg.models):
         raise ValueError(f"models must name at least one model, each once; got {cfg.models}")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
@@ -176,21 +202,31 @@ def _check(cfg: StudyConfig) -> StudyConfig:
     if cfg.steps < 0 or cfg.eval_every < 1:
         raise ValueError(f"steps must be >= 0 and eval_every >= 1, got steps={cfg.steps}, eval_every={cfg.eval_every}")
     if cfg.steps == 0 and cfg.pretrained is None:
-        raise ValueError("steps=0 evaluates pretrained weights only: set pretrained (a folder of model folders) or steps > 0")
+        raise ValueError(
+            "steps=0 evaluates pretrained weights only: set pretrained (a folder of model folders) or steps > 0"
+        )
     if cfg.steps == 0 and len(cfg.seeds) > 1:
-        logger.info("steps=0: the pretrained weights do not depend on the seed; evaluating them once (seed %d)", cfg.seeds[0])
+        logger.info(
+            "steps=0: the pretrained weights do not depend on the seed; evaluating them once (seed %d)", cfg.seeds[0]
+        )
         cfg = replace(cfg, seeds=cfg.seeds[:1])
     if cfg.train.train.time_budget_s is not None:
-        raise ValueError("train.train.time_budget_s is not used by a study: its budget is `steps` (the same for every model)")
+        raise ValueError(
+            "train.train.time_budget_s is not used by a study: its budget is `steps` (the same for every model)"
+        )
     if cfg.noise_factor <= 0 or cfg.video_upscale < 1 or cfg.video_clips < 0:
         raise ValueError("noise_factor must be > 0, video_upscale >= 1 and video_clips >= 0")
     if cfg.pretrained is not None and not Path(cfg.pretrained).is_dir():
-        raise ValueError(f"pretrained {cfg.pretrained!r} is not a folder (give a study's or quickstart's models/ folder)")
+        raise ValueError(
+            f"pretrained {cfg.pretrained!r} is not a folder (give a study's or quickstart's models/ folder)"
+        )
     for run in cfg.runs:
         try:
             check(run_config(cfg, run, cfg.seeds[0]))
         except ValueError as err:
-            raise ValueError(f"run {run!r} (backbone {cfg.backbone}, {RUNS[run][0] * cfg.channels} latent channels): {err}") from None
+            raise ValueError(
+                f"run {run!r} (backbone {cfg.backbone}, {RUNS[run][0] * cfg.channels} latent channels): {err}"
+            ) from None
     return cfg
 
 
@@ -201,8 +237,9 @@ def _deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
-def load_study_config(path: str | Path | None = None, overrides: Sequence[str] = (),
-                      base: StudyConfig | None = None) -> StudyConfig:
+def load_study_config(
+    path: str | Path | None = None, overrides: Sequence[str] = (), base: StudyConfig | None = None
+) -> StudyConfig:
     """``base`` (default: the built-in study), then a YAML file, then ``key=value`` overrides; strict
     (unknown keys fail) and checked as a whole (every run's train-vae config included)."""
     data = to_dict(base if base is not None else StudyConfig())

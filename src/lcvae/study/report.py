@@ -46,9 +46,11 @@ def _curves(results: dict[str, Any]) -> dict[str, dict[str, list]]:
     for key in ("psnr", "ssim", results["metric"]):
         title = _CURVE_NAMES.get(key, f"held-out {key.upper()}")
         curves[title] = {
-            results["models"][name]["label"]: [[s, m] if sd is None else [s, m, sd]
-                                               for s, m, sd in zip(c["steps"], c[key], c[f"{key}_std"])]
-            for name, c in results["curves"].items()}
+            results["models"][name]["label"]: [
+                [s, m] if sd is None else [s, m, sd] for s, m, sd in zip(c["steps"], c[key], c[f"{key}_std"])
+            ]
+            for name, c in results["curves"].items()
+        }
     adaptive = results.get("adaptive")
     if adaptive:
         per_seed = list(adaptive["per_seed"].values())
@@ -70,14 +72,19 @@ def _notes(cfg: StudyConfig, results: dict[str, Any]) -> list[str]:
         f"seed-to-seed std in (against) the paper's direction, else it is within the noise of this budget. "
         f"Every run shares the recipe (lr {t.optim.lr:g}, batch {t.train.batch_size}, {t.data.num_frames}-frame "
         f"{t.data.crop}x{t.data.crop} crops, {cfg.steps} steps, seeds {cfg.seeds}); held-out clips "
-        f"{', '.join(results['clips'])} at {t.data.val_crop or t.data.crop}x{t.data.val_crop or t.data.crop}.")
+        f"{', '.join(results['clips'])} at {t.data.val_crop or t.data.crop}x{t.data.val_crop or t.data.crop}."
+    )
     if any(c["claim"].startswith("low_band_energy") for c in results["claims"]):
-        notes.append("An untrained encoder's latent is already temporally smooth (the tiny test studies measure a "
-                     "temporal-low share near 0.99 after 2 steps), so the energy claim says little at short budgets; "
-                     "the adaptive overlap starts above chance for the same reason.")
+        notes.append(
+            "An untrained encoder's latent is already temporally smooth (the tiny test studies measure a "
+            "temporal-low share near 0.99 after 2 steps), so the energy claim says little at short budgets; "
+            "the adaptive overlap starts above chance for the same reason."
+        )
     if cfg.steps < 10_000:
-        notes.append(f"{cfg.steps} steps are far from the paper's 200k-step, 8-GPU runs: the verdicts describe this "
-                     "budget, not the method at convergence.")
+        notes.append(
+            f"{cfg.steps} steps are far from the paper's 200k-step, 8-GPU runs: the verdicts describe this "
+            "budget, not the method at convergence."
+        )
     return notes
 
 
@@ -86,7 +93,7 @@ def write_study_outputs(cfg: StudyConfig, results: dict[str, Any]) -> Path:
     out = Path(cfg.out_dir)
     seed = cfg.seeds[0]
     device, bf16 = eval_device(cfg)
-    clips = heldout_clips(cfg)[:cfg.video_clips] if cfg.video_clips else []
+    clips = heldout_clips(cfg)[: cfg.video_clips] if cfg.video_clips else []
     recons: dict[str, list[torch.Tensor]] = {}
     for name in cfg.models:
         model = study_model(cfg, name, final_source(cfg, MODELS[name].run, seed))
@@ -113,7 +120,15 @@ def write_study_outputs(cfg: StudyConfig, results: dict[str, Any]) -> Path:
                 figures[f"{label}: {kind} (seed {seed}, step {cfg.steps})"] = path
     write_json(out / "claims.json", results["claims"])
     write_json(out / "results.json", results)
-    report = write_report(out, results, title=results["title"], curves=_curves(results), figures=figures,
-                          videos=videos, notes=_notes(cfg, results), video_fps=cfg.video_fps)
+    report = write_report(
+        out,
+        results,
+        title=results["title"],
+        curves=_curves(results),
+        figures=figures,
+        videos=videos,
+        notes=_notes(cfg, results),
+        video_fps=cfg.video_fps,
+    )
     logger.info("study outputs in %s; report %s", out, report)
     return report

@@ -75,7 +75,9 @@ def load_weights(source: Path, weights: str = "model") -> LCVAE:
     model = LCVAE(LCVAEConfig.from_dict(ckpt.state["model_config"]))
     if weights == "ema":
         ema = EMA(model, float(ckpt.state["ema"]["decay"]))
-        ema.load_state_dict({**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]})
+        ema.load_state_dict(
+            {**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]}
+        )
         ema.copy_to(model)
     else:
         model.load_state_dict(ckpt.weights["model"])
@@ -114,9 +116,12 @@ def _analysis(model: LCVAE, clips: list[dict[str, Any]], device: torch.device) -
         latents = [model.encode(item["video"].unsqueeze(0).to(device)).mode().float().cpu() for item in clips]
     result = analyze_latents(latents, model.causal, keep_images=False).to_dict()
     sub = result["subbands"]
-    return {"temporal_low_share": sub["temporal_low_share"], "subband_share": sub["energy_share"],
-            "autocorrelation_channel_mean": sub["autocorrelation_channel_mean"],
-            "kept_share": (result["leaves"] or {}).get("kept_share")}
+    return {
+        "temporal_low_share": sub["temporal_low_share"],
+        "subband_share": sub["energy_share"],
+        "autocorrelation_channel_mean": sub["autocorrelation_channel_mean"],
+        "kept_share": (result["leaves"] or {}).get("kept_share"),
+    }
 
 
 def _train_segment(cfg: StudyConfig, run: str, seed: int, target: int) -> tuple[Path | None, int]:
@@ -134,7 +139,10 @@ def _train_segment(cfg: StudyConfig, run: str, seed: int, target: int) -> tuple[
     if result.checkpoint is not None:  # rank 0: the segment's training time, for the timing summary
         timing_path = Path(run_cfg.train.out_dir) / "segments.json"
         timing = _read_json(timing_path) if timing_path.is_file() else {}
-        timing[str(target)] = {"seconds": result.train_seconds, "steps": result.step - (latest and _step_of(latest) or 0)}
+        timing[str(target)] = {
+            "seconds": result.train_seconds,
+            "steps": result.step - (latest and _step_of(latest) or 0),
+        }
         write_json(timing_path, timing)
     return result.checkpoint, result.step
 
@@ -159,8 +167,13 @@ def _recipe(cfg: StudyConfig) -> dict[str, Any]:
     train = to_dict(cfg.train)
     train["data"].pop("num_workers")
     train["train"].pop("threads")
-    return {"backbone": cfg.backbone, "channels": cfg.channels, "eval_weights": cfg.eval_weights,
-            "pretrained": cfg.pretrained, "train": train}
+    return {
+        "backbone": cfg.backbone,
+        "channels": cfg.channels,
+        "eval_weights": cfg.eval_weights,
+        "pretrained": cfg.pretrained,
+        "train": train,
+    }
 
 
 def _check_recipe(cfg: StudyConfig) -> None:
@@ -170,8 +183,10 @@ def _check_recipe(cfg: StudyConfig) -> None:
         old = _read_json(path)
         if old != recipe:
             diff = sorted(k for k in set(old) | set(recipe) if old.get(k) != recipe.get(k))
-            raise ValueError(f"{cfg.out_dir} holds a study with a different recipe ({', '.join(diff)} differ, see "
-                             f"{path}); its cached runs and evaluations would be mixed with this one: use a new out_dir")
+            raise ValueError(
+                f"{cfg.out_dir} holds a study with a different recipe ({', '.join(diff)} differ, see "
+                f"{path}); its cached runs and evaluations would be mixed with this one: use a new out_dir"
+            )
     else:
         write_json(path, recipe)
 
@@ -209,8 +224,10 @@ class _Evaluator:
         if not missing and not analyse:
             return
         if source is None:
-            raise RuntimeError(f"run {run} seed {seed} is at step {reached} but step {target} was never evaluated "
-                               f"and its checkpoint is gone; delete {out / 'runs' / f'seed{seed}' / run} to redo the run")
+            raise RuntimeError(
+                f"run {run} seed {seed} is at step {reached} but step {target} was never evaluated "
+                f"and its checkpoint is gone; delete {out / 'runs' / f'seed{seed}' / run} to redo the run"
+            )
         if self.clips is None:
             self.clips, self.metric = heldout_clips(cfg), load_metric_lpips(cfg.train.log.lpips_weights)
         for name in missing:
@@ -218,8 +235,9 @@ class _Evaluator:
             scores = evaluate_clips(model, [c["video"] for c in self.clips], self.metric, self.device, self.bf16)
             scores["per_clip"] = [{"clip": c["path"], **s} for c, s in zip(self.clips, scores["per_clip"])]
             write_json(_eval_path(out, name, seed, target), {"step": target, **scores})
-            logger.info("study: %s seed %d step %d: PSNR %.2f dB, SSIM %.4f", name, seed, target,
-                        scores["psnr"], scores["ssim"])
+            logger.info(
+                "study: %s seed %d step %d: PSNR %.2f dB, SSIM %.4f", name, seed, target, scores["psnr"], scores["ssim"]
+            )
         if analyse:
             write_json(analysis_path, _analysis(load_weights(source, cfg.eval_weights), self.clips, self.device))
 
@@ -234,8 +252,10 @@ def _adaptive(cfg: StudyConfig, out: Path) -> dict[str, Any] | None:
         rows = read_selection_log(out / "runs" / f"seed{seed}" / "adaptive")
         rows = sorted({r["step"]: r for r in rows}.values(), key=lambda r: r["step"])
         summary = selection_summary(rows, RUNS["adaptive"][0] * cfg.channels, against="paper")
-        per_seed[str(seed)] = {k: summary[k] for k in ("steps", "overlap", "late_mean_overlap", "final_overlap",
-                                                        "consensus_overlap", "late_from_step")}
+        per_seed[str(seed)] = {
+            k: summary[k]
+            for k in ("steps", "overlap", "late_mean_overlap", "final_overlap", "consensus_overlap", "late_from_step")
+        }
     return {"per_seed": per_seed, "late_mean_overlap": [s["late_mean_overlap"] for s in per_seed.values()]}
 
 
@@ -248,8 +268,11 @@ def _timing(cfg: StudyConfig, out: Path) -> dict[str, Any]:
             path = out / "runs" / f"seed{seed}" / run / "segments.json"
             for seg in (_read_json(path) if path.is_file() else {}).values():
                 seconds, steps = seconds + seg["seconds"], steps + seg["steps"]
-        rows[run] = {"train_seconds": seconds, "steps_timed": int(steps),
-                     "seconds_per_step": seconds / steps if steps else None}
+        rows[run] = {
+            "train_seconds": seconds,
+            "steps_timed": int(steps),
+            "seconds_per_step": seconds / steps if steps else None,
+        }
     return rows
 
 
@@ -270,25 +293,49 @@ def gather_results(cfg: StudyConfig, metric_key: str = "st-lpips") -> dict[str, 
         curves[name] = curve
         final[name] = {key: [per[seed][-1][key] for seed in cfg.seeds] for key in ("psnr", "ssim", metric_key)}
         width = RUNS[spec.run][0] * cfg.channels
-        models[name] = {"label": spec.label, "run": spec.run, "latent_channels": width,
-                        "diffusion_channels": cfg.channels if spec.run != "wfvae-2c" or spec.post_mask else width,
-                        **{k: curve[k][-1] for key in ("psnr", "ssim", metric_key) for k in (key, f"{key}_std")},
-                        "steps": steps[-1], "seeds": len(cfg.seeds)}
+        models[name] = {
+            "label": spec.label,
+            "run": spec.run,
+            "latent_channels": width,
+            "diffusion_channels": cfg.channels if spec.run != "wfvae-2c" or spec.post_mask else width,
+            **{k: curve[k][-1] for key in ("psnr", "ssim", metric_key) for k in (key, f"{key}_std")},
+            "steps": steps[-1],
+            "seeds": len(cfg.seeds),
+        }
     energy = {}
     for run in cfg.runs:
         rows = [_read_json(_analysis_path(out, run, seed, steps[-1])) for seed in cfg.seeds]
-        energy[run] = {"temporal_low_share": [r["temporal_low_share"] for r in rows],
-                       "paper_mask_kept_share": [(r["kept_share"] or {}).get("paper") for r in rows],
-                       "subband_share_seed0": rows[0]["subband_share"],
-                       "autocorrelation_channel_mean_seed0": rows[0]["autocorrelation_channel_mean"]}
+        energy[run] = {
+            "temporal_low_share": [r["temporal_low_share"] for r in rows],
+            "paper_mask_kept_share": [(r["kept_share"] or {}).get("paper") for r in rows],
+            "subband_share_seed0": rows[0]["subband_share"],
+            "autocorrelation_channel_mean_seed0": rows[0]["autocorrelation_channel_mean"],
+        }
     adaptive = _adaptive(cfg, out)
-    claims = study_claims(final, steps[-1], energy={r: e["temporal_low_share"] for r, e in energy.items()},
-                          overlap=adaptive["late_mean_overlap"] if adaptive else None, factor=cfg.noise_factor)
-    return {"title": f"lcvae study: {cfg.backbone}, C'={cfg.channels}, {steps[-1]} steps, {len(cfg.seeds)} seed(s)",
-            "backbone": cfg.backbone, "channels": cfg.channels, "steps": steps[-1], "eval_every": cfg.eval_every,
-            "seeds": list(cfg.seeds), "metric": metric_key, "models": models, "curves": curves, "energy": energy,
-            "adaptive": adaptive, "claims": claims, "clips": [c["path"] for c in heldout_clips(cfg)],
-            "timing": _timing(cfg, out), "config": to_dict(cfg)}
+    claims = study_claims(
+        final,
+        steps[-1],
+        energy={r: e["temporal_low_share"] for r, e in energy.items()},
+        overlap=adaptive["late_mean_overlap"] if adaptive else None,
+        factor=cfg.noise_factor,
+    )
+    return {
+        "title": f"lcvae study: {cfg.backbone}, C'={cfg.channels}, {steps[-1]} steps, {len(cfg.seeds)} seed(s)",
+        "backbone": cfg.backbone,
+        "channels": cfg.channels,
+        "steps": steps[-1],
+        "eval_every": cfg.eval_every,
+        "seeds": list(cfg.seeds),
+        "metric": metric_key,
+        "models": models,
+        "curves": curves,
+        "energy": energy,
+        "adaptive": adaptive,
+        "claims": claims,
+        "clips": [c["path"] for c in heldout_clips(cfg)],
+        "timing": _timing(cfg, out),
+        "config": to_dict(cfg),
+    }
 
 
 def run_study(cfg: StudyConfig) -> dict[str, Any]:

@@ -27,9 +27,10 @@ import random
 import re
 import shutil
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -301,4 +302,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
         found = latest_checkpoint(root)
         if found is not None:
             return found
-    raise FileNotFoundError(f"{path} is neither a training checkpoint (step_* folder with state.pt) nor a run folder holding one")
+    raise FileNotFoundError(
+        f"{path} is neither a training checkpoint (step_* folder with state.pt) nor a run folder holding one"
+    )

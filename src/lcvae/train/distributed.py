@@ -22,10 +22,10 @@ import os
 import random
 import time
 import zlib
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -117,8 +117,13 @@ def init_distributed(backend: str | None = None, timeout_s: float = DEFAULT_TIME
     else:
         device = torch.device("cpu")
     if not is_distributed():
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=timeout_s))
+        dist.init_process_group(
+            backend=backend,
+            init_method="env://",
+            rank=rank,
+            world_size=world_size,
+            timeout=timedelta(seconds=timeout_s),
+        )
     logger.info("rank %d/%d (local %d) on %s, backend %s", rank, world_size, local_rank, device, backend)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
@@ -172,7 +177,7 @@ def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     return t / get_world_size()
 
 
-def _reduce_scalar(value: float, op: "dist.ReduceOp") -> float:
+def _reduce_scalar(value: float, op: dist.ReduceOp) -> float:
     t = torch.tensor([float(value)], device=_collective_device())
     dist.all_reduce(t, op=op)
     return t.item()
@@ -252,9 +257,11 @@ def stalled_rank_errors(timeout_s: float, setting: str) -> Iterator[None]:
             who = "rank " + ", ".join(map(str, silent))
         else:
             who = "a rank that answered later (every rank reported the timeout)"
-        raise RankTimeout(f"rank {get_rank()}: a collective waited more than {setting}={timeout_s:g} s; no answer from "
-                          f"{who}. A process stalled, was stopped or died: check its log and host. If a rank legitimately "
-                          f"works that long alone (checkpoint writes, validation, samples), raise {setting}.") from err
+        raise RankTimeout(
+            f"rank {get_rank()}: a collective waited more than {setting}={timeout_s:g} s; no answer from "
+            f"{who}. A process stalled, was stopped or died: check its log and host. If a rank legitimately "
+            f"works that long alone (checkpoint writes, validation, samples), raise {setting}."
+        ) from err
 
 
 class _RankFilter(logging.Filter):

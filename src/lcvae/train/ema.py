@@ -48,9 +48,7 @@ class EMA:
         self.params: dict[str, torch.Tensor] = {
             name: p.detach().to(_shadow_dtype(p.dtype), copy=True) for name, p in model.named_parameters()
         }
-        self.buffers: dict[str, torch.Tensor] = {
-            name: b.detach().clone() for name, b in model.named_buffers()
-        }
+        self.buffers: dict[str, torch.Tensor] = {name: b.detach().clone() for name, b in model.named_buffers()}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:

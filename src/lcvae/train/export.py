@@ -52,8 +52,10 @@ def convert_model(source: str | Path, out_dir: str | Path, format: str = "lcvae"
     a preset name."""
     if str(source) in PRESETS:
         if not random_weights:
-            raise ValueError(f"{source!r} is a preset, not trained weights; pass a model folder, or "
-                             f"--random-weights to export the untrained architecture")
+            raise ValueError(
+                f"{source!r} is a preset, not trained weights; pass a model folder, or "
+                f"--random-weights to export the untrained architecture"
+            )
         model = LCVAE(PRESETS[str(source)])
     else:
         model = from_pretrained(source)
@@ -62,8 +64,9 @@ def convert_model(source: str | Path, out_dir: str | Path, format: str = "lcvae"
     return out
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weights: Literal["ema", "model"] = "ema",
-                      format: str = "lcvae") -> Path:
+def export_checkpoint(
+    checkpoint: str | Path, out_dir: str | Path, weights: Literal["ema", "model"] = "ema", format: str = "lcvae"
+) -> Path:
     """Training checkpoint -> pretrained folder (``format``: "lcvae" or "diffusers") with the EMA
     (default) or raw generator weights, and ``export.json`` recording the checkpoint."""
     if format not in FORMATS:
@@ -75,13 +78,21 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, weights: Lite
     model = LCVAE(LCVAEConfig.from_dict(ckpt.state["model_config"]))
     if weights == "ema":
         ema = EMA(model, float(ckpt.state["ema"]["decay"]))
-        ema.load_state_dict({**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]})
+        ema.load_state_dict(
+            {**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]}
+        )
         ema.copy_to(model)
     else:
         model.load_state_dict(ckpt.weights["model"])
     out = write_model(model, out_dir, format)
-    provenance = {"checkpoint": str(path.resolve()), "step": ckpt.step, "weights": weights, "format": format,
-                  "ema_updates": int(ckpt.state["ema"]["num_updates"]), "train_config": ckpt.config}
+    provenance = {
+        "checkpoint": str(path.resolve()),
+        "step": ckpt.step,
+        "weights": weights,
+        "format": format,
+        "ema_updates": int(ckpt.state["ema"]["num_updates"]),
+        "train_config": ckpt.config,
+    }
     write_json(out / "export.json", provenance)
     logger.info("exported %s weights of %s (step %d) to %s", weights, path, ckpt.step, out)
     return out

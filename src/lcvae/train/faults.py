@@ -33,8 +33,15 @@ from lcvae.train.ema import EMA
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXIT_DIVERGED", "EXIT_INTERRUPTED", "TrainingDiverged", "TrainingInterrupted", "PreviousState",
-           "StopSignals", "ignore_stop_signals"]
+__all__ = [
+    "EXIT_DIVERGED",
+    "EXIT_INTERRUPTED",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "PreviousState",
+    "StopSignals",
+    "ignore_stop_signals",
+]
 
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = os.EX_TEMPFAIL if hasattr(os, "EX_TEMPFAIL") else 75  # 75: "temporary failure, retry"
@@ -137,7 +144,7 @@ class StopSignals:
         self.received: str | None = None
         self._previous: dict[signal.Signals, Any] = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for s in self.signals:
                 self._previous[s] = signal.signal(s, self._handle)
@@ -149,8 +156,11 @@ class StopSignals:
             signal.raise_signal(signum)
             return
         self.received = signal.Signals(signum).name
-        logger.warning("%s received: finishing this step, then writing a checkpoint and stopping "
-                       "(send it again to stop at once, losing the steps since the last checkpoint)", self.received)
+        logger.warning(
+            "%s received: finishing this step, then writing a checkpoint and stopping "
+            "(send it again to stop at once, losing the steps since the last checkpoint)",
+            self.received,
+        )
 
     def _restore(self) -> None:
         for s, previous in self._previous.items():

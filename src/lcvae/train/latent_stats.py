@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import Tensor
@@ -62,8 +62,9 @@ class ChannelStats:
 
 
 @torch.no_grad()
-def measure_latent_stats(model: LCVAE, videos: Iterable[Tensor], device: str | torch.device = "cpu",
-                         sample: bool = False, seed: int = 0) -> ChannelStats:
+def measure_latent_stats(
+    model: LCVAE, videos: Iterable[Tensor], device: str | torch.device = "cpu", sample: bool = False, seed: int = 0
+) -> ChannelStats:
     """Per-channel statistics of the packed diffusion latent (before normalisation) over ``videos``,
     each (B, 3, T, H, W) in [-1, 1], cast to the model's dtype. ``sample``: posterior samples
     instead of the mean. Sums are float64 whatever the model's dtype."""
@@ -88,20 +89,35 @@ def write_latent_stats(folder: str | Path, mean: list[float], std: list[float]) 
     folder = Path(folder)
     raw = json.loads((folder / CONFIG_NAME).read_text())
     if raw.get("format") != "lcvae":
-        raise ValueError(f"{folder} is not one of our folders (format 'lcvae'); export or save it with save_pretrained first")
+        raise ValueError(
+            f"{folder} is not one of our folders (format 'lcvae'); export or save it with save_pretrained first"
+        )
     bad = [i for i, s in enumerate(std) if not s > 0]
     if bad:
         raise ValueError(f"latent channels {bad} have zero spread over the data; measure over more (or real) clips")
-    config = replace(LCVAEConfig.from_dict(raw["config"]), latent_mean=[float(m) for m in mean], latent_std=[float(s) for s in std])
+    config = replace(
+        LCVAEConfig.from_dict(raw["config"]), latent_mean=[float(m) for m in mean], latent_std=[float(s) for s in std]
+    )
     if len(mean) != config.diffusion_channels or len(std) != config.diffusion_channels:
-        raise ValueError(f"this model's diffusion latent has {config.diffusion_channels} channels; got {len(mean)} means and {len(std)} stds")
+        raise ValueError(
+            f"this model's diffusion latent has {config.diffusion_channels} channels; got {len(mean)} means and {len(std)} stds"
+        )
     raw["config"] = config.to_dict()
     write_json(folder / CONFIG_NAME, raw)
     return config
 
 
-def latent_stats(folder: str | Path, data: DataSection, *, max_clips: int | None = None, batch_size: int = 1,
-                 device: str = "cpu", sample: bool = False, dtype: str = "fp32", progress: bool = True) -> dict:
+def latent_stats(
+    folder: str | Path,
+    data: DataSection,
+    *,
+    max_clips: int | None = None,
+    batch_size: int = 1,
+    device: str = "cpu",
+    sample: bool = False,
+    dtype: str = "fp32",
+    progress: bool = True,
+) -> dict:
     """Measure the diffusion latent's per-channel statistics of the model in ``folder`` over the
     deterministic clips of ``data`` (``data.root``; first frames, centre crop) and write them into
     its config. ``dtype``: the model's precision while measuring ("fp32", "bf16" or "fp16"; the
@@ -141,21 +157,36 @@ def latent_stats(folder: str | Path, data: DataSection, *, max_clips: int | None
             raise ValueError(f"no clips were measured: every video was skipped ({len(skipped)}): {reasons}") from None
     mean, std = stats.mean.tolist(), stats.std.tolist()
     write_latent_stats(folder, mean, std)
-    logger.info("wrote latent statistics of %d clips (%d values per channel) to %s", clips, stats.count, Path(folder) / CONFIG_NAME)
+    logger.info(
+        "wrote latent statistics of %d clips (%d values per channel) to %s",
+        clips,
+        stats.count,
+        Path(folder) / CONFIG_NAME,
+    )
     return {"clips": clips, "values": stats.count, "mean": mean, "std": std}
 
 
-def stats_data_section(folder: str | Path, data: str | None, kind: str | None = None, frames: int | None = None,
-                       size: int = 256, workers: int = 2) -> DataSection:
+def stats_data_section(
+    folder: str | Path,
+    data: str | None,
+    kind: str | None = None,
+    frames: int | None = None,
+    size: int = 256,
+    workers: int = 2,
+) -> DataSection:
     """The DataSection ``lcvae latent-stats`` reads: kind inferred from ``data`` as
     :func:`lcvae.data.sources.resolve_kind` does (a file is a manifest, a folder a video folder),
     frames default to the model's smallest training clip."""
     if kind is None:
         if data is None:
-            raise ValueError("give the videos to measure (a folder or manifest), or --kind samples for the built-in clips")
+            raise ValueError(
+                "give the videos to measure (a folder or manifest), or --kind samples for the built-in clips"
+            )
         kind = resolve_kind(data)
         if kind == "file":
-            raise ValueError(f"{data} is a single video; latent statistics need many clips: give a folder of videos or a manifest")
+            raise ValueError(
+                f"{data} is a single video; latent statistics need many clips: give a folder of videos or a manifest"
+            )
     if kind != "samples" and data is None:
         raise ValueError(f"--kind {kind} needs the data path")
     config = load_config(folder)

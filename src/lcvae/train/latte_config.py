@@ -83,5 +83,7 @@ class TrainLatteConfig:
     tensorboard: bool = True
     device: str = "auto"  # auto = this rank's CUDA device if there is one, else cpu
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast for the denoiser forward
-    max_nonfinite: int = 10  # non-finite steps in a row (each skipped) before the run stops, saving the state before them
+    max_nonfinite: int = (
+        10  # non-finite steps in a row (each skipped) before the run stops, saving the state before them
+    )
     dist_timeout_s: float = 600.0  # torchrun: seconds a collective waits for a silent rank before failing

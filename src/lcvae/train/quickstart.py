@@ -36,8 +36,15 @@ __all__ = ["load_quickstart_config", "quickstart_config", "run_quickstart"]
 def quickstart_config() -> StudyConfig:
     """The demo's built-in settings (written out in configs/quickstart.yaml): the study's tiny CPU
     recipe, 120 steps, seeds 0 and 1, an evaluation every 40 steps."""
-    return StudyConfig(out_dir="outputs/quickstart", backbone="wfvae-tiny", channels=4, models=["lcvae", "wfvae", "ptlc"],
-                       seeds=[0, 1], steps=120, eval_every=40)
+    return StudyConfig(
+        out_dir="outputs/quickstart",
+        backbone="wfvae-tiny",
+        channels=4,
+        models=["lcvae", "wfvae", "ptlc"],
+        seeds=[0, 1],
+        steps=120,
+        eval_every=40,
+    )
 
 
 def load_quickstart_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> StudyConfig:

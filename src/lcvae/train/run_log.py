@@ -62,10 +62,18 @@ def open_tensorboard(folder: Path, start_step: int) -> Any:
     return SummaryWriter(log_dir=str(folder), purge_step=start_step + 1)
 
 
-def progress_line(step: int, max_steps: int, kind: str, logs: dict, rate: float, eta: float, name: str | None,
-                  gan: bool) -> str:
+def progress_line(
+    step: int, max_steps: int, kind: str, logs: dict, rate: float, eta: float, name: str | None, gan: bool
+) -> str:
     """``step 20/100 [G] total 0.1 mae 0.05 ... | 1.2 step/s, ETA 1:07`` (perceptual loss named ``name``)."""
-    shown = [("total", "total"), ("mae", "mae"), ("perceptual", name), ("kl", "kl"), ("gan", "gan" if gan else None),
-             ("adaptive_weight", "λ" if gan else None), ("d_hinge", "d")]
+    shown = [
+        ("total", "total"),
+        ("mae", "mae"),
+        ("perceptual", name),
+        ("kl", "kl"),
+        ("gan", "gan" if gan else None),
+        ("adaptive_weight", "λ" if gan else None),
+        ("d_hinge", "d"),
+    ]
     parts = [f"{label} {logs[key]:.4g}" for key, label in shown if key in logs and label is not None]
     return f"step {step}/{max_steps} [{kind}] " + " ".join(parts) + f" | {rate:.2f} step/s, ETA {format_duration(eta)}"

@@ -31,9 +31,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -46,14 +46,36 @@ from lcvae.models.denoisers import WanDenoiser, WanDenoiserConfig, denoiser_spec
 from lcvae.models.io import from_pretrained
 from lcvae.models.latte import Latte, LatteConfig
 from lcvae.sampling import decode_latents, sample_latents, write_grid, write_videos
-from lcvae.train.checkpoint import (latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint,
-                                    set_aside_after)
-from lcvae.train.distributed import (DistInfo, all_reduce_mean, any_rank, any_rank_each, barrier, cleanup_distributed,
-                                     gather_rng_states, init_distributed, seed_everything, setup_logging,
-                                     stalled_rank_errors)
+from lcvae.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    set_aside_after,
+)
+from lcvae.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    any_rank,
+    any_rank_each,
+    barrier,
+    cleanup_distributed,
+    gather_rng_states,
+    init_distributed,
+    seed_everything,
+    setup_logging,
+    stalled_rank_errors,
+)
 from lcvae.train.ema import EMA
-from lcvae.train.faults import (EXIT_DIVERGED, EXIT_INTERRUPTED, PreviousState, StopSignals, TrainingDiverged,
-                                TrainingInterrupted, ignore_stop_signals)
+from lcvae.train.faults import (
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    PreviousState,
+    StopSignals,
+    TrainingDiverged,
+    TrainingInterrupted,
+    ignore_stop_signals,
+)
 from lcvae.train.latte_config import DenoiserOptions, TrainLatteConfig
 from lcvae.train.run_log import open_tensorboard
 from lcvae.utils import format_duration
@@ -68,8 +90,16 @@ def build_denoiser_for(opts: DenoiserOptions, latent_shape: Sequence[int], num_c
     c, f, h, w = latent_shape
     common = dict(num_classes=num_classes, class_dropout_prob=opts.class_dropout_prob, learn_sigma=opts.learn_sigma)
     if opts.kind == "latte":
-        return Latte(LatteConfig.from_preset(opts.preset, in_channels=c, num_frames=f, input_size=(h, w),
-                                             gradient_checkpointing=opts.gradient_checkpointing, **common))
+        return Latte(
+            LatteConfig.from_preset(
+                opts.preset,
+                in_channels=c,
+                num_frames=f,
+                input_size=(h, w),
+                gradient_checkpointing=opts.gradient_checkpointing,
+                **common,
+            )
+        )
     return WanDenoiser(WanDenoiserConfig(in_channels=c, num_frames=f, input_size=(h, w), **asdict(opts.wan), **common))
 
 
@@ -83,17 +113,19 @@ class StepBatches(Sampler):
         self.rank, self.world_size, self.start_step = rank, world_size, start_step
         self.steps_per_epoch = size // world_size // batch_size
         if self.steps_per_epoch < 1:
-            raise ValueError(f"the cache holds {size} latents, fewer than one batch of {batch_size} on each of "
-                             f"{world_size} ranks; lower batch_size or cache more clips (cache-latents --passes)")
+            raise ValueError(
+                f"the cache holds {size} latents, fewer than one batch of {batch_size} on each of "
+                f"{world_size} ranks; lower batch_size or cache more clips (cache-latents --passes)"
+            )
 
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start_step
         while True:
-            epoch, k = divmod(step, self.steps_per_epoch)
+            epoch, first = divmod(step, self.steps_per_epoch)
             perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
-            mine = perm[self.rank::self.world_size]
-            for k in range(k, self.steps_per_epoch):
-                yield mine[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+            mine = perm[self.rank :: self.world_size]
+            for k in range(first, self.steps_per_epoch):
+                yield mine[k * self.batch_size : (k + 1) * self.batch_size].tolist()
                 step += 1
 
 
@@ -128,8 +160,10 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
     num_classes = cache.num_classes if cfg.model.num_classes is None else cfg.model.num_classes
     labels = cache.labels
     if num_classes and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"cache labels span [{int(labels.min())}, {int(labels.max())}] but the model has {num_classes} "
-                         f"classes; set model.num_classes=0 to train unconditionally")
+        raise ValueError(
+            f"cache labels span [{int(labels.min())}, {int(labels.max())}] but the model has {num_classes} "
+            f"classes; set model.num_classes=0 to train unconditionally"
+        )
     logger.info("cache %s: %d latents %s, %d classes", cfg.cache, len(cache), latent_shape, num_classes)
 
     # 2. Denoiser, EMA, optimiser, diffusion
@@ -137,7 +171,9 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
     model = build_denoiser_for(cfg.model, latent_shape, num_classes).to(device)
     spec = denoiser_spec(model)
     ema = EMA(model, cfg.ema_decay)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+    )
     d = cfg.diffusion
     diffusion = GaussianDiffusion(d.num_timesteps, d.beta_start, d.beta_end, learn_sigma=cfg.model.learn_sigma)
     logger.info("%s denoiser, %.2fM parameters", spec["kind"], sum(p.numel() for p in model.parameters()) / 1e6)
@@ -151,21 +187,32 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
             raise ValueError(f"{latest} holds another denoiser ({ckpt.state['denoiser']}); use a new run_dir")
         model.load_state_dict(ckpt.weights["model"], strict=True)
         buffers = {k: ckpt.weights["ema"].get(k, b) for k, b in ema.buffers.items()}
-        ema.load_state_dict({**ckpt.state["ema"], "params": {k: ckpt.weights["ema"][k] for k in ema.params},
-                             "buffers": buffers})
+        ema.load_state_dict(
+            {**ckpt.state["ema"], "params": {k: ckpt.weights["ema"][k] for k in ema.params}, "buffers": buffers}
+        )
         opt.load_state_dict(ckpt.state["optimizer"])
         o = cfg.optim  # the config's hyper-parameters, not the checkpoint's: a resume may lower the lr
         for group in opt.param_groups:
             if (group["lr"], tuple(group["betas"]), group["weight_decay"]) != (o.lr, tuple(o.betas), o.weight_decay):
-                logger.info("optimiser now lr %g, betas %s, weight decay %g (checkpoint: %g, %s, %g)", o.lr, o.betas,
-                            o.weight_decay, group["lr"], tuple(group["betas"]), group["weight_decay"])
+                logger.info(
+                    "optimiser now lr %g, betas %s, weight decay %g (checkpoint: %g, %s, %g)",
+                    o.lr,
+                    o.betas,
+                    o.weight_decay,
+                    group["lr"],
+                    tuple(group["betas"]),
+                    group["weight_decay"],
+                )
             group.update(lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         rng = ckpt.state["rng"]
         if len(rng) == info.world_size:
             restore_rng_state(rng[info.rank])
         else:
-            logger.warning("checkpoint has RNG states of %d ranks, running %d: the resumed run is not bit-exact",
-                           len(rng), info.world_size)
+            logger.warning(
+                "checkpoint has RNG states of %d ranks, running %d: the resumed run is not bit-exact",
+                len(rng),
+                info.world_size,
+            )
             seed_everything(cfg.seed + ckpt.step, info.rank)
         step = ckpt.step
         logger.info("resumed from %s at step %d", latest, step)
@@ -181,14 +228,21 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     batches = StepBatches(len(cache), local_batch, cfg.seed, info.rank, info.world_size, start_step=step)
     # own generator: creating the loader's iterator must not draw from the global RNG
-    loader = DataLoader(cache, batch_sampler=batches, num_workers=cfg.num_workers, generator=torch.Generator(),
-                        pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals)
+    loader = DataLoader(
+        cache,
+        batch_sampler=batches,
+        num_workers=cfg.num_workers,
+        generator=torch.Generator(),
+        pin_memory=device.type == "cuda",
+        worker_init_fn=ignore_stop_signals,
+    )
     writer = None
     if info.is_main and cfg.tensorboard:  # a resumed run drops the events of the steps it redoes
         writer = open_tensorboard(run_dir / "tensorboard", step)
     sampler_model = copy.deepcopy(model).eval() if info.is_main and cfg.sample.every > 0 else None
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
+    )
 
     def save(at: int | None = None) -> Path:
         """Checkpoint the current state as step ``at`` (default: the current step); all ranks call it."""
@@ -197,12 +251,26 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
         path = ckpt_root / f"step_{at:09d}"
         if info.is_main:
             ema_weights = {k: ema.params[k] if k in ema.params else ema.buffers[k] for k in model.state_dict()}
-            state = {"optimizer": opt.state_dict(), "ema": {"decay": ema.decay, "num_updates": ema.num_updates},
-                     "rng": rngs, "denoiser": spec, "diffusion": asdict(cfg.diffusion), "vae_fingerprint": fingerprint,
-                     "video_shape": list(cache.video_shape), "latent_shape": list(latent_shape), "fps": cache.fps,
-                     "world_size": info.world_size}
-            path = save_checkpoint(ckpt_root, at, weights={"model": model.state_dict(), "ema": ema_weights},
-                                   state=state, config=cfg, keep_last=cfg.keep_last)
+            state = {
+                "optimizer": opt.state_dict(),
+                "ema": {"decay": ema.decay, "num_updates": ema.num_updates},
+                "rng": rngs,
+                "denoiser": spec,
+                "diffusion": asdict(cfg.diffusion),
+                "vae_fingerprint": fingerprint,
+                "video_shape": list(cache.video_shape),
+                "latent_shape": list(latent_shape),
+                "fps": cache.fps,
+                "world_size": info.world_size,
+            }
+            path = save_checkpoint(
+                ckpt_root,
+                at,
+                weights={"model": model.state_dict(), "ema": ema_weights},
+                state=state,
+                config=cfg,
+                keep_last=cfg.keep_last,
+            )
         barrier()
         return path
 
@@ -215,8 +283,18 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
         for start in range(0, s.num, s.batch_size):
             idx = list(range(start, min(start + s.batch_size, s.num)))
             y = torch.tensor(idx) % num_classes if num_classes else None
-            z = sample_latents(sampler_model, diffusion, latent_shape, idx, seed=s.seed, labels=y,
-                               guidance=s.guidance if num_classes else 1.0, steps=s.steps, method=s.method, device=device)
+            z = sample_latents(
+                sampler_model,
+                diffusion,
+                latent_shape,
+                idx,
+                seed=s.seed,
+                labels=y,
+                guidance=s.guidance if num_classes else 1.0,
+                steps=s.steps,
+                method=s.method,
+                device=device,
+            )
             videos.append(decode_latents(vae, z, device))
         videos = torch.cat(videos)
         write_videos(videos, folder, cache.fps, [f"sample_{i:03d}" for i in range(s.num)])
@@ -234,7 +312,7 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
         y = batch["label"].to(device) if num_classes else None
         t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=device)
         with autocast:
-            losses = diffusion.training_losses(lambda x, tt: ddp(x, tt, y), x0, t)
+            losses = diffusion.training_losses(lambda x, tt: ddp(x, tt, y), x0, t)  # noqa: B023 (called at once)
         loss = losses.loss.float().mean()
         opt.zero_grad(set_to_none=True)
         grad_norm = None
@@ -244,8 +322,12 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
         if grad_norm is None or not bool(torch.isfinite(grad_norm)):  # gradients are all-reduced: same on every rank
             opt.zero_grad(set_to_none=True)
             bad_in_row, nonfinite_total = bad_in_row + 1, nonfinite_total + 1
-            logger.warning("non-finite loss or gradient at step %d: batch skipped (%d in a row, %d in all)",
-                           step, bad_in_row, nonfinite_total)
+            logger.warning(
+                "non-finite loss or gradient at step %d: batch skipped (%d in a row, %d in all)",
+                step,
+                bad_in_row,
+                nonfinite_total,
+            )
             if writer is not None:
                 writer.add_scalar("train/nonfinite_total", nonfinite_total, step + 1)
             if bad_in_row >= cfg.max_nonfinite:
@@ -259,7 +341,12 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
         ema.update(model)
         step += 1
 
-        for key, value in (("loss", loss), ("mse", losses.mse.mean()), ("vb", losses.vb.mean()), ("grad_norm", grad_norm)):
+        for key, value in (
+            ("loss", loss),
+            ("mse", losses.mse.mean()),
+            ("vb", losses.vb.mean()),
+            ("grad_norm", grad_norm),
+        ):
             window[key] += float(value.detach())
         window_steps += 1
         (signalled,) = any_rank_each(stop.received is not None)  # all ranks stop after the same step
@@ -268,10 +355,20 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
             now = time.perf_counter()
             rate = window_steps / max(now - window_start, 1e-9)
             overall = (step - run_start_step) / max(now - run_start, 1e-9)
-            logger.info("step %d/%d | loss %.4f (mse %.4f, vb %.4f) | grad %.3f | %.2f steps/s, %.1f latents/s | "
-                        "elapsed %s, ETA %s", step, cfg.max_steps, means["loss"], means["mse"], means["vb"],
-                        means["grad_norm"], rate, rate * cfg.batch_size, format_duration(now - run_start),
-                        format_duration((cfg.max_steps - step) / overall))
+            logger.info(
+                "step %d/%d | loss %.4f (mse %.4f, vb %.4f) | grad %.3f | %.2f steps/s, %.1f latents/s | "
+                "elapsed %s, ETA %s",
+                step,
+                cfg.max_steps,
+                means["loss"],
+                means["mse"],
+                means["vb"],
+                means["grad_norm"],
+                rate,
+                rate * cfg.batch_size,
+                format_duration(now - run_start),
+                format_duration((cfg.max_steps - step) / overall),
+            )
             if writer is not None:
                 for key, value in means.items():
                     writer.add_scalar(f"train/{key}", value, step)
@@ -285,9 +382,15 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
             if writer is not None:
                 writer.close()
             name = stop.received or "a stop signal on another rank"
-            logger.warning("stopped by %s after step %d; checkpoint %s; run the same command to resume", name, step, last)
-            raise TrainingInterrupted(f"stopped by {name} after step {step}; the state is saved in {last}; run the same "
-                                      f"command to resume", last if info.is_main else None, step, name)
+            logger.warning(
+                "stopped by %s after step %d; checkpoint %s; run the same command to resume", name, step, last
+            )
+            raise TrainingInterrupted(
+                f"stopped by {name} after step {step}; the state is saved in {last}; run the same command to resume",
+                last if info.is_main else None,
+                step,
+                name,
+            )
         if sampler_model is not None and step % cfg.sample.every == 0:
             write_samples()
         if step >= cfg.max_steps:
@@ -300,8 +403,15 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
     return last
 
 
-def _diverged(previous: PreviousState, save: Callable[[int], Path], step: int, bad_in_row: int, last: Path | None,
-              ckpt_root: Path, is_main: bool) -> TrainingDiverged:
+def _diverged(
+    previous: PreviousState,
+    save: Callable[[int], Path],
+    step: int,
+    bad_in_row: int,
+    last: Path | None,
+    ckpt_root: Path,
+    is_main: bool,
+) -> TrainingDiverged:
     """Save the state from before the last update (whose weights gave only non-finite losses since),
     labelled with that update's step; without an update in this run the last checkpoint is that state."""
     if previous.restore():
@@ -309,9 +419,12 @@ def _diverged(previous: PreviousState, save: Callable[[int], Path], step: int, b
             set_aside_after(ckpt_root, step - 1)
         last = save(step - 1)
     where = last or ckpt_root
-    return TrainingDiverged(f"{bad_in_row} non-finite steps in a row (step {step}); the state from before the last update "
-                            f"is saved in {where}. Lower optim.lr, set optim.grad_clip, or check the cache, then run "
-                            f"again to resume from it.", last)
+    return TrainingDiverged(
+        f"{bad_in_row} non-finite steps in a row (step {step}); the state from before the last update "
+        f"is saved in {where}. Lower optim.lr, set optim.grad_clip, or check the cache, then run "
+        f"again to resume from it.",
+        last,
+    )
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -42,10 +42,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -57,14 +57,31 @@ from lcvae.losses import DiscriminatorLoss, GeneratorLoss
 from lcvae.masks import paper_mask
 from lcvae.models.discriminator import DISCRIMINATOR_PRESETS, PatchDiscriminator3D
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
-from lcvae.train.checkpoint import (latest_checkpoint, load_checkpoint, restore_rng_state, save_checkpoint,
-                                    set_aside_after)
-from lcvae.train.distributed import (DistInfo, all_reduce_mean, any_rank, any_rank_each, barrier, cleanup_distributed,
-                                     gather_rng_states, init_distributed, is_distributed, mean_over_ranks, min_over_ranks,
-                                     seed_everything, setup_logging, stalled_rank_errors)
+from lcvae.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    set_aside_after,
+)
+from lcvae.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    any_rank,
+    any_rank_each,
+    barrier,
+    cleanup_distributed,
+    gather_rng_states,
+    init_distributed,
+    is_distributed,
+    mean_over_ranks,
+    min_over_ranks,
+    seed_everything,
+    setup_logging,
+    stalled_rank_errors,
+)
 from lcvae.train.ema import EMA
-from lcvae.train.faults import (PreviousState, StopSignals, TrainingDiverged, TrainingInterrupted,
-                                ignore_stop_signals)
+from lcvae.train.faults import PreviousState, StopSignals, TrainingDiverged, TrainingInterrupted, ignore_stop_signals
 from lcvae.train.run_log import append_jsonl, open_tensorboard, progress_line, truncate_jsonl
 from lcvae.train.vae_config import TrainVAEConfig, check, load_train_config
 from lcvae.train.vae_data import build_eval_dataset, build_train_dataset, eval_clips, make_train_loader
@@ -108,8 +125,9 @@ def _ddp(module: nn.Module, device: torch.device, local_rank: int) -> Distribute
     return DistributedDataParallel(module, device_ids=ids, **no_sync)
 
 
-def _backward_clipped(loss: Tensor, optimizer: torch.optim.Optimizer, parameters: Iterable[nn.Parameter],
-                      clip: float | None) -> Tensor | None:
+def _backward_clipped(
+    loss: Tensor, optimizer: torch.optim.Optimizer, parameters: Iterable[nn.Parameter], clip: float | None
+) -> Tensor | None:
     """Zero the gradients, backpropagate ``loss`` and clip them to norm ``clip`` (None: only measure);
     returns the norm before clipping, or None when the loss is non-finite on some rank (every rank
     then skips the step together)."""
@@ -120,17 +138,41 @@ def _backward_clipped(loss: Tensor, optimizer: torch.optim.Optimizer, parameters
     return torch.nn.utils.clip_grad_norm_(parameters, clip or math.inf)
 
 
-def _save(root: Path, step: int, cfg: TrainVAEConfig, model_cfg: LCVAEConfig, model: LCVAE, ema: EMA,
-          disc: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, data: dict,
-          counters: dict, rank: int, world: int) -> Path | None:
+def _save(
+    root: Path,
+    step: int,
+    cfg: TrainVAEConfig,
+    model_cfg: LCVAEConfig,
+    model: LCVAE,
+    ema: EMA,
+    disc: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    data: dict,
+    counters: dict,
+    rank: int,
+    world: int,
+) -> Path | None:
     """All ranks call this (it gathers their RNG states); rank 0 writes ``root/step_*`` atomically."""
     rng = gather_rng_states()
     path = None
     if rank == 0:
-        state = {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng, "data": data,
-                 "counters": counters, "model_config": model_cfg.to_dict(), "world_size": world,
-                 "ema": {"decay": ema.decay, "num_updates": ema.num_updates}}
-        weights = {"model": model.state_dict(), "ema": ema.params, "ema_buffers": ema.buffers, "disc": disc.state_dict()}
+        state = {
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "rng": rng,
+            "data": data,
+            "counters": counters,
+            "model_config": model_cfg.to_dict(),
+            "world_size": world,
+            "ema": {"decay": ema.decay, "num_updates": ema.num_updates},
+        }
+        weights = {
+            "model": model.state_dict(),
+            "ema": ema.params,
+            "ema_buffers": ema.buffers,
+            "disc": disc.state_dict(),
+        }
         path = save_checkpoint(root, step, weights=weights, state=state, config=cfg, keep_last=cfg.train.keep_last)
     barrier()
     return path
@@ -163,8 +205,13 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
     out_dir = Path(t.out_dir)
     ckpt_root = out_dir / "checkpoints"
     metrics_path = out_dir / "metrics.jsonl"
-    logger.info("world size %d, device %s, %s, model %s", world, device, "bf16 autocast" if bf16 else "fp32",
-                json.dumps(model_cfg.to_dict()))
+    logger.info(
+        "world size %d, device %s, %s, model %s",
+        world,
+        device,
+        "bf16 autocast" if bf16 else "fp32",
+        json.dumps(model_cfg.to_dict()),
+    )
 
     # -- model, discriminator, EMA, losses, optimisers (same initial weights on every rank)
     torch.manual_seed(t.seed)
@@ -187,32 +234,52 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
     opt_g = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.disc.lr or o.lr, betas=o.betas, weight_decay=o.weight_decay)
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("generator %.2f M parameters, discriminator %.2f M; perceptual loss %s", n_params / 1e6,
-                sum(p.numel() for p in disc.parameters()) / 1e6, perceptual_name or "off")
+    logger.info(
+        "generator %.2f M parameters, discriminator %.2f M; perceptual loss %s",
+        n_params / 1e6,
+        sum(p.numel() for p in disc.parameters()) / 1e6,
+        perceptual_name or "off",
+    )
 
     # -- resume: weights, EMA, optimisers, step, data position, counters, RNG
     step, epoch, items_done, nonfinite_total = 0, 0, 0, 0
-    resume_from = latest_checkpoint(ckpt_root) if t.resume == "auto" else None if t.resume == "never" else Path(t.resume)
+    resume_from = (
+        latest_checkpoint(ckpt_root) if t.resume == "auto" else None if t.resume == "never" else Path(t.resume)
+    )
     rng_state = None
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from, map_location=device)
         if ckpt.state["model_config"] != model_cfg.to_dict():
-            raise ValueError(f"{resume_from} was trained with a different model configuration; point train.out_dir "
-                             f"at a new folder or set train.resume=never to start over")
+            raise ValueError(
+                f"{resume_from} was trained with a different model configuration; point train.out_dir "
+                f"at a new folder or set train.resume=never to start over"
+            )
         model.load_state_dict(ckpt.weights["model"])
         disc.load_state_dict(ckpt.weights["disc"])
-        ema.load_state_dict({**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]})
+        ema.load_state_dict(
+            {**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]}
+        )
         opt_g.load_state_dict(ckpt.state["opt_g"])
         opt_d.load_state_dict(ckpt.state["opt_d"])
         step, epoch, items_done = ckpt.step, ckpt.state["data"]["epoch"], ckpt.state["data"]["items"]
         nonfinite_total = ckpt.state["counters"]["nonfinite_total"]
         if items_done % world:
-            logger.warning("resumed with %d processes; %d items of epoch %d were consumed, not divisible: "
-                           "the epoch continues from item %d", world, items_done, epoch, items_done // world * world)
+            logger.warning(
+                "resumed with %d processes; %d items of epoch %d were consumed, not divisible: "
+                "the epoch continues from item %d",
+                world,
+                items_done,
+                epoch,
+                items_done // world * world,
+            )
         if len(ckpt.state["rng"]) == world:
             rng_state = ckpt.state["rng"][rank]
         else:
-            logger.warning("checkpoint has RNG states of %d processes, this run has %d: RNG re-seeded", len(ckpt.state["rng"]), world)
+            logger.warning(
+                "checkpoint has RNG states of %d processes, this run has %d: RNG re-seeded",
+                len(ckpt.state["rng"]),
+                world,
+            )
         logger.info("resumed from %s at step %d (epoch %d, %d items into it)", resume_from, step, epoch, items_done)
     else:
         logger.info("starting from scratch in %s", out_dir)
@@ -227,8 +294,15 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
 
     # -- data: items depend on (seed, epoch, index) only; the sampler resumes mid-epoch
     dataset = build_train_dataset(cfg.data, t.seed)
-    loader = make_train_loader(dataset, t.batch_size, seed=t.seed, rank=rank, world_size=world,
-                               num_workers=cfg.data.num_workers, skip=items_done // world)
+    loader = make_train_loader(
+        dataset,
+        t.batch_size,
+        seed=t.seed,
+        rank=rank,
+        world_size=world,
+        num_workers=cfg.data.num_workers,
+        skip=items_done // world,
+    )
     skips = SkipCounter()
     latent_shape = model_cfg.latent_shape(cfg.data.num_frames, cfg.data.crop, cfg.data.crop)
     paper_indices = paper_mask(model_cfg.backbone.latent_channels) if model_cfg.compression is not None else []
@@ -285,23 +359,39 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
                 with autocast():
                     x_hat, mean, logvar, enc_flow, dec_flow = fwd(x, noise)
                     flows = enc_flow[0] is not None and dec_flow[0] is not None
-                    g = gen_loss(x, x_hat, mean, logvar, step=step, discriminator=disc_g if gan_on else None,
-                                 last_layer=model.last_layer if gan_on else None,
-                                 encoder_coeffs=enc_flow if flows else None, decoder_coeffs=dec_flow if flows else None,
-                                 grad_reduce=grad_reduce)
+                    g = gen_loss(
+                        x,
+                        x_hat,
+                        mean,
+                        logvar,
+                        step=step,
+                        discriminator=disc_g if gan_on else None,
+                        last_layer=model.last_layer if gan_on else None,
+                        encoder_coeffs=enc_flow if flows else None,
+                        decoder_coeffs=dec_flow if flows else None,
+                        grad_reduce=grad_reduce,
+                    )
                 disc.requires_grad_(True)
                 norm = _backward_clipped(g.total, opt_g, model.parameters(), o.clip_grad_norm)
                 bad = norm is None
                 if not bad:
                     bad = not bool(torch.isfinite(norm))
-                    logs.update(g.to_log(), mae=float((x_hat.detach().float() - x.float()).abs().mean()), grad_norm=float(norm))
+                    logs.update(
+                        g.to_log(), mae=float((x_hat.detach().float() - x.float()).abs().mean()), grad_norm=float(norm)
+                    )
                     if model.compressor is not None and model.compressor.last_selection is not None:
                         # adaptive top-K: which coefficient channels this batch kept, and how many the paper mask keeps too
                         overlap = model.compressor.overlap_with(paper_indices)
                         logs["adaptive_overlap"] = overlap
                         if rank == 0 and step % cfg.log.every == 0:
-                            append_jsonl(out_dir / "adaptive_selection.jsonl", {
-                                "step": step, "overlap_paper": overlap, "selection": model.compressor.last_selection.tolist()})
+                            append_jsonl(
+                                out_dir / "adaptive_selection.jsonl",
+                                {
+                                    "step": step,
+                                    "overlap_paper": overlap,
+                                    "selection": model.compressor.last_selection.tolist(),
+                                },
+                            )
 
             if d_step and not bad:  # discriminator: hinge loss on real clips and reconstructions
                 if x_hat is None:
@@ -324,10 +414,17 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
                 bad_in_row += 1
                 nonfinite_total += 1
                 counters["nonfinite_total"] = nonfinite_total
-                logger.warning("non-finite loss or gradient at step %d: batch skipped (%d in a row, %d in all)",
-                               step, bad_in_row, nonfinite_total)
+                logger.warning(
+                    "non-finite loss or gradient at step %d: batch skipped (%d in a row, %d in all)",
+                    step,
+                    bad_in_row,
+                    nonfinite_total,
+                )
                 if rank == 0:
-                    append_jsonl(metrics_path, {"step": step, "event": "nonfinite", "in_a_row": bad_in_row, "total": nonfinite_total})
+                    append_jsonl(
+                        metrics_path,
+                        {"step": step, "event": "nonfinite", "in_a_row": bad_in_row, "total": nonfinite_total},
+                    )
                 if bad_in_row >= t.max_nonfinite:
                     if writer is not None:
                         writer.close()
@@ -335,14 +432,29 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
                     if previous.restore():  # labelled with that update's step; later checkpoints hold its result
                         if rank == 0:
                             set_aside_after(ckpt_root, step - 1)
-                        path = _save(ckpt_root, step - 1, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(),
-                                     counters, rank, world)
+                        path = _save(
+                            ckpt_root,
+                            step - 1,
+                            cfg,
+                            model_cfg,
+                            model,
+                            ema,
+                            disc,
+                            opt_g,
+                            opt_d,
+                            position(),
+                            counters,
+                            rank,
+                            world,
+                        )
                     else:  # no update in this invocation: the checkpoint it resumed from is that state
                         path = latest_checkpoint(ckpt_root) if rank == 0 else None
                     raise TrainingDiverged(
                         f"{bad_in_row} non-finite steps in a row (step {step}); the state from before the last update "
                         f"is saved in {path or ckpt_root}. Lower optim.lr, set optim.clip_grad_norm, or check the "
-                        f"data, then resume (train.resume=auto).", path)
+                        f"data, then resume (train.resume=auto).",
+                        path,
+                    )
                 continue
             bad_in_row = 0
             for key, value in logs.items():
@@ -362,8 +474,9 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
 
             # -- logging, validation, checkpoints, time budget
             elapsed = time.perf_counter() - t0
-            over_budget, signalled = any_rank_each(t.time_budget_s is not None and elapsed >= t.time_budget_s,
-                                                   stop.received is not None)  # all ranks stop after the same step
+            over_budget, signalled = any_rank_each(
+                t.time_budget_s is not None and elapsed >= t.time_budget_s, stop.received is not None
+            )  # all ranks stop after the same step
             stopped_by = "signal" if signalled else "time_budget" if over_budget else stopped_by
             final = step >= t.max_steps or stopped_by != "max_steps"
             if step % cfg.log.every == 0 or final:
@@ -385,17 +498,29 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
                 if rank == 0:
                     ema.copy_to(eval_model)
                     val = evaluate_clips(eval_model, val_clips, metric, device, bf16)
-                    logger.info("validation at step %d (EMA): PSNR %.2f dB, SSIM %.4f, %s %.4f", step, val["psnr"],
-                                val["ssim"], val["metric"], val[val["metric"].lower()])
+                    logger.info(
+                        "validation at step %d (EMA): PSNR %.2f dB, SSIM %.4f, %s %.4f",
+                        step,
+                        val["psnr"],
+                        val["ssim"],
+                        val["metric"],
+                        val[val["metric"].lower()],
+                    )
                     append_jsonl(metrics_path, {"step": step, "val": {k: v for k, v in val.items() if k != "per_clip"}})
                     if writer is not None:
                         for key in ("psnr", "ssim", val["metric"].lower()):
                             writer.add_scalar(f"val/{key}", val[key], step)
                         clip = val_clips[0].unsqueeze(0)
-                        writer.add_image("val/input_vs_reconstruction", preview_image(clip[0], reconstruct(eval_model, clip, device, bf16)[0]), step)
+                        writer.add_image(
+                            "val/input_vs_reconstruction",
+                            preview_image(clip[0], reconstruct(eval_model, clip, device, bf16)[0]),
+                            step,
+                        )
                 barrier()
             if step % t.ckpt_every == 0:
-                checkpoint_path = _save(ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world)
+                checkpoint_path = _save(
+                    ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world
+                )
                 last_saved = step
             if final:
                 break
@@ -404,22 +529,35 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
 
     train_seconds = time.perf_counter() - t0
     if step != last_saved:
-        checkpoint_path = _save(ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world)
+        checkpoint_path = _save(
+            ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world
+        )
     if rank == 0 and checkpoint_path is None:
         checkpoint_path = latest_checkpoint(ckpt_root)
     if skips.count:
         logger.warning(skips.summary())
-    logger.info("stopped at step %d (%s) after %.1f s of training; %d non-finite steps skipped", step, stopped_by,
-                train_seconds, nonfinite_total)
+    logger.info(
+        "stopped at step %d (%s) after %.1f s of training; %d non-finite steps skipped",
+        step,
+        stopped_by,
+        train_seconds,
+        nonfinite_total,
+    )
     if writer is not None:
         writer.close()
     if stopped_by == "signal":
         name = stop.received or "a stop signal on another rank"
         where = checkpoint_path or ckpt_root
         logger.warning("stopped by %s after step %d; checkpoint %s; run the same command to resume", name, step, where)
-        raise TrainingInterrupted(f"stopped by {name} after step {step}; the state is saved in {where}; run the same "
-                                  f"command to resume", checkpoint_path if rank == 0 else None, step, name)
-    return TrainResult(step, out_dir, checkpoint_path if rank == 0 else None, stopped_by, nonfinite_total, train_seconds)
+        raise TrainingInterrupted(
+            f"stopped by {name} after step {step}; the state is saved in {where}; run the same command to resume",
+            checkpoint_path if rank == 0 else None,
+            step,
+            name,
+        )
+    return TrainResult(
+        step, out_dir, checkpoint_path if rank == 0 else None, stopped_by, nonfinite_total, train_seconds
+    )
 
 
 def run_cli(config: str | Path | None, overrides: Sequence[str] = ()) -> TrainResult:

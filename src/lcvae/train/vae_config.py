@@ -19,9 +19,10 @@ The model is a preset (or a folder with ``config.json``) plus changes:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from lcvae.config import load_config
 from lcvae.losses import LossConfig
@@ -33,8 +34,17 @@ from lcvae.models.lcvae import LCVAEConfig
 from lcvae.utils import suggest
 
 __all__ = [
-    "ModelSection", "DataSection", "PerceptualSection", "DiscSection", "OptimSection", "TrainSection",
-    "LogSection", "TrainVAEConfig", "resolve_model_config", "check", "load_train_config",
+    "ModelSection",
+    "DataSection",
+    "PerceptualSection",
+    "DiscSection",
+    "OptimSection",
+    "TrainSection",
+    "LogSection",
+    "TrainVAEConfig",
+    "resolve_model_config",
+    "check",
+    "load_train_config",
 ]
 
 MIN_PERCEPTUAL_SIZE = 24
@@ -150,11 +160,15 @@ def resolve_model_config(m: ModelSection) -> LCVAEConfig:
     c = backbone.latent_channels
     if m.compression == "none":
         if m.mask is not None:
-            raise ValueError("model.mask is set but model.compression is 'none'; use compression=fixed or drop the mask")
+            raise ValueError(
+                "model.mask is set but model.compression is 'none'; use compression=fixed or drop the mask"
+            )
         compression = None
     elif m.compression == "preset" and base.compression is None:
         if m.mask is not None:
-            raise ValueError(f"preset {m.preset!r} has no compressor, so model.mask does nothing; set model.compression=fixed")
+            raise ValueError(
+                f"preset {m.preset!r} has no compressor, so model.mask does nothing; set model.compression=fixed"
+            )
         compression = None
     else:
         old = base.compression
@@ -184,27 +198,48 @@ def check(cfg: TrainVAEConfig) -> LCVAEConfig:
             raise ValueError(f"{name} ({size}) exceeds data.short_side ({d.short_side}); use a crop <= short_side")
     # (ST-)LPIPS pads its deepest feature maps by 2 pixels: frames need at least 24 pixels a side.
     if cfg.loss.perceptual_weight > 0 and d.crop < MIN_PERCEPTUAL_SIZE:
-        raise ValueError(f"data.crop={d.crop} is too small for the perceptual loss (needs >= {MIN_PERCEPTUAL_SIZE}); "
-                         f"use a larger crop or loss.perceptual_weight=0")
+        raise ValueError(
+            f"data.crop={d.crop} is too small for the perceptual loss (needs >= {MIN_PERCEPTUAL_SIZE}); "
+            f"use a larger crop or loss.perceptual_weight=0"
+        )
     if cfg.log.val_every and (d.val_crop or d.crop) < MIN_PERCEPTUAL_SIZE:
-        raise ValueError(f"validation clips of {d.val_crop or d.crop} pixels are too small for the perceptual metric "
-                         f"(needs >= {MIN_PERCEPTUAL_SIZE}); set data.val_crop or log.val_every=0")
+        raise ValueError(
+            f"validation clips of {d.val_crop or d.crop} pixels are too small for the perceptual metric "
+            f"(needs >= {MIN_PERCEPTUAL_SIZE}); set data.val_crop or log.val_every=0"
+        )
     if d.kind != "samples" and d.root is None:
         raise ValueError(f"data.kind={d.kind!r} needs data.root (a folder, manifest or dataset root)")
     if d.kind == "samples" and d.heldout_frames is not None and d.heldout_frames < d.num_frames:
-        raise ValueError(f"data.heldout_frames ({d.heldout_frames}) must be >= data.num_frames ({d.num_frames}): "
-                         f"a validation clip is the last num_frames frames")
+        raise ValueError(
+            f"data.heldout_frames ({d.heldout_frames}) must be >= data.num_frames ({d.num_frames}): "
+            f"a validation clip is the last num_frames frames"
+        )
     if cfg.disc.preset not in DISCRIMINATOR_PRESETS:
-        raise ValueError(f"unknown disc.preset {cfg.disc.preset!r}{suggest(cfg.disc.preset, list(DISCRIMINATOR_PRESETS))}")
+        raise ValueError(
+            f"unknown disc.preset {cfg.disc.preset!r}{suggest(cfg.disc.preset, list(DISCRIMINATOR_PRESETS))}"
+        )
     if cfg.disc.bn_group is not None and (cfg.disc.bn_group < 1 or t.batch_size % cfg.disc.bn_group):
         raise ValueError(f"disc.bn_group ({cfg.disc.bn_group}) must divide train.batch_size ({t.batch_size})")
-    if cfg.perceptual.net.startswith("lpips") and cfg.perceptual.backbone_weights is None and cfg.loss.perceptual_weight > 0:
-        raise ValueError(f"perceptual.net={cfg.perceptual.net} needs perceptual.backbone_weights (torchvision weights); "
-                         f"without them use st-lpips-vgg, whose weights ship with stlpips-pytorch")
-    positive = {"train.batch_size": t.batch_size, "train.ckpt_every": t.ckpt_every, "train.keep_last": t.keep_last,
-                "train.max_nonfinite": t.max_nonfinite, "log.every": cfg.log.every, "data.val_clips": d.val_clips,
-                "data.samples_per_epoch": d.samples_per_epoch, "optim.lr": cfg.optim.lr,
-                "train.dist_timeout_s": t.dist_timeout_s}
+    if (
+        cfg.perceptual.net.startswith("lpips")
+        and cfg.perceptual.backbone_weights is None
+        and cfg.loss.perceptual_weight > 0
+    ):
+        raise ValueError(
+            f"perceptual.net={cfg.perceptual.net} needs perceptual.backbone_weights (torchvision weights); "
+            f"without them use st-lpips-vgg, whose weights ship with stlpips-pytorch"
+        )
+    positive = {
+        "train.batch_size": t.batch_size,
+        "train.ckpt_every": t.ckpt_every,
+        "train.keep_last": t.keep_last,
+        "train.max_nonfinite": t.max_nonfinite,
+        "log.every": cfg.log.every,
+        "data.val_clips": d.val_clips,
+        "data.samples_per_epoch": d.samples_per_epoch,
+        "optim.lr": cfg.optim.lr,
+        "train.dist_timeout_s": t.dist_timeout_s,
+    }
     for name, value in positive.items():
         if value <= 0:
             raise ValueError(f"{name} must be > 0, got {value}")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -32,8 +33,16 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_TRAIN_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine")
 
-__all__ = ["SAMPLE_TRAIN_CLIPS", "load_sample_clip", "SampleClips", "build_train_dataset",
-           "build_eval_dataset", "ResumableSampler", "make_train_loader", "eval_clips"]
+__all__ = [
+    "SAMPLE_TRAIN_CLIPS",
+    "load_sample_clip",
+    "SampleClips",
+    "build_train_dataset",
+    "build_eval_dataset",
+    "ResumableSampler",
+    "make_train_loader",
+    "eval_clips",
+]
 
 
 @functools.lru_cache(maxsize=8)
@@ -50,9 +59,20 @@ class SampleClips(Dataset):
     per epoch from the frames before the held-out tail; ``train=False``: one clip per video, its last
     ``num_frames`` frames, centre crop. Items are dicts as ``lcvae.data.collate`` expects."""
 
-    def __init__(self, *, num_frames: int, short_side: int, crop: int, train: bool, heldout_frames: int | None = None,
-                 random_crop: bool = True, hflip: bool = False, length: int = 64, seed: int = 0,
-                 names: tuple[str, ...] = SAMPLE_TRAIN_CLIPS) -> None:
+    def __init__(
+        self,
+        *,
+        num_frames: int,
+        short_side: int,
+        crop: int,
+        train: bool,
+        heldout_frames: int | None = None,
+        random_crop: bool = True,
+        hflip: bool = False,
+        length: int = 64,
+        seed: int = 0,
+        names: tuple[str, ...] = SAMPLE_TRAIN_CLIPS,
+    ) -> None:
         held = num_frames if heldout_frames is None else heldout_frames
         if held < num_frames:
             raise ValueError(f"heldout_frames ({held}) must be >= num_frames ({num_frames})")
@@ -62,11 +82,15 @@ class SampleClips(Dataset):
         for name in names:
             video = load_sample_clip(name, short_side)
             if min(video.shape[2:]) < crop:
-                raise ValueError(f"sample clip {name} is {video.shape[3]}x{video.shape[2]} after resizing, smaller than crop {crop}")
+                raise ValueError(
+                    f"sample clip {name} is {video.shape[3]}x{video.shape[2]} after resizing, smaller than crop {crop}"
+                )
             usable = video.shape[1] - held
             if usable < num_frames:
-                raise ValueError(f"sample clip {name} has {video.shape[1]} frames: after holding out {held} "
-                                 f"only {usable} remain for training, fewer than num_frames={num_frames}")
+                raise ValueError(
+                    f"sample clip {name} has {video.shape[1]} frames: after holding out {held} "
+                    f"only {usable} remain for training, fewer than num_frames={num_frames}"
+                )
             self.videos.append(video[:, :usable] if train else video[:, -num_frames:])
 
     def __len__(self) -> int:
@@ -79,28 +103,50 @@ class SampleClips(Dataset):
         if self.train:
             g = item_generator(self.seed, epoch, index)
             start = int(torch.randint(video.shape[1] - self.num_frames + 1, (1,), generator=g))
-            clip = video[:, start:start + self.num_frames]
+            clip = video[:, start : start + self.num_frames]
             clip = random_crop(clip, self.crop, g) if self.random_crop else center_crop(clip, self.crop)
             if self.hflip:
                 clip = random_hflip(clip, g)
         else:
             clip = center_crop(video, self.crop)
-        return {"video": clip.contiguous(), "path": self.names[which], "label": -1, "caption": "",
-                "index": index, "start": start}
+        return {
+            "video": clip.contiguous(),
+            "path": self.names[which],
+            "label": -1,
+            "caption": "",
+            "index": index,
+            "start": start,
+        }
 
 
 def _clip_options(d: DataSection, train: bool, seed: int) -> dict[str, Any]:
     crop = d.crop if train else (d.val_crop or d.crop)
-    return dict(num_frames=d.num_frames, frame_stride=d.frame_stride, random_start=train, short_side=d.short_side,
-                crop=crop, random_crop=train and d.random_crop, hflip=train and d.hflip, seed=seed)
+    return dict(
+        num_frames=d.num_frames,
+        frame_stride=d.frame_stride,
+        random_start=train,
+        short_side=d.short_side,
+        crop=crop,
+        random_crop=train and d.random_crop,
+        hflip=train and d.hflip,
+        seed=seed,
+    )
 
 
 def build_train_dataset(d: DataSection, seed: int) -> Dataset:
     """Random training clips (B items are dicts with "video" (3, T, H, W) in [-1, 1])."""
     if d.kind == "samples":
-        return SampleClips(num_frames=d.num_frames, short_side=d.short_side, crop=d.crop, train=True,
-                           heldout_frames=d.heldout_frames, random_crop=d.random_crop, hflip=d.hflip,
-                           length=d.samples_per_epoch, seed=seed)
+        return SampleClips(
+            num_frames=d.num_frames,
+            short_side=d.short_side,
+            crop=d.crop,
+            train=True,
+            heldout_frames=d.heldout_frames,
+            random_crop=d.random_crop,
+            hflip=d.hflip,
+            length=d.samples_per_epoch,
+            seed=seed,
+        )
     return open_clip_dataset(d.kind, d.root, split_file=d.split_file, **_clip_options(d, True, seed))
 
 
@@ -108,8 +154,13 @@ def build_eval_dataset(d: DataSection, root: str | None = None) -> Dataset:
     """Deterministic clips (first frames, centre crop) of ``root`` (default ``d.val_root``);
     for "samples", the held-out clip of each video."""
     if d.kind == "samples":
-        return SampleClips(num_frames=d.num_frames, short_side=d.short_side, crop=d.val_crop or d.crop,
-                           train=False, heldout_frames=d.heldout_frames)
+        return SampleClips(
+            num_frames=d.num_frames,
+            short_side=d.short_side,
+            crop=d.val_crop or d.crop,
+            train=False,
+            heldout_frames=d.heldout_frames,
+        )
     root = root or d.val_root
     if root is None:
         raise ValueError("validation needs data.val_root (held-out videos of the same kind), or set log.val_every=0")
@@ -143,15 +194,27 @@ class ResumableSampler(EpochSampler):
         return itertools.islice(super().__iter__(), skip, None)
 
 
-def make_train_loader(dataset: Dataset, batch_size: int, *, seed: int, rank: int, world_size: int,
-                      num_workers: int, skip: int = 0) -> DataLoader:
+def make_train_loader(
+    dataset: Dataset, batch_size: int, *, seed: int, rank: int, world_size: int, num_workers: int, skip: int = 0
+) -> DataLoader:
     """Shuffled, sharded by rank, full batches only (every rank takes the same number of steps)."""
-    sampler = ResumableSampler(dataset, skip=skip, shuffle=True, seed=seed, drop_last=True,
-                               rank=rank, world_size=world_size)
+    sampler = ResumableSampler(
+        dataset, skip=skip, shuffle=True, seed=seed, drop_last=True, rank=rank, world_size=world_size
+    )
     if len(sampler) < batch_size:
-        raise ValueError(f"the dataset gives {len(sampler)} clips per process and epoch, fewer than "
-                         f"train.batch_size={batch_size}; add videos or lower the batch size")
+        raise ValueError(
+            f"the dataset gives {len(sampler)} clips per process and epoch, fewer than "
+            f"train.batch_size={batch_size}; add videos or lower the batch size"
+        )
     # Its own generator: creating an iterator draws a worker base seed, which must not touch the global RNG
     # (a resumed run creates one more iterator than the uninterrupted run).
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate,
-                      drop_last=True, persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        drop_last=True,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )

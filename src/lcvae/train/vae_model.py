@@ -10,8 +10,8 @@ layers that see it. Gradient checkpointing is a model flag (``model.gradient_che
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -75,12 +75,19 @@ def _check_causality(model: LCVAE, folder: Path, allow_change: bool) -> None:
         return
     kind = {True: "causal", False: "non-causal"}
     if not allow_change:
-        raise ValueError(f"model.init_from {folder} is a {kind[source]} backbone but the model being trained is "
-                         f"{kind[own]}: the copied weights would compute a different latent. Pick a "
-                         f"{kind[source]} model (e.g. model.backbone={{causal: {str(source).lower()}}}), or set "
-                         f"model.init_allow_causality_change=true to start from it anyway")
-    logger.warning("initialising a %s model from the %s backbone %s (model.init_allow_causality_change=true): "
-                   "the starting latent differs from the source's", kind[own], kind[source], folder)
+        raise ValueError(
+            f"model.init_from {folder} is a {kind[source]} backbone but the model being trained is "
+            f"{kind[own]}: the copied weights would compute a different latent. Pick a "
+            f"{kind[source]} model (e.g. model.backbone={{causal: {str(source).lower()}}}), or set "
+            f"model.init_allow_causality_change=true to start from it anyway"
+        )
+    logger.warning(
+        "initialising a %s model from the %s backbone %s (model.init_allow_causality_change=true): "
+        "the starting latent differs from the source's",
+        kind[own],
+        kind[source],
+        folder,
+    )
 
 
 def init_backbone_from(model: LCVAE, folder: str | Path, allow_causality_change: bool = False) -> list[str]:
@@ -112,12 +119,18 @@ def init_backbone_from(model: LCVAE, folder: str | Path, allow_causality_change:
         cs, cd = src.shape[0] // 2, dst.shape[0] // 2
         n = min(cs, cd)
         new = dst.clone()
-        new[:n], new[cd:cd + n] = src[:n], src[cs:cs + n]
+        new[:n], new[cd : cd + n] = src[:n], src[cs : cs + n]
         state[name] = new
         adapted.append(name)
     name = "decoder.conv_in.conv.weight"
     src, dst = state.get(name), own.get(name)
-    if src is not None and dst is not None and src.shape != dst.shape and src.shape[0] == dst.shape[0] and src.shape[2:] == dst.shape[2:]:
+    if (
+        src is not None
+        and dst is not None
+        and src.shape != dst.shape
+        and src.shape[0] == dst.shape[0]
+        and src.shape[2:] == dst.shape[2:]
+    ):
         n = min(src.shape[1], dst.shape[1])
         new = torch.zeros_like(dst)
         new[:, :n] = src[:, :n]

@@ -10,7 +10,7 @@ The perceptual metric is LPIPS (AlexNet) when torchvision AlexNet weights are gi
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -38,8 +38,14 @@ def reconstruct(model: LCVAE, video: Tensor, device: torch.device | str = "cpu",
 
 
 @torch.no_grad()
-def evaluate_clips(model: LCVAE, clips: Sequence[Tensor], lpips: LPIPS, device: torch.device | str = "cpu",
-                   bf16: bool = False, keep_reconstructions: bool = False) -> dict:
+def evaluate_clips(
+    model: LCVAE,
+    clips: Sequence[Tensor],
+    lpips: LPIPS,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    keep_reconstructions: bool = False,
+) -> dict:
     """Mean PSNR (dB), SSIM and perceptual distance over clips, each (3, T, H, W) in [-1, 1].
 
     Returns {"psnr", "ssim", <lpips.name lower-cased>: float, "metric": lpips.name, "per_clip": [...]},
