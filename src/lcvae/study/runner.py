@@ -39,12 +39,12 @@ from lcvae.analysis import analyze_latents
 from lcvae.config import to_dict
 from lcvae.evaluation.setup import with_compression
 from lcvae.models.io import from_pretrained
-from lcvae.models.lcvae import LCVAE, LCVAEConfig
+from lcvae.models.lcvae import LCVAE
 from lcvae.study.claims import seed_std, study_claims
 from lcvae.study.config import MODELS, RUNS, StudyConfig, pretrained_folder, run_config
 from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint
 from lcvae.train.distributed import barrier, cleanup_distributed, init_distributed
-from lcvae.train.ema import EMA
+from lcvae.train.export import model_from_checkpoint
 from lcvae.train.train_vae import main as train_main
 from lcvae.train.vae_data import build_eval_dataset, eval_clips
 from lcvae.train.validation import evaluate_clips, load_metric_lpips
@@ -71,17 +71,7 @@ def load_weights(source: Path, weights: str = "model") -> LCVAE:
     """A training checkpoint folder (its raw or EMA weights) or a pretrained model folder -> LCVAE (eval)."""
     if not (source / "state.pt").is_file():
         return from_pretrained(source).eval()
-    ckpt = load_checkpoint(source)
-    model = LCVAE(LCVAEConfig.from_dict(ckpt.state["model_config"]))
-    if weights == "ema":
-        ema = EMA(model, float(ckpt.state["ema"]["decay"]))
-        ema.load_state_dict(
-            {**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]}
-        )
-        ema.copy_to(model)
-    else:
-        model.load_state_dict(ckpt.weights["model"])
-    return model.eval()
+    return model_from_checkpoint(load_checkpoint(source), weights).eval()
 
 
 def study_model(cfg: StudyConfig, name: str, source: Path) -> LCVAE:

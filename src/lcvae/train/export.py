@@ -22,7 +22,7 @@ from typing import Literal
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.models.presets import PRESETS
-from lcvae.train.checkpoint import load_checkpoint, resolve_checkpoint
+from lcvae.train.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_checkpoint
 from lcvae.train.ema import EMA
 from lcvae.utils import write_json
 
@@ -64,6 +64,20 @@ def convert_model(source: str | Path, out_dir: str | Path, format: str = "lcvae"
     return out
 
 
+def model_from_checkpoint(ckpt: LoadedCheckpoint, weights: Literal["ema", "model"] = "ema") -> LCVAE:
+    """The generator of a loaded training checkpoint with its EMA or raw weights."""
+    model = LCVAE(LCVAEConfig.from_dict(ckpt.state["model_config"]))
+    if weights == "ema":
+        ema = EMA(model, float(ckpt.state["ema"]["decay"]))
+        ema.load_state_dict(
+            {**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]}
+        )
+        ema.copy_to(model)
+    else:
+        model.load_state_dict(ckpt.weights["model"])
+    return model
+
+
 def export_checkpoint(
     checkpoint: str | Path, out_dir: str | Path, weights: Literal["ema", "model"] = "ema", format: str = "lcvae"
 ) -> Path:
@@ -75,16 +89,7 @@ def export_checkpoint(
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
     path = resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
-    model = LCVAE(LCVAEConfig.from_dict(ckpt.state["model_config"]))
-    if weights == "ema":
-        ema = EMA(model, float(ckpt.state["ema"]["decay"]))
-        ema.load_state_dict(
-            {**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]}
-        )
-        ema.copy_to(model)
-    else:
-        model.load_state_dict(ckpt.weights["model"])
-    out = write_model(model, out_dir, format)
+    out = write_model(model_from_checkpoint(ckpt, weights), out_dir, format)
     provenance = {
         "checkpoint": str(path.resolve()),
         "step": ckpt.step,
