@@ -90,8 +90,8 @@ def test_mismatched_checkpoint_names_the_differing_tensors(tmp_path):
 
 
 def test_unsupported_official_variant_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({**OFFICIAL_TINY, "t_interpolation": "nearest"}))
-    with pytest.raises(ValueError, match="has t_interpolation=.nearest.; only .trilinear. is implemented$"):
+    (tmp_path / "config.json").write_text(json.dumps({**OFFICIAL_TINY, "attention_type": "AttnBlock3D"}))
+    with pytest.raises(ValueError, match="has attention_type=.AttnBlock3D.; only .AttnBlock3DFix. is implemented$"):
         load_config(tmp_path)
 
 
@@ -188,13 +188,11 @@ def test_missing_module_choice_defaults_to_the_implemented_one(tmp_path, key):
     assert load_config_from(tmp_path, raw).backbone == load_config_from(tmp_path, OFFICIAL_TINY).backbone
 
 
-def test_missing_t_interpolation_is_upstreams_nearest_and_refused(tmp_path):
+def test_missing_t_interpolation_is_upstreams_nearest(tmp_path):
     raw = dict(OFFICIAL_TINY)
     del raw["t_interpolation"]
-    with pytest.raises(
-        ValueError, match="has no t_interpolation, and upstream's default is 'nearest'; only 'trilinear' is implemented"
-    ):
-        load_config_from(tmp_path, raw)
+    assert load_config_from(tmp_path, raw).backbone.t_interpolation == "nearest"
+    assert load_config_from(tmp_path, OFFICIAL_TINY).backbone.t_interpolation == "trilinear"
 
 
 def test_official_groupnorm_folder_with_bare_groupnorm_names_loads(tmp_path):

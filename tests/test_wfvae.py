@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lcvae.models.autoencoder import WFVAE
-from lcvae.models.layers import CausalConv3d, conv, silu_conv, upsample_time_linear
+from lcvae.models.layers import CausalConv3d, Upsample3D, conv, silu_conv, upsample_time_linear
 from lcvae.models.vae import FrameRule
 from lcvae.models.wfvae import WFVAEConfig
 
@@ -153,10 +153,11 @@ def test_chunked_encoding_equals_whole_video(chunk):
         assert (getattr(whole, name) - getattr(part, name)).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("t_interpolation", ["trilinear", "nearest"])
 @pytest.mark.parametrize("chunk", [1, 2, 3, 8])
-def test_chunked_decoding_equals_whole_video(chunk):
+def test_chunked_decoding_equals_whole_video(chunk, t_interpolation):
     torch.manual_seed(2)
-    model = WFVAE(TINY).eval()
+    model = WFVAE(WFVAEConfig(**{**TINY.to_dict(), "t_interpolation": t_interpolation})).eval()
     z = torch.randn(1, 4, 9, 4, 4)
     with torch.no_grad():
         whole = model.decode(z)
@@ -190,6 +191,20 @@ def test_time_upsampling_matches_trilinear_interpolation():
     ours = upsample_time_linear(x, x[:, :, :1], x[:, :, -1:])
     ref = F.interpolate(x, scale_factor=(2, 1, 1), mode="trilinear", align_corners=False)
     assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def test_nearest_time_upsampling_is_upstreams():
+    """Upstream's causal Spatial2xTime2x3DUpsample with t_interpolation="nearest": the first frame is
+    upsampled in space only, the rest x2 in time by F.interpolate(nearest), then x2 in space."""
+    torch.manual_seed(5)
+    layer = Upsample3D(3, 3, causal=True, time_mode="nearest").eval()
+    x = torch.randn(1, 3, 4, 4, 4)
+    head = F.interpolate(x[:, :, :1], scale_factor=(1, 2, 2), mode="trilinear")
+    rest = F.interpolate(x[:, :, 1:], scale_factor=(2, 1, 1), mode="nearest")
+    rest = F.interpolate(rest, scale_factor=(1, 2, 2), mode="trilinear")
+    with torch.no_grad():
+        want = layer.conv(torch.cat([head, rest], dim=2))
+        assert (layer(x) - want).abs().max() <= 1e-6
 
 
 def test_single_image_is_a_one_frame_video():

@@ -58,7 +58,6 @@ UPSTREAM_DEFAULTS = {
 # Module choices this backbone implements; any other value (given or defaulted) is refused.
 _IMPLEMENTED = {
     "attention_type": "AttnBlock3DFix",
-    "t_interpolation": "trilinear",
     "l1_dowmsample_block": "Downsample",
     "l1_downsample_wavelet": "HaarWaveletTransform2D",
     "l2_dowmsample_block": "Spatial2xTime2x3DDownsample",
@@ -155,6 +154,7 @@ def official_config(raw: dict) -> WFVAEConfig:
         attention=cfg["use_attention"],
         causal=True,
         dropout=cfg["dropout"],
+        t_interpolation=cfg["t_interpolation"],
     )
 
 

@@ -421,28 +421,35 @@ def upsample_space_bilinear(x: Tensor) -> Tensor:
 
 
 class Upsample3D(nn.Module):
-    """Time x2 (linear) then space x2 (bilinear), then a 3x3x3 conv.
+    """Time x2 (``time_mode`` "trilinear": linear; "nearest": each frame twice) then space x2
+    (bilinear), then a 3x3x3 conv.
 
     Causal: the first frame is only upsampled in space (it is the image frame); the others are
     interpolated in time among themselves, so T frames become 1 + 2(T - 1). Non-causal: every frame,
-    T -> 2T. Each odd output frame depends on the *next* input frame, so streaming holds it back.
+    T -> 2T. With linear interpolation each odd output frame depends on the *next* input frame, so
+    streaming holds it back; nearest needs no neighbour.
     """
 
-    def __init__(self, cin: int, cout: int, causal: bool = True) -> None:
+    def __init__(self, cin: int, cout: int, causal: bool = True, time_mode: str = "trilinear") -> None:
         super().__init__()
-        self.causal = causal
+        if time_mode not in ("trilinear", "nearest"):
+            raise ValueError(f"time_mode must be 'trilinear' or 'nearest', got {time_mode!r}")
+        self.causal, self.time_mode = causal, time_mode
         self.conv = CausalConv3d(cin, cout, 3, spatial_padding=1, causal=causal)
+
+    def _up_time(self, x: Tensor) -> Tensor:
+        """The whole sequence x (B, C, T, h, w) -> (B, C, 2T, h, w), its end frames replicated."""
+        if self.time_mode == "nearest":
+            return x.repeat_interleave(2, dim=2)
+        return upsample_time_linear(x, x[:, :, :1], x[:, :, -1:])
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         if cache is None:
             if self.causal:
                 head, rest = x[:, :, :1], x[:, :, 1:]
-                up = [head]
-                if rest.shape[2]:
-                    up.append(upsample_time_linear(rest, rest[:, :, :1], rest[:, :, -1:]))
-                y = torch.cat(up, dim=2)
+                y = torch.cat([head, self._up_time(rest)], dim=2) if rest.shape[2] else head
             else:
-                y = upsample_time_linear(x, x[:, :, :1], x[:, :, -1:])
+                y = self._up_time(x)
         else:
             y = self._stream(x, cache)
         return self.conv(upsample_space_bilinear(y), cache)
@@ -455,6 +462,10 @@ class Upsample3D(nn.Module):
             out.append(x[:, :, :1])  # the image frame
             x = x[:, :, 1:]
             cache.put(self, None)
+        if self.time_mode == "nearest":  # no neighbour needed: nothing is held back
+            if x.shape[2]:
+                out.append(x.repeat_interleave(2, dim=2))
+            return torch.cat(out, dim=2) if len(out) > 1 else out[0]
         held = cache.get(self)  # last frame seen, whose odd output still waits for its successor
         if x.shape[2]:
             seq = x if held is None else torch.cat([held, x], dim=2)

@@ -56,6 +56,7 @@ class WFVAEConfig:
     attention: bool = True
     causal: bool = True
     dropout: float = 0.0
+    t_interpolation: str = "trilinear"  # the decoder's time upsampling: "trilinear" (linear) or "nearest"
 
     @property
     def frame_rule(self) -> FrameRule:
@@ -156,7 +157,7 @@ class Decoder(nn.Module):
         self.mid = nn.Sequential(*mid)
         self.up2 = nn.Sequential(
             *[ResBlock3D(4 * b, 4 * b, n, d, causal) for _ in range(cfg.decoder_num_resblocks)],
-            Upsample3D(4 * b, 4 * b, causal),
+            Upsample3D(4 * b, 4 * b, causal, cfg.t_interpolation),
             ResBlock3D(4 * b, 4 * b + e, n, d, causal),
         )
         self.up1 = nn.Sequential(
