@@ -4,6 +4,7 @@ checks, resume after an interruption without re-encoding, rank sharding, bf16 st
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -105,6 +106,23 @@ def test_cache_refuses_another_vae(full_cache):
     with pytest.raises(ValueError, match=r"config differs \(latent_mean"):
         LatentCache(root, vae=_vae(config=shifted))
     assert vae_fingerprint(_vae(config=shifted))["weights"] == vae_fingerprint(_vae())["weights"]
+
+
+def test_a_cache_recorded_before_a_config_field_existed_still_matches(full_cache, tmp_path):
+    """An older lcvae wrote no t_interpolation (added later, default "trilinear") and hashed its config
+    without it; today's reading of that config is the same VAE, so the cache is accepted."""
+    root, _ = full_cache
+    old = tmp_path / "old"
+    shutil.copytree(root, old)
+    index = json.loads((old / INDEX_NAME).read_text())
+    del index["vae_config"]["backbone"]["t_interpolation"]
+    index["vae_fingerprint"]["config"] = "0" * 16  # an older encoding hashed another dict
+    (old / INDEX_NAME).write_text(json.dumps(index))
+    LatentCache(old, vae=_vae())  # accepted
+    index["vae_config"]["backbone"]["t_interpolation"] = "nearest"  # a real difference is still refused
+    (old / INDEX_NAME).write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=r"config differs \(backbone.t_interpolation"):
+        LatentCache(old, vae=_vae())
 
 
 class _Interrupting(torch.utils.data.Dataset):

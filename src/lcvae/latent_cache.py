@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from lcvae.data.datasets import collate
-from lcvae.models.lcvae import LCVAE
+from lcvae.models.lcvae import LCVAE, LCVAEConfig
 from lcvae.progress import Progress
 from lcvae.utils import atomic_write, write_json
 
@@ -434,11 +434,21 @@ class LatentCache(Dataset):
         self.labels = torch.cat([empty] + [self._tensor(s, "label") for s in range(len(self.files))])
         self.video_index = torch.cat([empty] + [self._tensor(s, "index") for s in range(len(self.files))])
 
+    def _recorded_config_is(self, config: LCVAEConfig) -> bool:
+        """Whether the recorded config, read by today's code (fields added since take their defaults),
+        is ``config``."""
+        try:
+            return LCVAEConfig.from_dict(self.index["vae_config"]).to_dict() == config.to_dict()
+        except (ValueError, TypeError, KeyError):
+            return False
+
     def check_vae(self, vae: LCVAE) -> None:
         """ValueError unless `vae` is the VAE this cache was encoded with (config and weights)."""
         given, cached = vae_fingerprint(vae), self.index["vae_fingerprint"]
         if given == cached:
             return
+        if given["weights"] == cached["weights"] and self._recorded_config_is(vae.config):
+            return  # a cache written before a config field was added: today's reading of its config matches
         problems = []
         if given["config"] != cached["config"]:
             new, old = _flatten(vae.config.to_dict()), _flatten(self.index["vae_config"])
