@@ -49,3 +49,27 @@ def test_hours_are_written_as_h_mm_ss(clock):
     clock[0] += 3 * 3600 + 62
     bar.done = 7
     assert bar.line() == "eval: 7 clip, 0.000644 clip/s, 3:01:02 elapsed"
+
+
+@pytest.mark.parametrize("chunk", [None, 8])
+def test_reconstruct_counts_frames_encoded_and_decoded_chunk_by_chunk(chunk):
+    """The frames counted through the encoder and decoder hooks add up to the total the bar was given:
+    once per call on the whole video, once per chunk when streaming."""
+    import torch
+
+    from lcvae.inference import frames_progress
+    from lcvae.models.lcvae import LCVAE
+    from lcvae.models.presets import get_preset
+
+    torch.manual_seed(0)
+    model = LCVAE(get_preset("wfvae-tiny")).eval()
+    x = torch.rand(1, 3, 33, 16, 16) * 2 - 1
+    seen = []
+    bar = Progress(2 * 33, "reconstruct", "frame", enabled=False)
+    bar.update = lambda n=1: seen.append(n)  # what the hooks report, call by call
+    with torch.no_grad(), frames_progress(model, bar):
+        model.reconstruct(x, chunk=chunk, decode_chunk=None if chunk is None else 2)
+    assert sum(seen) == 2 * 33
+    assert len(seen) == (2 if chunk is None else 1 + 4 + 1 + 4)  # chunks: first frame, then 32 / 8; 8 latent / 2
+    model.reconstruct(x[:, :, :1])  # the hooks are gone after the block
+    assert sum(seen) == 2 * 33

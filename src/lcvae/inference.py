@@ -16,9 +16,11 @@ inputs are cast to it and outputs come back as float32. There is no autocast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +189,24 @@ def model_input(x: Tensor, model: LCVAE, pad: bool, source: str | Path = "input"
     return pad_video(x, dt, dh, dw), {"frames": dt, "height": dh, "width": dw}
 
 
+@contextlib.contextmanager
+def frames_progress(model: LCVAE, bar: Progress, encoder: bool = True, decoder: bool = True) -> Iterator[None]:
+    """Advance ``bar`` by the video frames the backbone's encoder consumes and its decoder produces;
+    chunked inference calls them once per chunk, so a long video shows its rate and time left.
+    Backbones without separate ``encoder`` / ``decoder`` modules (diffusers adapters) advance nothing."""
+    hooks = []
+    enc, dec = getattr(model.backbone, "encoder", None), getattr(model.backbone, "decoder", None)
+    if encoder and isinstance(enc, torch.nn.Module):
+        hooks.append(enc.register_forward_hook(lambda m, args, out: bar.update(args[0].shape[2])))
+    if decoder and isinstance(dec, torch.nn.Module):
+        hooks.append(dec.register_forward_hook(lambda m, args, out: bar.update(getattr(out, "sample", out).shape[2])))
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def reconstruct_file(
     model: LCVAE,
     src: str | Path,
@@ -203,25 +223,23 @@ def reconstruct_file(
 
     Returns {"frames", "height", "width"} of the input (and output), "psnr" in dB over it, and
     "padded": the frames and pixels added before the model and cropped off after (see ``pad``)."""
-    with Progress(3, f"reconstruct {Path(src).name}", "step", opts.progress) as bar:
+    with Progress(None, f"reconstruct {Path(src).name}", "frame", opts.progress) as bar:
         bar.set_postfix("reading")
         x, fps = load_video(src, model, start, frames, fit, trim, pad)
         x_in, padded = model_input(x, model, pad, src)
-        bar.update()
+        bar.set_total(None if opts.tile else 2 * x_in.shape[2])  # frames encoded, then decoded (tiles: rate only)
         bar.set_postfix(f"encoding and decoding {x_in.shape[2]} frames")
-        with torch.no_grad():
+        with torch.no_grad(), frames_progress(model, bar):
             y = (
                 model.reconstruct(x_in.to(opts.device, model_dtype(model)), opts.chunk, opts.decode_chunk, opts.tile)
                 .float()
                 .cpu()
             )
-        bar.update()
         bar.set_postfix("writing")
         y = crop_video(y, *x.shape[2:]).clamp(-1, 1)
         mse = torch.mean(((y - x) / 2) ** 2).item()
         out = torch.cat([x, y], dim=-1) if side_by_side else y
         save_video(dst, out[0], fps, opts)
-        bar.update()
     return {
         "frames": x.shape[2],
         "height": x.shape[3],
@@ -246,16 +264,15 @@ def encode_file(
     """Video file -> latent file; returns (the latent's shape, the amounts padded as in
     :func:`model_input`). With ``pad`` the metadata keeps the input's frames, height and width
     (and the amounts padded), so :func:`decode_file` crops back."""
-    with Progress(3, f"encode {Path(src).name}", "step", opts.progress) as bar:
+    with Progress(None, f"encode {Path(src).name}", "frame", opts.progress) as bar:
         bar.set_postfix("reading")
         x, fps = load_video(src, model, start, frames, fit, trim, pad)
         x_in, padded = model_input(x, model, pad, src)
-        bar.update()
+        bar.set_total(None if opts.tile else x_in.shape[2])
         bar.set_postfix("encoding")
-        with torch.no_grad():
+        with torch.no_grad(), frames_progress(model, bar, decoder=False):
             mean = model.encode(x_in.to(opts.device, model_dtype(model)), opts.chunk, opts.tile).mode()
             latent = mean if raw else model.latent_to_diffusion(mean)
-        bar.update()
         bar.set_postfix("writing")
         meta = {
             "kind": "raw" if raw else "diffusion",
@@ -267,7 +284,6 @@ def encode_file(
             "padded": json.dumps(padded),
         }
         save_file({"latent": latent.float().cpu().contiguous()}, str(dst), metadata=meta)
-        bar.update()
     return tuple(latent.shape), padded
 
 
@@ -275,7 +291,7 @@ def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
     """Latent file -> video file. A latent of a padded clip (``encode_file(pad=True)``) is cropped
     back to the clip's frames and size from its metadata. Returns {"frames", "height", "width"}
     written and "decoded": the (T, H, W) the model produced before that crop."""
-    with Progress(3, f"decode {Path(src).name}", "step", opts.progress) as bar:
+    with Progress(None, f"decode {Path(src).name}", "frame", opts.progress) as bar:
         bar.set_postfix("reading")
         with safe_open(str(src), "pt") as f:
             meta = f.metadata() or {}
@@ -284,15 +300,13 @@ def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
             raise ValueError(
                 f"{src} was encoded by a different model configuration; decode it with the model that encoded it"
             )
-        bar.update()
         bar.set_postfix("decoding")
-        with torch.no_grad():
+        with torch.no_grad(), frames_progress(model, bar, encoder=False):
             z = latent.to(opts.device, model_dtype(model))
             if meta.get("kind", "diffusion") == "diffusion":
-                video = model.decode_latent(z, opts.decode_chunk)
-            else:
-                video = model.backbone.decode(z, opts.decode_chunk)
-        bar.update()
+                z = model.diffusion_to_latent(z)  # what decode_latent does first
+            bar.set_total(model.config.backbone.frame_rule.video_frames(z.shape[2]))
+            video = model.backbone.decode(z, opts.decode_chunk)
         bar.set_postfix("writing")
         decoded = list(video.shape[2:])
         if any(json.loads(meta.get("padded", "{}")).values()):
@@ -309,7 +323,6 @@ def decode_file(model: LCVAE, src: str | Path, dst: str | Path, opts: RunOptions
             )
             video = crop_video(video, t, h, w)
         save_video(dst, video[0], fps or float(meta.get("fps", 24)), opts)
-        bar.update()
     return {"frames": video.shape[2], "height": video.shape[3], "width": video.shape[4], "decoded": decoded}
 
 

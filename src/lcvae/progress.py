@@ -71,6 +71,13 @@ class Progress:
             self.last_log = time.monotonic()
             logger.info("%s", self.line())
 
+    def set_total(self, total: int | None) -> None:
+        """Change the amount of work (e.g. once the input's length is known)."""
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
     def set_postfix(self, text: str) -> None:
         self.postfix = text
         if self.bar is not None:
