@@ -487,54 +487,11 @@ def test_cli_eval_default_clips_are_33_frames_at_the_stored_size_and_recorded(cl
 
 def test_cli_eval_pad_scores_any_length_on_the_padded_reconstruction_cropped_back(clips, checkpoint, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert (
-        main(
-            [
-                "eval",
-                "--model",
-                str(checkpoint),
-                "--data",
-                str(clips),
-                "--frames",
-                "10",
-                "--max-clips",
-                "1",
-                "--samples",
-                "0",
-                "--lpips",
-                "none",
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 2
-    )
+    args = ["eval", "--model", str(checkpoint), "--data", str(clips), "--frames", "10", "--max-clips", "1"]
+    args += ["--samples", "0", "--lpips", "none", "--out", str(out), "--no-progress"]
+    assert main(args) == 2
     assert "--pad" in capsys.readouterr().err  # 10 frames is not 1 + 4k
-    assert (
-        main(
-            [
-                "eval",
-                "--model",
-                str(checkpoint),
-                "--data",
-                str(clips),
-                "--frames",
-                "10",
-                "--max-clips",
-                "1",
-                "--samples",
-                "0",
-                "--lpips",
-                "none",
-                "--pad",
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main([*args, "--pad"]) == 0
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["data"]["frames"] == 10 and "padded for the model" in saved["data"]["clips"]
     # by hand: the first 10 frames, the last one repeated 3 times (13 = 1 + 4*3), reconstructed, cut to 10
