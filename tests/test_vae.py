@@ -107,3 +107,9 @@ def test_kl_of_an_fp16_posterior_is_finite_and_equals_the_fp32_one():
         kl = DiagonalGaussian(moments.to(dtype)).kl()
         assert kl.dtype == torch.float32 and torch.isfinite(kl).all()
         assert abs(kl.item() - want) / want < 1e-6
+
+
+def test_get_preset_returns_a_copy_that_can_be_changed_freely():
+    config = get_preset("lcvae-tiny")
+    config.latent_mean, config.latent_std = [1.0] * 4, [2.0] * 4
+    assert get_preset("lcvae-tiny").latent_mean is None

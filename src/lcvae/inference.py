@@ -35,7 +35,7 @@ from lcvae.data.video import probe, read_video, to_tensor, to_uint8, write_video
 from lcvae.models.backbone import backbone_type, build_backbone
 from lcvae.models.io import from_pretrained, load_config
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
-from lcvae.models.presets import PRESETS
+from lcvae.models.presets import PRESETS, get_preset
 from lcvae.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def load_model(source: str, device: str = "cpu", random_weights: bool = False, d
             raise ValueError(
                 f"{source!r} is a preset, not trained weights; pass a checkpoint folder, or --random-weights to try the architecture"
             )
-        model = LCVAE(PRESETS[source])
+        model = LCVAE(get_preset(source))
     else:
         model = from_pretrained(source)
     return model.to(device=device, dtype=torch_dtype).eval()

@@ -11,6 +11,7 @@ Eq. 5 mask is ``mask="paper"``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 from lcvae.masks import CompressionConfig
@@ -125,6 +126,7 @@ DESCRIPTIONS: dict[str, str] = {
 
 
 def get_preset(name: str) -> LCVAEConfig:
+    """A copy of preset ``name``: changing it (e.g. setting latent statistics) leaves the preset as it is."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}{suggest(name, list(PRESETS))}")
-    return PRESETS[name]
+    return copy.deepcopy(PRESETS[name])

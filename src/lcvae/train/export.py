@@ -21,7 +21,7 @@ from typing import Literal
 
 from lcvae.models.io import from_pretrained, save_pretrained
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
-from lcvae.models.presets import PRESETS
+from lcvae.models.presets import PRESETS, get_preset
 from lcvae.train.checkpoint import LoadedCheckpoint, load_checkpoint, resolve_checkpoint
 from lcvae.train.ema import EMA
 from lcvae.utils import write_json
@@ -56,7 +56,7 @@ def convert_model(source: str | Path, out_dir: str | Path, format: str = "lcvae"
                 f"{source!r} is a preset, not trained weights; pass a model folder, or "
                 f"--random-weights to export the untrained architecture"
             )
-        model = LCVAE(PRESETS[str(source)])
+        model = LCVAE(get_preset(str(source)))
     else:
         model = from_pretrained(source)
     out = write_model(model, out_dir, format)
