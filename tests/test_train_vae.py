@@ -52,30 +52,32 @@ def clips(tmp_path_factory) -> Path:
     return root
 
 
+def tiny_overrides(out_dir: Path, clips: Path, *extra: str) -> list[str]:
+    """key=value overrides of a tiny train-vae run on ``clips``; later ones win."""
+    return [
+        "model.preset=lcvae-tiny",
+        f"model.backbone={SMALL}",
+        "data.kind=folder",
+        f"data.root={clips}",
+        "data.num_frames=33",
+        "data.short_side=32",
+        "data.crop=32",
+        "data.num_workers=0",
+        "perceptual.net=st-lpips-alex",
+        "disc.preset=tiny",
+        "optim.lr=1e-4",
+        f"train.out_dir={out_dir}",
+        "train.batch_size=1",
+        "log.every=1",
+        "log.tensorboard=false",
+        "train.ckpt_every=2",
+        "train.keep_last=10",
+        *extra,
+    ]
+
+
 def tiny(out_dir: Path, clips: Path, *extra: str):
-    return load_train_config(
-        None,
-        [
-            "model.preset=lcvae-tiny",
-            f"model.backbone={SMALL}",
-            "data.kind=folder",
-            f"data.root={clips}",
-            "data.num_frames=33",
-            "data.short_side=32",
-            "data.crop=32",
-            "data.num_workers=0",
-            "perceptual.net=st-lpips-alex",
-            "disc.preset=tiny",
-            "optim.lr=1e-4",
-            f"train.out_dir={out_dir}",
-            "train.batch_size=1",
-            "log.every=1",
-            "log.tensorboard=false",
-            "train.ckpt_every=2",
-            "train.keep_last=10",
-            *extra,
-        ],
-    )
+    return load_train_config(None, tiny_overrides(out_dir, clips, *extra))
 
 
 def rows(run: Path) -> list[dict]:
@@ -265,23 +267,7 @@ def test_two_process_gloo_matches_one_process_with_the_same_global_batch(tmp_pat
         "-m",
         "lcvae",
         "train-vae",
-        "model.preset=lcvae-tiny",
-        f"model.backbone={SMALL}",
-        "data.kind=folder",
-        f"data.root={clips}",
-        "data.num_frames=33",
-        "data.short_side=32",
-        "data.crop=32",
-        "data.num_workers=0",
-        "perceptual.net=st-lpips-alex",
-        "disc.preset=tiny",
-        "optim.lr=1e-4",
-        f"train.out_dir={tmp_path / 'two'}",
-        "log.every=1",
-        "log.tensorboard=false",
-        "train.keep_last=10",
-        *common,
-        "train.batch_size=1",
+        *tiny_overrides(tmp_path / "two", clips, *common, "train.batch_size=1"),
     ]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
