@@ -22,7 +22,7 @@ from lcvae.masks import paper_mask
 from lcvae.models.discriminator import DISCRIMINATOR_PRESETS, PatchDiscriminator3D
 from lcvae.models.io import from_pretrained
 from lcvae.models.lcvae import LCVAE
-from lcvae.train import train_vae
+from lcvae.train import vae_checkpoint, vae_setup
 from lcvae.train.checkpoint import load_checkpoint
 from lcvae.train.export import export_checkpoint
 from lcvae.train.train_vae import TrainingDiverged, main
@@ -175,7 +175,7 @@ class _NaNOnCalls(GeneratorLoss):
 
 def _nan_loss(monkeypatch, bad: set[int]) -> None:
     cls = type("NaN", (_NaNOnCalls,), {"bad_calls": bad, "calls": 0})
-    monkeypatch.setattr(train_vae, "GeneratorLoss", cls)
+    monkeypatch.setattr(vae_setup, "GeneratorLoss", cls)
 
 
 def test_nan_loss_is_skipped_and_counted(tmp_path, clips, monkeypatch):
@@ -218,7 +218,7 @@ def test_nan_in_a_row_stops_with_the_state_before_the_last_update_saved(tmp_path
 def test_a_failed_save_leaves_the_previous_checkpoint_and_the_run_resumes_from_it(
     tmp_path, clips, monkeypatch, resume_runs
 ):
-    real_save, calls = train_vae.save_checkpoint, []
+    real_save, calls = vae_checkpoint.save_checkpoint, []
 
     def full_disk_on_second_save(*args, **kwargs):
         calls.append(args[1])
@@ -230,13 +230,13 @@ def test_a_failed_save_leaves_the_previous_checkpoint_and_the_run_resumes_from_i
             kwargs["_writer"] = writer
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(train_vae, "save_checkpoint", full_disk_on_second_save)
+    monkeypatch.setattr(vae_checkpoint, "save_checkpoint", full_disk_on_second_save)
     with pytest.raises(OSError, match="No space left"):
         main(tiny(tmp_path / "run", clips, *RESUME, "train.max_steps=2", "train.ckpt_every=1"))
     root = tmp_path / "run/checkpoints"
     assert calls == [1, 2] and sorted(p.name for p in root.iterdir()) == ["step_000000001"]
     assert load_checkpoint(root / "step_000000001").step == 1
-    monkeypatch.setattr(train_vae, "save_checkpoint", real_save)
+    monkeypatch.setattr(vae_checkpoint, "save_checkpoint", real_save)
     resumed = main(tiny(tmp_path / "run", clips, *RESUME, "train.max_steps=2", "train.ckpt_every=1"))
     again, clean = load_checkpoint(resumed.checkpoint), load_checkpoint(resume_runs[2].checkpoint)
     for group in clean.weights:

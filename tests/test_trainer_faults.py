@@ -19,7 +19,7 @@ import torch
 from lcvae.diffusion import GaussianDiffusion
 from lcvae.losses import GeneratorLoss
 from lcvae.models.lcvae import LCVAE
-from lcvae.train import train_latte, train_vae
+from lcvae.train import train_latte, train_vae, vae_setup
 from lcvae.train.checkpoint import latest_checkpoint, load_checkpoint
 from lcvae.train.faults import EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted
 from lcvae.train.vae_config import ModelSection, resolve_model_config
@@ -199,12 +199,12 @@ def test_vae_divergence_save_then_resume_does_not_diverge(tmp_path, clips):
 def test_vae_sigterm_checkpoints_and_resumes_bit_identical(tmp_path, clips, monkeypatch):
     random = (RESUME[0], "disc.dropout=0.3", *FAST, "train.max_steps=3", "train.ckpt_every=100")  # dropout: RNG matters
     whole = train_vae.main(tiny(tmp_path / "a", clips, *random))
-    monkeypatch.setattr(train_vae, "GeneratorLoss", _on_call(GeneratorLoss, {1}, _sigterm))  # during the first step
+    monkeypatch.setattr(vae_setup, "GeneratorLoss", _on_call(GeneratorLoss, {1}, _sigterm))  # during the first step
     with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM after step 1") as err:
         train_vae.main(tiny(tmp_path / "b", clips, *random))
     assert err.value.checkpoint.name == "step_000000001"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
-    monkeypatch.setattr(train_vae, "GeneratorLoss", GeneratorLoss)
+    monkeypatch.setattr(vae_setup, "GeneratorLoss", GeneratorLoss)
     resumed = train_vae.main(tiny(tmp_path / "b", clips, *random))
     _equal_tensors(_weights(resumed.checkpoint), _weights(whole.checkpoint))
     untimed = [[{k: v for k, v in r.items() if k != "time"} for r in rows(tmp_path / x)] for x in "ab"]

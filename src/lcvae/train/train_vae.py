@@ -9,9 +9,11 @@ resume, then loop over generator (G) and discriminator (D) steps:
     schedule "alternate" (reference): D on odd steps once the GAN is on, G on every other step;
     schedule "both": G then D on every step, D on the G step's reconstruction.
 
-Its pieces: ``vae_config`` (the typed config and its checks), ``vae_model`` (training forward pass,
-posterior noise, init from a pretrained backbone, gradient checkpointing), ``vae_data`` (datasets,
-resumable order), ``validation`` (metrics of the EMA model), ``checkpoint`` / ``ema`` / ``distributed``.
+Its pieces: ``vae_config`` (the typed config and its checks), ``vae_setup`` (the trained modules,
+optimisers and DDP wrappers), ``vae_step`` (one G and/or D update), ``vae_checkpoint`` (save, resume),
+``vae_model`` (training forward pass, posterior noise, init from a pretrained backbone, gradient
+checkpointing), ``vae_data`` (datasets, resumable order), ``validation`` (metrics of the EMA model),
+``checkpoint`` / ``ema`` / ``distributed``.
 
 Determinism. Data items depend only on (seed, epoch, index) and the posterior noise of a sample
 only on (seed, step, dataset index), so the loss curve does not depend on how a global batch is
@@ -36,56 +38,47 @@ A rank that stops answering fails the others after ``train.dist_timeout_s`` (:cl
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 
 from lcvae.config import to_dict
 from lcvae.data import SkipCounter
-from lcvae.losses import DiscriminatorLoss, GeneratorLoss
 from lcvae.masks import paper_mask
-from lcvae.models.discriminator import DISCRIMINATOR_PRESETS, PatchDiscriminator3D
 from lcvae.models.lcvae import LCVAE, LCVAEConfig
-from lcvae.train.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    set_aside_after,
-)
+from lcvae.train.checkpoint import latest_checkpoint, restore_rng_state, set_aside_after
 from lcvae.train.distributed import (
     DistInfo,
     all_reduce_mean,
-    any_rank,
     any_rank_each,
     barrier,
     cleanup_distributed,
-    gather_rng_states,
     init_distributed,
     is_distributed,
-    mean_over_ranks,
     min_over_ranks,
     seed_everything,
     setup_logging,
     stalled_rank_errors,
 )
-from lcvae.train.ema import EMA
 from lcvae.train.faults import PreviousState, StopSignals, TrainingDiverged, TrainingInterrupted, ignore_stop_signals
 from lcvae.train.run_log import append_jsonl, open_tensorboard, progress_line, truncate_jsonl
+from lcvae.train.vae_checkpoint import resume_state, save_state
 from lcvae.train.vae_config import TrainVAEConfig, check, load_train_config
 from lcvae.train.vae_data import build_eval_dataset, build_train_dataset, eval_clips, make_train_loader
-from lcvae.train.vae_model import TrainForward, init_backbone_from, load_perceptual, posterior_noise
+from lcvae.train.vae_model import (
+    init_backbone_from,  # noqa: F401 (importable from the recipe, as before)
+    posterior_noise,
+)
+from lcvae.train.vae_setup import build_parts, wrap_forwards
+from lcvae.train.vae_step import train_step
 from lcvae.train.validation import evaluate_clips, load_metric_lpips, preview_image, reconstruct
 from lcvae.utils import write_json
 
@@ -102,80 +95,6 @@ class TrainResult:
     stopped_by: str  # "max_steps" or "time_budget"
     nonfinite_total: int
     train_seconds: float  # training-loop wall time of this invocation
-
-
-# ------------------------------------------------------------------------------------------ helpers
-
-
-def _grouped(disc: nn.Module, group: int | None) -> Callable[[Tensor], Tensor]:
-    """Run the discriminator on groups of ``group`` clips so BatchNorm sees per-group statistics."""
-    if group is None:
-        return disc
-    return lambda v: torch.cat([disc(part) for part in v.split(group)], dim=0)
-
-
-def _ddp(module: nn.Module, device: torch.device, local_rank: int) -> DistributedDataParallel:
-    # Buffers need no syncing at every forward: the model's are constants, and BatchNorm running
-    # statistics are never used in training mode (rank 0's are the ones saved).
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
-        no_sync = {"forward_sync_buffers": False}
-    else:
-        no_sync = {"broadcast_buffers": False}
-    ids = [local_rank] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, **no_sync)
-
-
-def _backward_clipped(
-    loss: Tensor, optimizer: torch.optim.Optimizer, parameters: Iterable[nn.Parameter], clip: float | None
-) -> Tensor | None:
-    """Zero the gradients, backpropagate ``loss`` and clip them to norm ``clip`` (None: only measure);
-    returns the norm before clipping, or None when the loss is non-finite on some rank (every rank
-    then skips the step together)."""
-    if any_rank(not bool(torch.isfinite(loss))):
-        return None
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    return torch.nn.utils.clip_grad_norm_(parameters, clip or math.inf)
-
-
-def _save(
-    root: Path,
-    step: int,
-    cfg: TrainVAEConfig,
-    model_cfg: LCVAEConfig,
-    model: LCVAE,
-    ema: EMA,
-    disc: nn.Module,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-    data: dict,
-    counters: dict,
-    rank: int,
-    world: int,
-) -> Path | None:
-    """All ranks call this (it gathers their RNG states); rank 0 writes ``root/step_*`` atomically."""
-    rng = gather_rng_states()
-    path = None
-    if rank == 0:
-        state = {
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "rng": rng,
-            "data": data,
-            "counters": counters,
-            "model_config": model_cfg.to_dict(),
-            "world_size": world,
-            "ema": {"decay": ema.decay, "num_updates": ema.num_updates},
-        }
-        weights = {
-            "model": model.state_dict(),
-            "ema": ema.params,
-            "ema_buffers": ema.buffers,
-            "disc": disc.state_dict(),
-        }
-        path = save_checkpoint(root, step, weights=weights, state=state, config=cfg, keep_last=cfg.train.keep_last)
-    barrier()
-    return path
 
 
 # ------------------------------------------------------------------------------------------- recipe
@@ -214,32 +133,9 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
     )
 
     # -- model, discriminator, EMA, losses, optimisers (same initial weights on every rank)
-    torch.manual_seed(t.seed)
-    model = LCVAE(model_cfg)
-    if cfg.model.init_from is not None:
-        init_backbone_from(model, cfg.model.init_from, allow_causality_change=cfg.model.init_allow_causality_change)
-    if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing = True  # the backbone recomputes its blocks in backward
-        logger.info("gradient checkpointing on")
-    model.to(device).train()
-    disc_cfg = DISCRIMINATOR_PRESETS[cfg.disc.preset]
-    if cfg.disc.dropout is not None:
-        disc_cfg = replace(disc_cfg, dropout=cfg.disc.dropout)
-    disc = PatchDiscriminator3D(disc_cfg).to(device).train()
-    ema = EMA(model, cfg.optim.ema_decay)
-    perceptual = load_perceptual(cfg.perceptual).to(device) if cfg.loss.perceptual_weight > 0 else None
-    perceptual_name = perceptual.name if perceptual is not None else None
-    gen_loss, disc_loss = GeneratorLoss(cfg.loss, perceptual), DiscriminatorLoss(cfg.loss)
-    o = cfg.optim
-    opt_g = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.disc.lr or o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    n_params = sum(p.numel() for p in model.parameters())
-    logger.info(
-        "generator %.2f M parameters, discriminator %.2f M; perceptual loss %s",
-        n_params / 1e6,
-        sum(p.numel() for p in disc.parameters()) / 1e6,
-        perceptual_name or "off",
-    )
+    parts = build_parts(cfg, model_cfg, device)
+    model, disc, ema, opt_g, opt_d = parts.model, parts.disc, parts.ema, parts.opt_g, parts.opt_d
+    perceptual_name, gen_loss, o = parts.perceptual_name, parts.gen_loss, cfg.optim
 
     # -- resume: weights, EMA, optimisers, step, data position, counters, RNG
     step, epoch, items_done, nonfinite_total = 0, 0, 0, 0
@@ -248,49 +144,14 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
     )
     rng_state = None
     if resume_from is not None:
-        ckpt = load_checkpoint(resume_from, map_location=device)
-        if ckpt.state["model_config"] != model_cfg.to_dict():
-            raise ValueError(
-                f"{resume_from} was trained with a different model configuration; point train.out_dir "
-                f"at a new folder or set train.resume=never to start over"
-            )
-        model.load_state_dict(ckpt.weights["model"])
-        disc.load_state_dict(ckpt.weights["disc"])
-        ema.load_state_dict(
-            {**ckpt.state["ema"], "params": ckpt.weights["ema"], "buffers": ckpt.weights["ema_buffers"]}
-        )
-        opt_g.load_state_dict(ckpt.state["opt_g"])
-        opt_d.load_state_dict(ckpt.state["opt_d"])
-        step, epoch, items_done = ckpt.step, ckpt.state["data"]["epoch"], ckpt.state["data"]["items"]
-        nonfinite_total = ckpt.state["counters"]["nonfinite_total"]
-        if items_done % world:
-            logger.warning(
-                "resumed with %d processes; %d items of epoch %d were consumed, not divisible: "
-                "the epoch continues from item %d",
-                world,
-                items_done,
-                epoch,
-                items_done // world * world,
-            )
-        if len(ckpt.state["rng"]) == world:
-            rng_state = ckpt.state["rng"][rank]
-        else:
-            logger.warning(
-                "checkpoint has RNG states of %d processes, this run has %d: RNG re-seeded",
-                len(ckpt.state["rng"]),
-                world,
-            )
-        logger.info("resumed from %s at step %d (epoch %d, %d items into it)", resume_from, step, epoch, items_done)
+        r = resume_state(resume_from, model_cfg, parts, device, rank, world)
+        step, epoch, items_done = r.step, r.epoch, r.items_done
+        nonfinite_total, rng_state = r.nonfinite_total, r.rng_state
     else:
         logger.info("starting from scratch in %s", out_dir)
 
     # -- distributed wrappers: DDP averages gradients; the bare modules serve no-grad and G-step uses
-    train_fwd = TrainForward(model)
-    fwd, disc_train = train_fwd, disc
-    if world > 1:
-        fwd, disc_train = _ddp(train_fwd, device, info.local_rank), _ddp(disc, device, info.local_rank)
-    grad_reduce = mean_over_ranks if world > 1 else None
-    disc_g, disc_d = _grouped(disc, cfg.disc.bn_group), _grouped(disc_train, cfg.disc.bn_group)
+    fw = wrap_forwards(parts, cfg.disc.bn_group, device, world, info.local_rank)
 
     # -- data: items depend on (seed, epoch, index) only; the sampler resumes mid-epoch
     dataset = build_train_dataset(cfg.data, t.seed)
@@ -332,6 +193,9 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
     def position() -> dict:
         return {"epoch": epoch, "items": items_done}
 
+    def save(at: int) -> Path | None:
+        return save_state(ckpt_root, at, cfg, model_cfg, parts, position(), counters, rank, world)
+
     while step < t.max_steps and stopped_by == "max_steps":
         loader.sampler.set_epoch(epoch)
         for batch in loader:
@@ -349,68 +213,23 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
                 group["lr"] = o.lr * lr_scale
             for group in opt_d.param_groups:
                 group["lr"] = (cfg.disc.lr or o.lr) * lr_scale
-            logs: dict[str, float] = {}
-            bad, x_hat = False, None
-            # BatchNorm statistics before this step's forward passes: restored if the step is skipped
-            disc_buffers = {name: b.clone() for name, b in disc.named_buffers()}
-
-            if g_step:  # generator: reconstruction + KL + adaptive-weighted GAN term
-                disc.requires_grad_(False)
-                with autocast():
-                    x_hat, mean, logvar, enc_flow, dec_flow = fwd(x, noise)
-                    flows = enc_flow[0] is not None and dec_flow[0] is not None
-                    g = gen_loss(
-                        x,
-                        x_hat,
-                        mean,
-                        logvar,
-                        step=step,
-                        discriminator=disc_g if gan_on else None,
-                        last_layer=model.last_layer if gan_on else None,
-                        encoder_coeffs=enc_flow if flows else None,
-                        decoder_coeffs=dec_flow if flows else None,
-                        grad_reduce=grad_reduce,
-                    )
-                disc.requires_grad_(True)
-                norm = _backward_clipped(g.total, opt_g, model.parameters(), o.clip_grad_norm)
-                bad = norm is None
-                if not bad:
-                    bad = not bool(torch.isfinite(norm))
-                    logs.update(
-                        g.to_log(), mae=float((x_hat.detach().float() - x.float()).abs().mean()), grad_norm=float(norm)
-                    )
-                    if model.compressor is not None and model.compressor.last_selection is not None:
-                        # adaptive top-K: which coefficient channels this batch kept, and how many the paper mask keeps too
-                        overlap = model.compressor.overlap_with(paper_indices)
-                        logs["adaptive_overlap"] = overlap
-                        if rank == 0 and step % cfg.log.every == 0:
-                            append_jsonl(
-                                out_dir / "adaptive_selection.jsonl",
-                                {
-                                    "step": step,
-                                    "overlap_paper": overlap,
-                                    "selection": model.compressor.last_selection.tolist(),
-                                },
-                            )
-
-            if d_step and not bad:  # discriminator: hinge loss on real clips and reconstructions
-                if x_hat is None:
-                    with torch.no_grad(), autocast():
-                        x_hat = train_fwd(x, noise)[0]
-                with autocast():
-                    d = disc_loss(disc_d, x, x_hat.detach(), step=step)
-                norm_d = _backward_clipped(d.total, opt_d, disc.parameters(), o.clip_grad_norm)
-                bad = norm_d is None
-                if not bad:
-                    bad = not bool(torch.isfinite(norm_d))
-                    logs.update({f"d_{k}": v for k, v in d.to_log().items()}, d_grad_norm=float(norm_d))
-
-            if bad:  # nothing is stepped: weights and statistics stay those of the last good step
-                opt_g.zero_grad(set_to_none=True)
-                opt_d.zero_grad(set_to_none=True)
-                with torch.no_grad():
-                    for name, buffer in disc.named_buffers():
-                        buffer.copy_(disc_buffers[name])
+            selection_log = out_dir / "adaptive_selection.jsonl" if rank == 0 and step % cfg.log.every == 0 else None
+            applied, logs = train_step(
+                parts,
+                fw,
+                previous,
+                x,
+                noise,
+                step,
+                g_step=g_step,
+                d_step=d_step,
+                gan_on=gan_on,
+                clip=o.clip_grad_norm,
+                autocast=autocast,
+                paper_indices=paper_indices,
+                selection_log=selection_log,
+            )
+            if not applied:  # nothing was stepped: weights and statistics stay those of the last good step
                 bad_in_row += 1
                 nonfinite_total += 1
                 counters["nonfinite_total"] = nonfinite_total
@@ -432,21 +251,7 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
                     if previous.restore():  # labelled with that update's step; later checkpoints hold its result
                         if rank == 0:
                             set_aside_after(ckpt_root, step - 1)
-                        path = _save(
-                            ckpt_root,
-                            step - 1,
-                            cfg,
-                            model_cfg,
-                            model,
-                            ema,
-                            disc,
-                            opt_g,
-                            opt_d,
-                            position(),
-                            counters,
-                            rank,
-                            world,
-                        )
+                        path = save(step - 1)
                     else:  # no update in this invocation: the checkpoint it resumed from is that state
                         path = latest_checkpoint(ckpt_root) if rank == 0 else None
                     raise TrainingDiverged(
@@ -461,15 +266,6 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
                 acc = window.setdefault(key, [0.0, 0])
                 acc[0] += value
                 acc[1] += 1
-            # the parts this step changes; the discriminator's BatchNorm statistics change in a G step too,
-            # already in its forward passes: the copy holds them as they were before
-            previous.keep(*(("model", "opt_g", "ema") if g_step else ()), "disc", *(("opt_d",) if d_step else ()))
-            previous.amend("disc", disc_buffers)
-            if g_step:
-                opt_g.step()
-                ema.update(model)
-            if d_step:
-                opt_d.step()
             step += 1
 
             # -- logging, validation, checkpoints, time budget
@@ -518,9 +314,7 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
                         )
                 barrier()
             if step % t.ckpt_every == 0:
-                checkpoint_path = _save(
-                    ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world
-                )
+                checkpoint_path = save(step)
                 last_saved = step
             if final:
                 break
@@ -529,9 +323,7 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
 
     train_seconds = time.perf_counter() - t0
     if step != last_saved:
-        checkpoint_path = _save(
-            ckpt_root, step, cfg, model_cfg, model, ema, disc, opt_g, opt_d, position(), counters, rank, world
-        )
+        checkpoint_path = save(step)
     if rank == 0 and checkpoint_path is None:
         checkpoint_path = latest_checkpoint(ckpt_root)
     if skips.count:
