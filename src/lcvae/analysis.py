@@ -39,192 +39,38 @@ synthetic tensors). :mod:`lcvae.analysis_output` writes the results (``analysis.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from lcvae.analysis_moments import LagMoments
+from lcvae.analysis_result import SPATIAL_NAMES, SUBBAND_NAMES, LatentAnalysis, subband_index
+from lcvae.analysis_sources import dataset_videos, model_latents, read_latent_files
 from lcvae.compression import LatentCompressor
-from lcvae.masks import GROUP_FRAMES, LEAF_NAMES, CompressionConfig
+from lcvae.masks import GROUP_FRAMES, CompressionConfig
 from lcvae.wavelets import haar3d
 
 logger = logging.getLogger(__name__)
 
-SUBBAND_NAMES = tuple("LH"[(s >> 2) & 1] + "LH"[(s >> 1) & 1] + "LH"[s & 1] for s in range(8))
-SPATIAL_NAMES = ("LL", "LH", "HL", "HH")  # sp = 2*h_hi + w_hi inside a leaf block
+__all__ = [
+    "ANALYSIS_MASKS",
+    "SPATIAL_NAMES",
+    "SUBBAND_NAMES",
+    "LagMoments",
+    "LatentAnalysis",
+    "LatentAnalyzer",
+    "analyze_dataset",
+    "analyze_latents",
+    "dataset_videos",
+    "model_latents",
+    "read_latent_files",
+    "subband_index",
+]
+
 ANALYSIS_MASKS = ("paper", "keep25", "keep75", "reference")
-
-
-def subband_index(t_hi: int, h_hi: int, w_hi: int) -> int:
-    """Subband of a one-level 3D Haar from its (t, h, w) bands: 4*t_hi + 2*h_hi + w_hi."""
-    return 4 * t_hi + 2 * h_hi + w_hi
-
-
-class LagMoments:
-    """Streaming moments of tensors (B, *shape, T, H, W), reduced over B, T, H, W per ``shape`` cell.
-
-    Keeps count, sum, sum of squares, and over consecutive pairs along T (within each tensor) the
-    pair count, cross sum and the sums of the first and second members; all float64.
-    """
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = tuple(shape)
-        zeros = lambda: torch.zeros(self.shape, dtype=torch.float64)  # noqa: E731
-        self.n = 0
-        self.pairs = 0
-        self.s1, self.s2 = zeros(), zeros()
-        self.cross, self.first, self.second = zeros(), zeros(), zeros()
-
-    def update(self, y: Tensor) -> None:
-        """Add a batch y (B, *shape, T, H, W); any float dtype and device."""
-        if tuple(y.shape[1:-3]) != self.shape:
-            raise ValueError(f"expected a tensor (B, {', '.join(map(str, self.shape))}, T, H, W), got {tuple(y.shape)}")
-        y = y.detach().to(torch.float64)
-        b, t, h, w = y.shape[0], *y.shape[-3:]
-        dims = (0, -3, -2, -1)
-        self.n += b * t * h * w
-        self.s1 += y.sum(dims).cpu()
-        self.s2 += y.square().sum(dims).cpu()
-        if t > 1:
-            a, c = y[..., :-1, :, :], y[..., 1:, :, :]
-            self.pairs += b * (t - 1) * h * w
-            self.cross += (a * c).sum(dims).cpu()
-            self.first += a.sum(dims).cpu()
-            self.second += c.sum(dims).cpu()
-
-    def merge(self, other: LagMoments) -> LagMoments:
-        """Add another accumulator's sums (e.g. from another process); returns self."""
-        if other.shape != self.shape:
-            raise ValueError(f"cannot merge moments of shape {other.shape} into {self.shape}")
-        self.n += other.n
-        self.pairs += other.pairs
-        for name in ("s1", "s2", "cross", "first", "second"):
-            getattr(self, name).add_(getattr(other, name))
-        return self
-
-    def mean(self) -> Tensor:
-        return self.s1 / max(self.n, 1)
-
-    def energy(self) -> Tensor:
-        """Mean squared magnitude per cell."""
-        return self.s2 / max(self.n, 1)
-
-    def variance(self) -> Tensor:
-        """Population variance per cell (pooled over every tensor, frame and position)."""
-        return (self.energy() - self.mean().square()).clamp_min(0.0)
-
-    def autocorrelation(self) -> Tensor:
-        """Lag-1 autocorrelation per cell (module docstring); NaN without pairs or variance."""
-        if self.pairs == 0:
-            return torch.full(self.shape, math.nan, dtype=torch.float64)
-        mu = self.mean()
-        cov = (self.cross - mu * (self.first + self.second)) / self.pairs + mu.square()
-        var = self.variance()
-        # Relative floor: a band that is zero up to float rounding has no defined correlation.
-        floor = 1e-24 * float(self.energy().max().clamp_min(1e-300))
-        return torch.where(var > floor, cov / var.clamp_min(1e-300), torch.full_like(var, math.nan))
-
-
-@dataclass
-class LatentAnalysis:
-    """Results of :func:`analyze_latents`; tensors are float64 on the CPU.
-
-    subband_energy / subband_autocorrelation: (8, C), rows SUBBAND_NAMES.
-    leaf_energy / leaf_autocorrelation: (8, 4, C) = (leaf, spatial subband, channel), or None.
-    head_energy: (C,) for causal latents, else None. subband_images: (8, C, H'/2, W'/2), the first
-    coefficient frame of the first clip (for Figs. 13-14).
-    """
-
-    channels: int
-    clips: int
-    causal: bool
-    frames: list[int]
-    subband_energy: Tensor
-    subband_autocorrelation: Tensor
-    subband_pairs: int
-    channel_mean: Tensor
-    channel_energy: Tensor
-    head_energy: Tensor | None
-    leaf_energy: Tensor | None
-    leaf_autocorrelation: Tensor | None
-    leaf_pairs: int
-    kept_share: dict[str, float | None]
-    subband_images: Tensor | None
-    notes: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def subband_share(self) -> Tensor:
-        """(8,) share of the total latent energy in each subband."""
-        per = self.subband_energy.sum(1)
-        return per / per.sum()
-
-    @property
-    def leaf_share(self) -> Tensor | None:
-        """(8,) share of the total energy in each Multi-WT leaf."""
-        if self.leaf_energy is None:
-            return None
-        per = self.leaf_energy.sum((1, 2))
-        return per / per.sum()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready numbers (NaN becomes None)."""
-        share = self.subband_share
-        out: dict[str, Any] = {
-            "latent": {
-                "channels": self.channels,
-                "clips": self.clips,
-                "causal": self.causal,
-                "frames_per_clip": sorted(set(self.frames)),
-                "channel_mean": _list(self.channel_mean),
-                "channel_energy": _list(self.channel_energy),
-                "head_energy": None if self.head_energy is None else _list(self.head_energy),
-            },
-            "subbands": {
-                "names": list(SUBBAND_NAMES),
-                "letters": "temporal, height, width band (L low, H high); index s = 4*t_hi + 2*h_hi + w_hi",
-                "energy": _list(self.subband_energy),
-                "energy_share": _list(share),
-                "temporal_low_share": float(share[:4].sum()),
-                "autocorrelation": _list(self.subband_autocorrelation),
-                "autocorrelation_channel_mean": _list(_nanmean(self.subband_autocorrelation, 1)),
-                "pairs_per_cell": self.subband_pairs,
-            },
-            "leaves": None,
-            "notes": self.notes,
-        }
-        if self.leaf_energy is not None:
-            out["leaves"] = {
-                "names": list(LEAF_NAMES),
-                "letters": "temporal bands of the second split, first split and 3D level (b2 b1 b0)",
-                "spatial_names": list(SPATIAL_NAMES),
-                "energy": _list(self.leaf_energy),
-                "energy_share": _list(self.leaf_share),
-                "kept_share": self.kept_share,
-                "autocorrelation": _list(self.leaf_autocorrelation),
-                "pairs_per_cell": self.leaf_pairs,
-            }
-        return out
-
-
-def _list(x: Tensor) -> Any:
-    """Nested lists of floats with NaN as None."""
-    if x.dim() == 0:
-        v = float(x)
-        return None if math.isnan(v) else v
-    return [_list(v) for v in x]
-
-
-def _nanmean(x: Tensor, dim: int) -> Tensor:
-    ok = ~torch.isnan(x)
-    total = torch.where(ok, x, torch.zeros_like(x)).sum(dim)
-    count = ok.sum(dim)
-    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, math.nan))
 
 
 class LatentAnalyzer:
@@ -360,49 +206,6 @@ def analyze_latents(
     return analyzer.result()
 
 
-def model_latents(model, videos: Iterable[Tensor], device: str = "cpu", chunk: int | None = None) -> Iterator[Tensor]:
-    """Posterior means of videos (B, 3, T, H, W) in [-1, 1] under ``model`` (an LCVAE, in whatever dtype
-    it was cast to): the backbone latent z (B, C, T', H', W') before any compression, in float32 on the CPU."""
-    dtype = next(model.parameters()).dtype
-    with torch.no_grad():
-        for x in videos:
-            yield model.encode(x.to(device=device, dtype=dtype), chunk).mode().float().cpu()
-
-
-def dataset_videos(
-    dataset,
-    batch_size: int = 1,
-    max_clips: int | None = None,
-    progress: bool = True,
-    counter=None,
-    paths: list[str] | None = None,
-) -> Iterator[Tensor]:
-    """Video batches (B, 3, T, H, W) in [-1, 1] from a ``lcvae.data`` dataset in order, with a progress
-    bar; skipped clips are counted in ``counter`` (a ``SkipCounter``), the used clips' paths appended
-    to ``paths``; stops after ``max_clips``."""
-    from lcvae.data import SkipCounter, make_loader
-    from lcvae.progress import Progress
-
-    counter = counter if counter is not None else SkipCounter()
-    total = len(dataset) if max_clips is None else min(max_clips, len(dataset))
-    seen = 0
-    with Progress(total, "clips", unit="clip", enabled=progress) as bar:
-        for batch in make_loader(dataset, batch_size, shuffle=False):
-            good = counter.update(batch)
-            bar.update(good + len(batch["skipped"]))
-            if good == 0:
-                continue
-            video = batch["video"]
-            if max_clips is not None:
-                video = video[: max_clips - seen]
-            seen += video.shape[0]
-            if paths is not None:
-                paths.extend(batch["path"][: video.shape[0]])
-            yield video
-            if max_clips is not None and seen >= max_clips:
-                return
-
-
 def analyze_dataset(
     model,
     dataset,
@@ -423,34 +226,3 @@ def analyze_dataset(
     result = analyze_latents(model_latents(model, videos, device, chunk), causal=model.causal, leaves=leaves)
     logger.info("analysed %d clips; %s", result.clips, counter.summary())
     return result, {"clips": paths, "skipped": counter.count, "skipped_summary": counter.summary()}
-
-
-def read_latent_files(paths: Iterable[str | Path]) -> tuple[list[Tensor], bool]:
-    """Backbone latents saved by ``lcvae encode --raw`` (safetensors ``latent`` (1, C, T', h, w) with the
-    model config in the metadata) -> (latents, causal). Diffusion latents are refused: they are packed
-    and normalised, not the backbone latent this analysis is about."""
-    from safetensors import safe_open
-
-    from lcvae.models.lcvae import LCVAEConfig
-
-    latents, causal = [], set()
-    for path in paths:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            latent = f.get_tensor("latent")
-        if meta.get("kind") != "raw":
-            raise ValueError(
-                f"{path} holds a {meta.get('kind', 'unlabelled')} latent; the analysis needs the backbone "
-                "latent: encode with `lcvae encode --raw`"
-            )
-        if "config" not in meta:
-            raise ValueError(
-                f"{path} has no model config in its metadata, so its frame rule (causal or not) is unknown"
-            )
-        causal.add(LCVAEConfig.from_dict(json.loads(meta["config"])).backbone.causal)
-        latents.append(latent)
-    if not latents:
-        raise ValueError("no latent files given")
-    if len(causal) > 1:
-        raise ValueError("the latent files mix causal and non-causal models; analyse them separately")
-    return latents, causal.pop()
