@@ -22,149 +22,37 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..utils import closest
-from .transforms import ClipTransform
-from .video import VIDEO_EXTENSIONS, NotEnoughFramesError, VideoError, VideoReader, read_image
+from .batching import EpochSampler, SkipCounter, collate, make_loader
+from .clips import ClipDataset, Skipped, VideoEntry, find_files, item_generator
+from .video import VIDEO_EXTENSIONS, NotEnoughFramesError, VideoError, read_image
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "UCF101",
+    "ClipDataset",
+    "EpochSampler",
+    "SkipCounter",
+    "Skipped",
+    "SkyTimelapse",
+    "VideoEntry",
+    "VideoFolder",
+    "VideoManifest",
+    "collate",
+    "item_generator",
+    "make_loader",
+]
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-
-@dataclass(frozen=True)
-class VideoEntry:
-    """One video: a file, or (Sky Timelapse) a folder of frame images."""
-
-    path: str
-    label: int = -1
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """Stands in for an item whose video could not give a clip."""
-
-    index: int
-    path: str
-    reason: str
-
-
-def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """A CPU generator that depends only on (seed, epoch, index)."""
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed((int(state[0]) << 32) | int(state[1]))
-
-
-def _files(root: Path, extensions: Sequence[str]) -> list[Path]:
-    exts = {e.lower() for e in extensions}
-    # Dot-files are skipped: they include write_video's temporary files.
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file())
-
-
-class ClipDataset(Dataset):
-    """Fixed-length clips from a list of ``VideoEntry``; the classes below only build the list.
-
-    Clip options: ``num_frames``; ``frame_stride`` or ``target_fps`` (resample by timestamp);
-    ``random_start`` (training) or the fixed ``start_frame`` (evaluation); ``short_side`` resize,
-    ``crop`` size with ``random_crop`` or centre, ``hflip`` (random, p = 0.5), ``multiple``
-    (fit to a VAE's spatial multiple), ``resize_mode`` ("bicubic" or "area"); ``seed``;
-    ``threads`` per decoder (1 suits DataLoader workers). Without ``crop`` (or ``multiple``)
-    every video must have the same size for ``collate`` to stack a batch.
-    """
-
-    def __init__(
-        self,
-        entries: list[VideoEntry],
-        *,
-        source: str | Path,
-        searched: str,
-        num_frames: int = 17,
-        frame_stride: int = 1,
-        target_fps: float | None = None,
-        random_start: bool = False,
-        start_frame: int = 0,
-        short_side: int | None = None,
-        crop: int | None = None,
-        random_crop: bool = False,
-        hflip: bool = False,
-        multiple: int | None = None,
-        resize_mode: str = "bicubic",
-        seed: int = 0,
-        threads: int = 1,
-    ) -> None:
-        if not entries:
-            raise ValueError(
-                f"no videos found in {source} (searched for {searched}); check the path and the file extensions"
-            )
-        if num_frames < 1 or frame_stride < 1 or start_frame < 0 or seed < 0:
-            raise ValueError(
-                f"need num_frames >= 1, frame_stride >= 1, start_frame >= 0, seed >= 0; "
-                f"got {num_frames}, {frame_stride}, {start_frame}, {seed}"
-            )
-        if target_fps is not None and frame_stride != 1:
-            raise ValueError(f"give frame_stride or target_fps, not both (got {frame_stride}, {target_fps})")
-        self.entries = entries
-        self.num_frames, self.frame_stride, self.target_fps = num_frames, frame_stride, target_fps
-        self.random_start, self.start_frame = random_start, start_frame
-        self.transform = ClipTransform(
-            short_side=short_side, crop=crop, random_crop=random_crop, hflip=hflip, multiple=multiple, mode=resize_mode
-        )
-        self.seed, self.threads, self.epoch = seed, threads, 0
-        self.skipped: dict[str, str] = {}  # path -> reason, in this process
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Epoch used for plain integer indices (``EpochSampler`` passes it with the index)."""
-        self.epoch = epoch
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | Skipped:
-        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
-        entry = self.entries[index]
-        g = item_generator(self.seed, epoch, index)
-        try:
-            start, frames = self._load(entry, g)
-            try:
-                video = self.transform.apply_to_frames(frames, g)
-            except ValueError as e:  # options were checked up front: this video's size is at fault
-                raise VideoError(f"frames do not fit the transform: {e}") from e
-        except (VideoError, OSError) as e:
-            reason = str(e)
-            if entry.path not in self.skipped:
-                logger.warning("skipping %s: %s", entry.path, reason)
-            self.skipped[entry.path] = reason
-            return Skipped(index=index, path=entry.path, reason=reason)
-        return {
-            "video": video,
-            "path": entry.path,
-            "label": entry.label,
-            "caption": entry.caption,
-            "index": index,
-            "start": start,
-        }
-
-    def _start(self, max_start: int, g: torch.Generator) -> int:
-        if not self.random_start:
-            return self.start_frame
-        return int(torch.randint(max_start + 1, (1,), generator=g)) if max_start > 0 else 0
-
-    def _load(self, entry: VideoEntry, g: torch.Generator) -> tuple[int, torch.Tensor]:
-        """(start frame, uint8 (T, H, W, 3) frames) of the clip for this item."""
-        with VideoReader(entry.path, threads=self.threads) as r:
-            # A too-short video makes read() raise NotEnoughFramesError with the frame counts.
-            start = self._start(r.max_start(self.num_frames, self.frame_stride, self.target_fps), g)
-            return start, r.read(start, self.num_frames, self.frame_stride, self.target_fps)
 
 
 class VideoFolder(ClipDataset):
@@ -174,7 +62,7 @@ class VideoFolder(ClipDataset):
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"video folder {root} does not exist or is not a directory")
-        entries = [VideoEntry(str(p)) for p in _files(root, extensions)]
+        entries = [VideoEntry(str(p)) for p in find_files(root, extensions)]
         super().__init__(entries, source=root, searched=", ".join(extensions), **clip)
 
 
@@ -253,7 +141,9 @@ class UCF101(ClipDataset):
         if not root.is_dir():
             raise ValueError(f"UCF-101 root {root} does not exist or is not a directory")
         files = {
-            p.relative_to(root).as_posix(): p for p in _files(root, extensions) if len(p.relative_to(root).parts) >= 2
+            p.relative_to(root).as_posix(): p
+            for p in find_files(root, extensions)
+            if len(p.relative_to(root).parts) >= 2
         }
         self.classes = sorted({rel.split("/")[0] for rel in files})
         label_of = {c: i for i, c in enumerate(self.classes)}
@@ -315,7 +205,7 @@ class SkyTimelapse(ClipDataset):
             raise ValueError("frame folders have no frame rate; use frame_stride instead of target_fps")
         self.image_backend = image_backend
         self._frames: dict[str, list[Path]] = {}
-        for p in _files(root, extensions):
+        for p in find_files(root, extensions):
             self._frames.setdefault(str(p.parent), []).append(p)
         entries = [VideoEntry(folder) for folder in sorted(self._frames)]
         super().__init__(entries, source=root, searched=f"folders of {', '.join(extensions)}", **clip)
@@ -334,105 +224,3 @@ class SkyTimelapse(ClipDataset):
         if len({im.shape for im in images}) > 1:
             raise VideoError(f"{entry.path} mixes frame sizes {sorted({im.shape for im in images})}")
         return start, torch.from_numpy(np.stack(images))
-
-
-def collate(items: list[dict[str, Any] | Skipped]) -> dict[str, Any]:
-    """Stack good items; drop ``Skipped`` ones and return them under ``"skipped"``.
-
-    ``"video"`` is (B, 3, T, H, W) in [-1, 1] (an empty tensor when every item was skipped,
-    so check ``len(batch["path"])``); ``"label"``, ``"index"``, ``"start"`` are int64 (B,).
-    """
-    good = [it for it in items if not isinstance(it, Skipped)]
-    return {
-        "video": torch.stack([it["video"] for it in good]) if good else torch.empty(0),
-        "path": [it["path"] for it in good],
-        "label": torch.tensor([it["label"] for it in good], dtype=torch.long),
-        "caption": [it["caption"] for it in good],
-        "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
-        "start": torch.tensor([it["start"] for it in good], dtype=torch.long),
-        "skipped": [it for it in items if isinstance(it, Skipped)],
-    }
-
-
-class SkipCounter:
-    """Main-process tally of skipped items, fed with each batch from ``collate``."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.reasons: dict[str, str] = {}
-
-    def update(self, batch: dict[str, Any]) -> int:
-        """Count the batch's skipped items; returns the number of good items in it."""
-        for s in batch["skipped"]:
-            self.count += 1
-            self.reasons[s.path] = s.reason
-        return len(batch["path"])
-
-    def summary(self) -> str:
-        if not self.count:
-            return "no clips skipped"
-        worst = "; ".join(f"{p}: {r}" for p, r in list(self.reasons.items())[:3])
-        return f"skipped {self.count} clips from {len(self.reasons)} files ({worst})"
-
-
-class EpochSampler(Sampler):
-    """``DistributedSampler`` (shuffled by seed + epoch, one shard per rank) that yields
-    ``(epoch, index)``. Rank and world size default to ``torch.distributed`` when it is
-    initialised (under ``torchrun``), else a single process. The sampler pads the last round
-    with repeated indices so every rank gets as many items (``drop_last=False``); use the
-    ``"index"`` field to count each video once in evaluation."""
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        *,
-        shuffle: bool,
-        seed: int = 0,
-        drop_last: bool = False,
-        rank: int | None = None,
-        world_size: int | None = None,
-    ) -> None:
-        if world_size is None or rank is None:
-            ready = dist.is_available() and dist.is_initialized()
-            world_size = world_size if world_size is not None else dist.get_world_size() if ready else 1
-            rank = rank if rank is not None else dist.get_rank() if ready else 0
-        self.inner = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
-        )
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.inner.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        return ((epoch, i) for i in self.inner)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-
-def make_loader(
-    dataset: ClipDataset,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    seed: int = 0,
-    num_workers: int = 0,
-    drop_last: bool = False,
-    rank: int | None = None,
-    world_size: int | None = None,
-    **loader_kwargs: Any,
-) -> DataLoader:
-    """DataLoader with ``EpochSampler`` and ``collate``; call ``loader.sampler.set_epoch(e)``."""
-    sampler = EpochSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last, rank=rank, world_size=world_size)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate,
-        drop_last=drop_last,
-        **loader_kwargs,
-    )
