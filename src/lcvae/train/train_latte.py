@@ -7,7 +7,8 @@ Reads latents from a cache made by ``lcvae cache-latents`` (never re-encodes vid
 the cache was made by the configured VAE, builds the denoiser for the VAE's latent shape (Latte, or
 diffusers' Wan transformer through ``lcvae.models.denoisers``), and trains with the hybrid
 diffusion loss: AdamW, EMA, DDP under torchrun, TensorBoard scalars, a progress line, atomic
-checkpoints and sample videos decoded through the VAE.
+checkpoints and sample videos decoded through the VAE. Its pieces: ``latte_config`` (the typed config),
+``latte_setup`` (the denoiser, the data order), ``latte_checkpoint`` (save, resume, the divergence save).
 
 Exact resume. The data order is a function of (seed, step): epoch e is a permutation seeded by
 seed + e, split over ranks. Timesteps, noise and label dropout use the global torch RNG, whose
@@ -31,36 +32,25 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from lcvae.config import load_config, to_dict
 from lcvae.diffusion import GaussianDiffusion
 from lcvae.latent_cache import LatentCache
-from lcvae.models.denoisers import WanDenoiser, WanDenoiserConfig, denoiser_spec
+from lcvae.models.denoisers import denoiser_spec
 from lcvae.models.io import from_pretrained
-from lcvae.models.latte import Latte, LatteConfig
 from lcvae.sampling import decode_latents, sample_latents, write_grid, write_videos
-from lcvae.train.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    set_aside_after,
-)
+from lcvae.train.checkpoint import latest_checkpoint
 from lcvae.train.distributed import (
     DistInfo,
     all_reduce_mean,
     any_rank,
     any_rank_each,
-    barrier,
     cleanup_distributed,
-    gather_rng_states,
     init_distributed,
     seed_everything,
     setup_logging,
@@ -76,57 +66,15 @@ from lcvae.train.faults import (
     TrainingInterrupted,
     ignore_stop_signals,
 )
-from lcvae.train.latte_config import DenoiserOptions, TrainLatteConfig
+from lcvae.train.latte_checkpoint import diverged, resume_state, save_state
+from lcvae.train.latte_config import TrainLatteConfig
+from lcvae.train.latte_setup import StepBatches, build_denoiser_for
 from lcvae.train.run_log import open_tensorboard
 from lcvae.utils import format_duration
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["main", "build_denoiser_for", "StepBatches", "cli"]
-
-
-def build_denoiser_for(opts: DenoiserOptions, latent_shape: Sequence[int], num_classes: int) -> nn.Module:
-    """The configured denoiser for latents (C, F, h, w) = `latent_shape` (from the VAE config)."""
-    c, f, h, w = latent_shape
-    common = dict(num_classes=num_classes, class_dropout_prob=opts.class_dropout_prob, learn_sigma=opts.learn_sigma)
-    if opts.kind == "latte":
-        return Latte(
-            LatteConfig.from_preset(
-                opts.preset,
-                in_channels=c,
-                num_frames=f,
-                input_size=(h, w),
-                gradient_checkpointing=opts.gradient_checkpointing,
-                **common,
-            )
-        )
-    return WanDenoiser(WanDenoiserConfig(in_channels=c, num_frames=f, input_size=(h, w), **asdict(opts.wan), **common))
-
-
-class StepBatches(Sampler):
-    """Endless batches of cache indices for one rank, starting at `start_step`; batch k of the run is a
-    function of (seed, k) only. Each epoch is a permutation seeded by seed + epoch, dealt round-robin
-    to ranks; the remainder that does not fill a batch on every rank is left out of that epoch."""
-
-    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0):
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.rank, self.world_size, self.start_step = rank, world_size, start_step
-        self.steps_per_epoch = size // world_size // batch_size
-        if self.steps_per_epoch < 1:
-            raise ValueError(
-                f"the cache holds {size} latents, fewer than one batch of {batch_size} on each of "
-                f"{world_size} ranks; lower batch_size or cache more clips (cache-latents --passes)"
-            )
-
-    def __iter__(self) -> Iterator[list[int]]:
-        step = self.start_step
-        while True:
-            epoch, first = divmod(step, self.steps_per_epoch)
-            perm = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch))
-            mine = perm[self.rank :: self.world_size]
-            for k in range(first, self.steps_per_epoch):
-                yield mine[k * self.batch_size : (k + 1) * self.batch_size].tolist()
-                step += 1
 
 
 def main(cfg: TrainLatteConfig) -> Path:
@@ -182,40 +130,7 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
     step = 0
     latest = latest_checkpoint(ckpt_root)
     if latest is not None:
-        ckpt = load_checkpoint(latest, map_location=device)
-        if ckpt.state["denoiser"] != spec:
-            raise ValueError(f"{latest} holds another denoiser ({ckpt.state['denoiser']}); use a new run_dir")
-        model.load_state_dict(ckpt.weights["model"], strict=True)
-        buffers = {k: ckpt.weights["ema"].get(k, b) for k, b in ema.buffers.items()}
-        ema.load_state_dict(
-            {**ckpt.state["ema"], "params": {k: ckpt.weights["ema"][k] for k in ema.params}, "buffers": buffers}
-        )
-        opt.load_state_dict(ckpt.state["optimizer"])
-        o = cfg.optim  # the config's hyper-parameters, not the checkpoint's: a resume may lower the lr
-        for group in opt.param_groups:
-            if (group["lr"], tuple(group["betas"]), group["weight_decay"]) != (o.lr, tuple(o.betas), o.weight_decay):
-                logger.info(
-                    "optimiser now lr %g, betas %s, weight decay %g (checkpoint: %g, %s, %g)",
-                    o.lr,
-                    o.betas,
-                    o.weight_decay,
-                    group["lr"],
-                    tuple(group["betas"]),
-                    group["weight_decay"],
-                )
-            group.update(lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-        rng = ckpt.state["rng"]
-        if len(rng) == info.world_size:
-            restore_rng_state(rng[info.rank])
-        else:
-            logger.warning(
-                "checkpoint has RNG states of %d ranks, running %d: the resumed run is not bit-exact",
-                len(rng),
-                info.world_size,
-            )
-            seed_everything(cfg.seed + ckpt.step, info.rank)
-        step = ckpt.step
-        logger.info("resumed from %s at step %d", latest, step)
+        step = resume_state(latest, model, ema, opt, spec, cfg, info, device)
     if step >= cfg.max_steps:
         logger.info("run already at step %d >= max_steps %d", step, cfg.max_steps)
         cleanup_distributed()
@@ -243,36 +158,19 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
     )
+    facts = {
+        "denoiser": spec,
+        "diffusion": asdict(cfg.diffusion),
+        "vae_fingerprint": fingerprint,
+        "video_shape": list(cache.video_shape),
+        "latent_shape": list(latent_shape),
+        "fps": cache.fps,
+        "world_size": info.world_size,
+    }
 
     def save(at: int | None = None) -> Path:
         """Checkpoint the current state as step ``at`` (default: the current step); all ranks call it."""
-        at = step if at is None else at
-        rngs = gather_rng_states()
-        path = ckpt_root / f"step_{at:09d}"
-        if info.is_main:
-            ema_weights = {k: ema.params[k] if k in ema.params else ema.buffers[k] for k in model.state_dict()}
-            state = {
-                "optimizer": opt.state_dict(),
-                "ema": {"decay": ema.decay, "num_updates": ema.num_updates},
-                "rng": rngs,
-                "denoiser": spec,
-                "diffusion": asdict(cfg.diffusion),
-                "vae_fingerprint": fingerprint,
-                "video_shape": list(cache.video_shape),
-                "latent_shape": list(latent_shape),
-                "fps": cache.fps,
-                "world_size": info.world_size,
-            }
-            path = save_checkpoint(
-                ckpt_root,
-                at,
-                weights={"model": model.state_dict(), "ema": ema_weights},
-                state=state,
-                config=cfg,
-                keep_last=cfg.keep_last,
-            )
-        barrier()
-        return path
+        return save_state(ckpt_root, step if at is None else at, model, ema, opt, facts, cfg, info.is_main)
 
     def write_samples() -> None:
         ema.copy_to(sampler_model)
@@ -333,7 +231,7 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
             if bad_in_row >= cfg.max_nonfinite:
                 if writer is not None:
                     writer.close()
-                raise _diverged(previous, save, step, bad_in_row, last, ckpt_root, info.is_main)
+                raise diverged(previous, save, step, bad_in_row, last, ckpt_root, info.is_main)
             continue
         bad_in_row = 0
         previous.keep("model", "optimizer", "ema")
@@ -401,30 +299,6 @@ def _train(cfg: TrainLatteConfig, info: DistInfo, stop: StopSignals) -> Path:
     logger.info("done: %d steps, last checkpoint %s; %d non-finite steps skipped", step, last, nonfinite_total)
     cleanup_distributed()
     return last
-
-
-def _diverged(
-    previous: PreviousState,
-    save: Callable[[int], Path],
-    step: int,
-    bad_in_row: int,
-    last: Path | None,
-    ckpt_root: Path,
-    is_main: bool,
-) -> TrainingDiverged:
-    """Save the state from before the last update (whose weights gave only non-finite losses since),
-    labelled with that update's step; without an update in this run the last checkpoint is that state."""
-    if previous.restore():
-        if is_main:  # later checkpoints hold the result of that update
-            set_aside_after(ckpt_root, step - 1)
-        last = save(step - 1)
-    where = last or ckpt_root
-    return TrainingDiverged(
-        f"{bad_in_row} non-finite steps in a row (step {step}); the state from before the last update "
-        f"is saved in {where}. Lower optim.lr, set optim.grad_clip, or check the cache, then run "
-        f"again to resume from it.",
-        last,
-    )
 
 
 def cli(argv: list[str] | None = None) -> int:
