@@ -9,9 +9,14 @@ Half precision: a bf16 model runs every op in bf16 (bf16 has fp32's range; Layer
 attention accumulate in fp32 inside PyTorch's kernels). An fp16 model would overflow: activations of a
 trained video VAE reach 1e4-1e5 in the residual stream and in the decoder's last layers, past fp16's
 65504, which shows up as NaN frames. So with fp16 weights only the convolutions run in fp16 (see
-:func:`conv`): activations travel in fp32 between layers, each convolution input is scaled by a power
-of two into fp16's safe range and the output scaled back in fp32, and norms, residual sums and
-attention run in fp32.
+:mod:`lcvae.models.onednn`): activations travel in fp32 between layers, each convolution input is
+scaled by a power of two into fp16's safe range and the output scaled back in fp32, and norms,
+residual sums and attention run in fp32.
+
+Memory layout: on a CPU the activations stay in one layout from the first convolution to the last
+(channels-last; :mod:`lcvae.models.onednn` says why), so every buffer a block allocates takes that
+layout (:func:`~lcvae.models.onednn.empty_like_layout`) and per-frame 2D layers see their frames as
+views. A layout switch costs more than the convolution layout it buys.
 
 Temporal semantics:
 
@@ -23,12 +28,25 @@ Temporal semantics:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lcvae.models.onednn import (  # noqa: F401 (conv3d, onednn_conv3d, _mkldnn_ok, _fp16_conv: re-exported)
+    _fp16_conv,
+    _mkldnn_ok,
+    cat_frames,
+    channel_layer_norm,
+    channels_last,
+    conv,
+    conv3d,
+    cpu_memory_format,
+    empty_like_layout,
+    memory_format_of,
+    onednn_conv3d,
+    uses_cpu_layout,
+)
 from lcvae.models.stream import StreamCache
 
 
@@ -42,6 +60,30 @@ def images_to_frames(x: Tensor, t: int) -> Tensor:
     """(B*T, C, H, W) -> (B, C, T, H, W)."""
     bt, c, h, w = x.shape
     return x.reshape(bt // t, t, c, h, w).transpose(1, 2)
+
+
+def conv_frames(layer: nn.Conv2d, x: Tensor) -> Tensor:
+    """A 2D convolution ``layer`` applied to every frame of a video (B, C, T, H, W).
+
+    On a CPU it runs as the 3D convolution with kernel (1, kh, kw) (the 2D weight viewed with a unit time
+    axis, stored unchanged), so the video keeps its layout: in channels-first layout the frame batch
+    (B*T, C, H, W) is a copy, and the video it gives back is strided, which every later op would pay
+    for. Elsewhere the plain twin: frames to images, the 2D convolution, back (the same numbers).
+    """
+    if (
+        uses_cpu_layout(x)
+        and layer.weight.dtype != torch.float16
+        and layer.padding_mode == "zeros"
+        and not isinstance(layer.padding, str)
+    ):
+        x = x.contiguous(memory_format=cpu_memory_format(x.dtype, 5))
+        w = layer.weight.unsqueeze(2)  # (O, I, 1, kh, kw), a view
+        padding, stride, dilation = [0, *layer.padding], [1, *layer.stride], [1, *layer.dilation]
+        if _mkldnn_ok(x, w):
+            return torch.ops.aten.mkldnn_convolution(x, w, layer.bias, padding, stride, dilation, layer.groups)
+        return F.conv3d(x, w, layer.bias, stride, padding, dilation, layer.groups)
+    y, t = frames_to_images(x)
+    return images_to_frames(conv(layer, y), t)
 
 
 class Norm(nn.Module):
@@ -68,142 +110,14 @@ class Norm(nn.Module):
             x, weight, bias = x.float(), weight.float(), bias.float()
         if self.kind == "groupnorm":
             return F.group_norm(x, self.norm.num_groups, weight, bias, 1e-6)
-        return F.layer_norm(x.movedim(1, -1), self.norm.normalized_shape, weight, bias, 1e-6).movedim(-1, 1)
+        return channel_layer_norm(x, weight, bias, 1e-6)
 
 
 class Conv2d(nn.Conv2d):
     """A 2D convolution applied to every frame of a video."""
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:  # (B, C, T, H, W)
-        y, t = frames_to_images(x)
-        return images_to_frames(conv(self, y), t)
-
-
-_MKLDNN = torch.backends.mkldnn.is_available()  # a property of the build; read once (dynamo cannot trace the call)
-
-
-def _mkldnn_ok(x: Tensor, weight: Tensor) -> bool:
-    return (
-        x.device.type == "cpu"
-        and x.shape[-1] * x.shape[-2] >= 256  # below ~16x16 pixels the generic kernel is as fast
-        and x.dtype == weight.dtype == torch.float32
-        and _MKLDNN
-        and not torch.is_autocast_enabled("cpu")
-    )
-
-
-@torch.library.custom_op("lcvae::onednn_conv3d", mutates_args=())
-def onednn_conv3d(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    padding: list[int],
-    stride: list[int],
-    dilation: list[int],
-    groups: int,
-) -> Tensor:
-    """The oneDNN 3D convolution as an op compilers treat as opaque: ``aten.mkldnn_convolution`` has no
-    fake-tensor rule, and a traced plain convolution would fall back to ``slow_conv3d`` on few frames."""
-    return torch.ops.aten.mkldnn_convolution(x.contiguous(), weight, bias, padding, stride, dilation, groups)
-
-
-@onednn_conv3d.register_fake
-def _onednn_conv3d_shape(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    padding: list[int],
-    stride: list[int],
-    dilation: list[int],
-    groups: int,
-) -> Tensor:
-    return F.conv3d(x.contiguous(), weight, bias, stride, padding, dilation, groups)
-
-
-def _onednn_conv3d_setup(ctx: Any, inputs: tuple, output: Tensor) -> None:
-    x, weight, bias, padding, stride, dilation, groups = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.conv = (None if bias is None else [bias.shape[0]], padding, stride, dilation, groups)
-
-
-def _onednn_conv3d_backward(ctx: Any, grad: Tensor) -> tuple:
-    x, weight = ctx.saved_tensors
-    bias_sizes, padding, stride, dilation, groups = ctx.conv
-    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_sizes is not None and ctx.needs_input_grad[2]]
-    gx, gw, gb = torch.ops.aten.convolution_backward(
-        grad, x, weight, bias_sizes, stride, padding, dilation, False, [0] * len(padding), groups, mask
-    )
-    return gx, gw, gb, None, None, None, None
-
-
-onednn_conv3d.register_autograd(_onednn_conv3d_backward, setup_context=_onednn_conv3d_setup)
-
-
-def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
-    """``conv(x)``, but always on oneDNN for fp32 CPU inputs.
-
-    PyTorch picks its generic ``slow_conv3d`` kernel for 3D inputs with few frames (e.g. a chunk),
-    which runs 2-6x slower than oneDNN on frames of 64x64 pixels; streaming inference lives on such
-    inputs. The result is the same convolution (tested against ``conv(x)``). Eager calls the aten op
-    directly; under ``torch.compile`` it goes through the :func:`onednn_conv3d` custom op, which the
-    compiler can trace (it has a shape rule and a backward) but keeps on oneDNN.
-    """
-    if _mkldnn_ok(x, conv.weight):
-        if not x.is_contiguous(memory_format=torch.channels_last_3d):
-            x = x.contiguous()
-        args = (x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-        if torch.compiler.is_compiling():
-            return onednn_conv3d(*args)
-        return torch.ops.aten.mkldnn_convolution(*args)
-    return conv(x)
-
-
-# fp16 convolution inputs are scaled to |x| <= 65504 / 256: a convolution may then amplify by 256 (sum of
-# |weights| of one output) before its fp16 accumulator overflows. Power-of-two scales are exact.
-_FP16_INPUT_BOUND = 256.0
-
-
-def _fp16_conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
-    """``layer(x)`` with fp16 weights on an input of any range: fp32 in, fp32 out, fp16 arithmetic."""
-    x = x.float()
-    peak = x.detach().abs().amax().clamp_min(_FP16_INPUT_BOUND)
-    scale = torch.exp2(torch.ceil(torch.log2(peak / _FP16_INPUT_BOUND)))  # 1 for inputs already in range
-    y = layer._conv_forward((x / scale).half(), layer.weight, None).float() * scale
-    if layer.bias is not None:
-        y = y + layer.bias.float().view(-1, *([1] * (y.dim() - 2)))
-    return y
-
-
-def channels_last(x: Tensor) -> Tensor:
-    """``x`` (N, C, H, W) or (N, C, T, H, W) laid out channels-last (a no-op when it already is)."""
-    return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
-
-
-def _wants_channels_last(numel: int, weight: Tensor) -> bool:
-    """Whether a CPU convolution of an input of ``numel`` elements should run channels-last: only when the
-    input outweighs the weight, which PyTorch copies to channels-last on every such call (a chunk of a
-    few frames through a wide layer is cheaper to convert the other way)."""
-    return numel >= weight.numel()
-
-
-def conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
-    """Apply a 2D (on (N, C, H, W)) or 3D convolution layer: oneDNN for fp32 CPU 3D convolutions
-    (:func:`conv3d`), the fp16 guard of :func:`_fp16_conv` for fp16 weights, else the layer's own.
-
-    On a CPU the input goes channels-last: oneDNN runs most of WF-VAE-L's convolution shapes faster
-    there (benchmarks/bench_flops.py counts them), its outputs stay channels-last, so the layout change
-    happens once per stream, LayerNorm over channels reads a contiguous view and temporal padding needs
-    no generic-kernel fallback. PyTorch copies the weight to channels-last on each such call (caching
-    the copies would double weight memory), so inputs smaller than their weight (short chunks) run
-    channels-first instead. Traced graphs and CUDA keep their layout.
-    """
-    if layer.weight.dtype == torch.float16:
-        return _fp16_conv(layer, x)
-    if x.device.type == "cpu" and x.dim() >= 4 and not torch.compiler.is_compiling():
-        x = channels_last(x) if _wants_channels_last(x.numel(), layer.weight) else x.contiguous()
-    if isinstance(layer, nn.Conv3d):
-        return conv3d(layer, x)
-    return layer._conv_forward(x, layer.weight, layer.bias)
+        return conv_frames(self, x)
 
 
 def to_model_dtype(x: Tensor, dtype: torch.dtype, where: str) -> Tensor:
@@ -257,8 +171,8 @@ class CausalConv3d(nn.Module):
 
 def silu_conv(layer: CausalConv3d, h: Tensor, cache: StreamCache | None = None) -> Tensor:
     """``layer(F.silu(h), cache)``, with SiLU writing straight into the temporally padded buffer the
-    convolution reads: saves :func:`temporal_pad`'s copy of the whole activation, and SiLU's output lands
-    channels-first whatever the layout of ``h`` (LayerNorm hands over a channels-last view).
+    convolution reads (allocated in the model layout): saves :func:`temporal_pad`'s copy of the whole
+    activation.
 
     Whole-video inference only: streaming, strides, autograd (``out=`` ops have no backward) and traced
     graphs (the compiler fuses the padding itself) take the plain path, which gives the same numbers.
@@ -274,9 +188,7 @@ def silu_conv(layer: CausalConv3d, h: Tensor, cache: StreamCache | None = None) 
     b, c, t, hh, ww = h.shape
     front = layer.kt - 1 if layer.causal else (layer.kt - 1) // 2
     back = 0 if layer.causal else (layer.kt - 1) // 2
-    buf = h.new_empty(b, c, front + t + back, hh, ww)
-    if h.device.type == "cpu" and _wants_channels_last(buf.numel(), layer.conv.weight):
-        buf = channels_last(buf)  # the layout conv() would convert to
+    buf = empty_like_layout(h, b, c, front + t + back, hh, ww)
     torch.ops.aten.silu.out(h, out=buf[:, :, front : front + t])
     if layer.causal:
         buf[:, :, :front] = buf[:, :, front : front + 1]  # the first frame, repeated
@@ -295,7 +207,7 @@ def temporal_pad(
             raise ValueError("chunked inference needs a causal model; non-causal models run on the whole video")
         return cache.causal_window(owner, x, kernel, stride)
     if causal:
-        return torch.cat([x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1), x], dim=2) if kernel > 1 else x
+        return cat_frames([x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1), x]) if kernel > 1 else x
     p = (kernel - 1) // 2
     return F.pad(x, (0, 0, 0, 0, p, p)) if p else x
 
@@ -313,11 +225,17 @@ class ResBlock2D(nn.Module):
         self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
-        y, t = frames_to_images(x)
-        h = conv(self.conv1, F.silu(self.norm1(y)))
-        h = conv(self.conv2, self.dropout(F.silu(self.norm2(h))))
-        skip = conv(self.nin_shortcut, y) if self.nin_shortcut is not None else y
-        return images_to_frames(skip + h, t)
+        if self.norm1.kind == "groupnorm":  # statistics per frame: the block runs on the frames as images
+            y, t = frames_to_images(x)
+            h = conv(self.conv1, F.silu(self.norm1(y)))
+            h = conv(self.conv2, self.dropout(F.silu(self.norm2(h))))
+            skip = conv(self.nin_shortcut, y) if self.nin_shortcut is not None else y
+            return images_to_frames(skip + h, t)
+        # LayerNorm is per position, so it runs on the video as is and only the convolutions see frames
+        h = conv_frames(self.conv1, F.silu(self.norm1(x)))
+        h = conv_frames(self.conv2, self.dropout(F.silu(self.norm2(h))))
+        skip = conv_frames(self.nin_shortcut, x) if self.nin_shortcut is not None else x
+        return skip + h
 
 
 class ResBlock3D(nn.Module):
@@ -373,8 +291,7 @@ class Downsample2D(nn.Module):
         self.conv = nn.Conv2d(cin, cout, 3, stride=2)
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
-        y, t = frames_to_images(x)
-        return images_to_frames(conv(self.conv, F.pad(y, (0, 1, 0, 1))), t)
+        return conv_frames(self.conv, F.pad(x, (0, 1, 0, 1)))
 
 
 class Downsample3D(nn.Module):
@@ -396,8 +313,7 @@ class Upsample2D(nn.Module):
         self.conv = nn.Conv2d(cin, cout, 3, padding=1)
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
-        y, t = frames_to_images(x)
-        return images_to_frames(conv(self.conv, F.interpolate(y, scale_factor=2.0, mode="nearest")), t)
+        return conv_frames(self.conv, F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest"))
 
 
 def upsample_time_linear(x: Tensor, before: Tensor, after: Tensor) -> Tensor:
@@ -405,14 +321,25 @@ def upsample_time_linear(x: Tensor, before: Tensor, after: Tensor) -> Tensor:
 
     Output frame 2i = 0.75 x_i + 0.25 x_{i-1} and 2i+1 = 0.75 x_i + 0.25 x_{i+1}, with ``before`` and
     ``after`` (one frame each) standing for x_{-1} and x_n. Replicating the end frames reproduces
-    ``F.interpolate(mode="trilinear")`` exactly.
+    ``F.interpolate(mode="trilinear")`` exactly. The output keeps ``x``'s memory layout.
     """
-    prev = torch.cat([before, x[:, :, :-1]], dim=2)
-    nxt = torch.cat([x[:, :, 1:], after], dim=2)
-    even = 0.75 * x + 0.25 * prev
-    odd = 0.75 * x + 0.25 * nxt
     b, c, t, h, w = x.shape
-    return torch.stack([even, odd], dim=3).reshape(b, c, 2 * t, h, w)
+    out = torch.empty((b, c, 2 * t, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    even, odd = out[:, :, 0::2], out[:, :, 1::2]
+    even[:, :, :1] = 0.75 * x[:, :, :1] + 0.25 * before
+    even[:, :, 1:] = 0.75 * x[:, :, 1:] + 0.25 * x[:, :, :-1]
+    odd[:, :, :-1] = 0.75 * x[:, :, :-1] + 0.25 * x[:, :, 1:]
+    odd[:, :, -1:] = 0.75 * x[:, :, -1:] + 0.25 * after
+    return out
+
+
+def upsample_time_nearest(x: Tensor) -> Tensor:
+    """Every frame twice: ``x.repeat_interleave(2, dim=2)`` in ``x``'s memory layout."""
+    b, c, t, h, w = x.shape
+    out = torch.empty((b, c, 2 * t, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    out[:, :, 0::2] = x
+    out[:, :, 1::2] = x
+    return out
 
 
 def upsample_space_bilinear(x: Tensor) -> Tensor:
@@ -440,14 +367,14 @@ class Upsample3D(nn.Module):
     def _up_time(self, x: Tensor) -> Tensor:
         """The whole sequence x (B, C, T, h, w) -> (B, C, 2T, h, w), its end frames replicated."""
         if self.time_mode == "nearest":
-            return x.repeat_interleave(2, dim=2)
+            return upsample_time_nearest(x)
         return upsample_time_linear(x, x[:, :, :1], x[:, :, -1:])
 
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         if cache is None:
             if self.causal:
                 head, rest = x[:, :, :1], x[:, :, 1:]
-                y = torch.cat([head, self._up_time(rest)], dim=2) if rest.shape[2] else head
+                y = cat_frames([head, self._up_time(rest)]) if rest.shape[2] else head
             else:
                 y = self._up_time(x)
         else:
@@ -464,16 +391,16 @@ class Upsample3D(nn.Module):
             cache.put(self, None)
         if self.time_mode == "nearest":  # no neighbour needed: nothing is held back
             if x.shape[2]:
-                out.append(x.repeat_interleave(2, dim=2))
-            return torch.cat(out, dim=2) if len(out) > 1 else out[0]
+                out.append(upsample_time_nearest(x))
+            return cat_frames(out) if len(out) > 1 else out[0]
         held = cache.get(self)  # last frame seen, whose odd output still waits for its successor
         if x.shape[2]:
-            seq = x if held is None else torch.cat([held, x], dim=2)
+            seq = x if held is None else cat_frames([held, x])
             before = seq[:, :, :1] if held is None else held
             up = upsample_time_linear(seq, before, seq[:, :, -1:])
             if held is not None:
                 up = up[:, :, 1:]  # the held frame's even output was emitted last time
-            cache.put(self, seq[:, :, -1:])
+            cache.put(self, seq[:, :, -1:].clone())  # not a view: seq is freed
             out.append(up[:, :, :-1])  # the last odd output needs the next frame
         if cache.final and cache.get(self) is not None:
             last = cache.get(self)
@@ -482,4 +409,4 @@ class Upsample3D(nn.Module):
             else:
                 out.append(up[:, :, -1:])
             cache.put(self, None)
-        return torch.cat(out, dim=2) if len(out) > 1 else out[0]
+        return cat_frames(out) if len(out) > 1 else out[0]

@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-import torch
 from torch import Tensor
+
+from lcvae.models.onednn import cat_frames
 
 
 class StreamTag(str, Enum):
@@ -61,11 +62,12 @@ class StreamCache:
         later chunks are prefixed with the unconsumed tail kept from the previous call.
         """
         if self.started(owner, tag):
-            x = torch.cat([self.get(owner, tag), x], dim=2)
+            x = cat_frames([self.get(owner, tag), x])
         elif kernel > 1:
-            x = torch.cat([x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1), x], dim=2)
+            x = cat_frames([x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1), x])
         n_out = (x.shape[2] - kernel) // stride + 1 if x.shape[2] >= kernel else 0
-        self.put(owner, x[:, :, n_out * stride :], tag)
+        # a copy, so the tail does not keep this chunk's whole window alive until the next chunk
+        self.put(owner, x[:, :, n_out * stride :].clone(), tag)
         if n_out == 0:
             raise ValueError(
                 "chunk too short for a strided temporal layer: use chunk lengths that are multiples of 4 frames "
@@ -77,8 +79,8 @@ class StreamCache:
         """Pair up frames of two branches that reach a merge point with different delays."""
         pending = self.get(owner, tag)
         if pending is not None:
-            a = torch.cat([pending[0], a], dim=2)
-            b = torch.cat([pending[1], b], dim=2)
+            a = cat_frames([pending[0], a])
+            b = cat_frames([pending[1], b])
         n = min(a.shape[2], b.shape[2])
-        self.put(owner, (a[:, :, n:], b[:, :, n:]), tag)
+        self.put(owner, (a[:, :, n:].clone(), b[:, :, n:].clone()), tag)
         return a[:, :, :n], b[:, :, :n]

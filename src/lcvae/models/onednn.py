@@ -1,0 +1,220 @@
+"""Convolutions for the WF-VAE blocks: oneDNN on the CPU, one memory layout per dtype, fp16's overflow guard.
+
+Memory layout on the CPU. oneDNN runs a convolution on channels-first (N, C, T, H, W) or channels-last
+(N, T, H, W, C in memory) input; which is faster depends on dtype and shape, but switching between the
+two costs more than either choice: a layout change is a transposing copy that PyTorch runs at memory
+latency, about 10-20x the time of an elementwise op on the same tensor (SiLU, the residual add), and a
+switch hidden in an op (SiLU writing a channels-last input into a channels-first buffer, LayerNorm
+reading a channels-first input) costs the same. So a CPU model picks one layout per dtype,
+:func:`cpu_memory_format`, and every block keeps its activations there: :func:`conv` converts an input
+that arrives otherwise (the network's first layer), :func:`empty_like_layout` allocates buffers in it,
+and the per-frame 2D layers reshape channels-last videos to channels-last images as views.
+
+Traced graphs (the compiler plans layouts itself) and CUDA keep their inputs' layout.
+
+Half precision: a bf16 model runs its convolutions in bf16 like any op. An fp16 model would overflow
+(activations of a trained video VAE reach 1e4-1e5, past fp16's 65504), so with fp16 weights only the
+convolutions run in fp16 (:func:`_fp16_conv`): the input is scaled by a power of two into fp16's safe
+range, the output scaled back in fp32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_MKLDNN = torch.backends.mkldnn.is_available()  # a property of the build; read once (dynamo cannot trace the call)
+_MKLDNN_BF16 = _MKLDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def _mkldnn_ok(x: Tensor, weight: Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.shape[-1] * x.shape[-2] >= 256  # below ~16x16 pixels the generic kernel is as fast
+        and x.dtype == weight.dtype
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _MKLDNN_BF16))
+        and _MKLDNN
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+@torch.library.custom_op("lcvae::onednn_conv3d", mutates_args=())
+def onednn_conv3d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    padding: list[int],
+    stride: list[int],
+    dilation: list[int],
+    groups: int,
+) -> Tensor:
+    """The oneDNN 3D convolution as an op compilers treat as opaque: ``aten.mkldnn_convolution`` has no
+    fake-tensor rule, and a traced plain convolution would fall back to ``slow_conv3d`` on few frames."""
+    return torch.ops.aten.mkldnn_convolution(x.contiguous(), weight, bias, padding, stride, dilation, groups)
+
+
+@onednn_conv3d.register_fake
+def _onednn_conv3d_shape(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    padding: list[int],
+    stride: list[int],
+    dilation: list[int],
+    groups: int,
+) -> Tensor:
+    return F.conv3d(x.contiguous(), weight, bias, stride, padding, dilation, groups)
+
+
+def _onednn_conv3d_setup(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    x, weight, bias, padding, stride, dilation, groups = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.conv = (None if bias is None else [bias.shape[0]], padding, stride, dilation, groups)
+
+
+def _onednn_conv3d_backward(ctx: Any, grad: Tensor) -> tuple:
+    x, weight = ctx.saved_tensors
+    bias_sizes, padding, stride, dilation, groups = ctx.conv
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_sizes is not None and ctx.needs_input_grad[2]]
+    gx, gw, gb = torch.ops.aten.convolution_backward(
+        grad, x, weight, bias_sizes, stride, padding, dilation, False, [0] * len(padding), groups, mask
+    )
+    return gx, gw, gb, None, None, None, None
+
+
+onednn_conv3d.register_autograd(_onednn_conv3d_backward, setup_context=_onednn_conv3d_setup)
+
+
+def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
+    """``conv(x)``, but always on oneDNN for fp32 and bf16 CPU inputs.
+
+    PyTorch picks its generic ``slow_conv3d`` kernel for 3D inputs with few frames (e.g. a chunk),
+    which runs 2-6x slower than oneDNN on frames of 64x64 pixels; streaming inference lives on such
+    inputs. The result is the same convolution (tested against ``conv(x)``). Eager calls the aten op
+    directly; under ``torch.compile`` it goes through the :func:`onednn_conv3d` custom op, which the
+    compiler can trace (it has a shape rule and a backward) but keeps on oneDNN.
+    """
+    if _mkldnn_ok(x, conv.weight):
+        if not x.is_contiguous(memory_format=torch.channels_last_3d):
+            x = x.contiguous()
+        args = (x, conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        if torch.compiler.is_compiling():
+            return onednn_conv3d(*args)
+        return torch.ops.aten.mkldnn_convolution(*args)
+    return conv(x)
+
+
+# fp16 convolution inputs are scaled to |x| <= 65504 / 256: a convolution may then amplify by 256 (sum of
+# |weights| of one output) before its fp16 accumulator overflows. Power-of-two scales are exact.
+_FP16_INPUT_BOUND = 256.0
+
+
+def _fp16_conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
+    """``layer(x)`` with fp16 weights on an input of any range: fp32 in, fp32 out, fp16 arithmetic."""
+    x = x.float()
+    peak = x.detach().abs().amax().clamp_min(_FP16_INPUT_BOUND)
+    scale = torch.exp2(torch.ceil(torch.log2(peak / _FP16_INPUT_BOUND)))  # 1 for inputs already in range
+    y = layer._conv_forward((x / scale).half(), layer.weight, None).float() * scale
+    if layer.bias is not None:
+        y = y + layer.bias.float().view(-1, *([1] * (y.dim() - 2)))
+    return y
+
+
+# -- memory layout ------------------------------------------------------------------------------
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` (N, C, H, W) or (N, C, T, H, W) laid out channels-last (a no-op when it already is)."""
+    return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
+
+
+def cpu_memory_format(dtype: torch.dtype, dim: int) -> torch.memory_format:
+    """The layout a CPU model of ``dtype`` keeps its ``dim``-D (4 or 5) activations in (see the module doc).
+
+    bf16: channels-last, where oneDNN's bf16 kernels beat channels-first on every WF-VAE-L shape (up to
+    2x at 64x64 pixels). fp32: channels-first, where its fp32 kernels run WF-VAE-L's 3x3x3 convolutions
+    15-50 % faster than channels-last (benchmarks/bench_flops.py times both layouts for every shape);
+    LayerNorm then goes through :func:`channel_layer_norm`'s blocked transposes.
+    """
+    if dtype == torch.bfloat16:
+        return torch.channels_last_3d if dim == 5 else torch.channels_last
+    return torch.contiguous_format
+
+
+def uses_cpu_layout(x: Tensor) -> bool:
+    """Whether ops on ``x`` (4-D or 5-D) follow :func:`cpu_memory_format`: eager CPU tensors. Traced
+    graphs and other devices take the plain path (each op keeps its input's layout)."""
+    return x.device.type == "cpu" and x.dim() >= 4 and not torch.compiler.is_compiling()
+
+
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """Channels-last if ``x`` (4-D or 5-D) is laid out so, including channel slices of such tensors."""
+    if x.dim() in (4, 5) and x.stride(1) == 1 and x.shape[1] > 1:
+        return torch.channels_last_3d if x.dim() == 5 else torch.channels_last
+    return torch.contiguous_format
+
+
+def empty_like_layout(x: Tensor, *shape: int) -> Tensor:
+    """An uninitialised tensor of ``shape`` with ``x``'s dtype and device, in the layout a convolution of
+    ``x`` will run in: the CPU model layout, else ``x``'s own (a buffer the next layer reads as is)."""
+    fmt = cpu_memory_format(x.dtype, len(shape)) if uses_cpu_layout(x) else memory_format_of(x)
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def channel_layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+    """LayerNorm over the channels (dim 1) of ``x`` (B, C, ...) at every position, output in ``x``'s layout.
+
+    Channels-last (or a channel slice of it): the channel axis is innermost, LayerNorm reads a view.
+    A contiguous channels-first CPU tensor is turned into (positions, C) rows and back by PyTorch's blocked
+    2D transpose, about 4x faster than the generic strided copy ``F.layer_norm`` on a ``movedim`` view
+    makes inside; same kernel on the same numbers, so the result is identical.
+    """
+    if x.stride(1) == 1 or not x.is_contiguous() or not uses_cpu_layout(x) or x.shape[1] == 1:
+        return F.layer_norm(x.movedim(1, -1), (x.shape[1],), weight, bias, eps).movedim(-1, 1)
+    b, c = x.shape[:2]
+    flat = x.view(b, c, -1)  # (B, C, N)
+    rows = torch.empty((b, flat.shape[2], c), dtype=x.dtype, device=x.device)  # (B, N, C)
+    for i in range(b):
+        rows[i].copy_(flat[i].t())
+    rows = F.layer_norm(rows, (c,), weight, bias, eps)
+    out = torch.empty_like(flat)
+    for i in range(b):
+        out[i].copy_(rows[i].t())
+    return out.view(x.shape)
+
+
+def cat_frames(parts: list[Tensor]) -> Tensor:
+    """``torch.cat(parts, dim=2)`` of videos (B, C, t_i, H, W) in the layout of the last part (``torch.cat``
+    lays the result out channels-first when the first part is an expanded frame)."""
+    last = parts[-1]
+    if not uses_cpu_layout(last):
+        return torch.cat(parts, dim=2)
+    b, c, _, h, w = last.shape
+    out = torch.empty(
+        (b, c, sum(p.shape[2] for p in parts), h, w),
+        dtype=last.dtype,
+        device=last.device,
+        memory_format=memory_format_of(last),
+    )
+    start = 0
+    for p in parts:
+        out[:, :, start : start + p.shape[2]] = p
+        start += p.shape[2]
+    return out
+
+
+def conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
+    """Apply a 2D (on (N, C, H, W)) or 3D convolution layer: oneDNN for fp32 and bf16 CPU 3D
+    convolutions (:func:`conv3d`), the fp16 guard of :func:`_fp16_conv` for fp16 weights, else the
+    layer's own. CPU inputs are first put in the model layout (:func:`cpu_memory_format`; a no-op
+    after the first layer, since oneDNN's outputs keep their input's layout)."""
+    if layer.weight.dtype == torch.float16:
+        return _fp16_conv(layer, x)
+    if uses_cpu_layout(x):
+        x = x.contiguous(memory_format=cpu_memory_format(x.dtype, x.dim()))
+    if isinstance(layer, nn.Conv3d):
+        return conv3d(layer, x)
+    return layer._conv_forward(x, layer.weight, layer.bias)
