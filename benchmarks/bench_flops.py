@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import time
 from collections.abc import Callable
 from unittest import mock
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from lcvae.models import layers
+from lcvae.models import layers, onednn
 from lcvae.models.autoencoder import WFVAE
 from lcvae.models.presets import get_preset
 
@@ -41,37 +42,55 @@ def best_time(fn: Callable[[], object], times: list[float]) -> None:
 
 def conv_shapes(model: WFVAE, run: Callable[[], object]) -> dict[tuple, dict]:
     """Every distinct convolution the model runs: key (input shape, weight shape, stride, padding, dilation,
-    groups) -> {"flops": per call, "calls": n, "layer": first layer seen}."""
+    groups) -> {"flops": per call, "calls": n, "weight", "bias"}. Per-frame 2D convolutions on a video
+    are recorded as the 3D convolutions with a (1, kh, kw) kernel that ``layers.conv_frames`` runs."""
     seen: dict[tuple, dict] = {}
-    plain = layers.conv
+    plain, plain_frames = layers.conv, layers.conv_frames
+
+    def add(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, geometry: tuple) -> None:
+        key = (tuple(x.shape), tuple(w.shape), *geometry)
+        k = w.shape[1] * w[0, 0].numel()  # cin/groups * kernel volume
+        entry = seen.setdefault(key, {"flops": 2 * y.numel() * k, "calls": 0, "weight": w, "bias": b})
+        entry["calls"] += 1
 
     def record(layer: nn.Conv2d | nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
         y = plain(layer, x)
-        key = (tuple(x.shape), tuple(layer.weight.shape), layer.stride, layer.padding, layer.dilation, layer.groups)
-        k = layer.weight.shape[1] * layer.weight[0, 0].numel()  # cin/groups * kernel volume
-        entry = seen.setdefault(key, {"flops": 2 * y.numel() * k, "calls": 0, "layer": layer})
-        entry["calls"] += 1
+        add(x, y, layer.weight, layer.bias, (layer.stride, layer.padding, layer.dilation, layer.groups))
         return y
 
-    with mock.patch.object(layers, "conv", record), torch.no_grad():
-        run()
+    def record_frames(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        y = plain_frames(layer, x)
+        geometry = ((1, *layer.stride), (0, *layer.padding), (1, *layer.dilation), layer.groups)
+        add(x, y, layer.weight.unsqueeze(2), layer.bias, geometry)
+        return y
+
+    with mock.patch.object(layers, "conv", record), mock.patch.object(layers, "conv_frames", record_frames):
+        with torch.no_grad():
+            run()
     return seen
 
 
 def conv_set_runner(
     shapes: dict[tuple, dict], dtype: torch.dtype, channels_last: bool
 ) -> list[tuple[Callable[[], object], dict]]:
-    """One oneDNN call per distinct shape on random data of ``dtype``, channels-first or channels-last."""
+    """One oneDNN call per distinct shape on random data of ``dtype``, channels-first or channels-last; the
+    weight as the model stores it (PyTorch lays it out like the input on every call, as in the model)."""
     calls = []
     for (xs, _ws, stride, padding, dilation, groups), entry in shapes.items():
         x = torch.randn(xs).to(dtype)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
-        w = entry["layer"].weight.detach().to(dtype)
-        b = None if entry["layer"].bias is None else entry["layer"].bias.detach().to(dtype)
+        w = entry["weight"].detach().to(dtype)
+        b = None if entry["bias"] is None else entry["bias"].detach().to(dtype)
         args = (x, w, b, list(padding), list(stride), list(dilation), groups)
         calls.append((lambda a=args: torch.ops.aten.mkldnn_convolution(*a), entry))
     return calls
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR of ``a`` against ``b`` for videos in [-1, 1] (peak-to-peak 2)."""
+    mse = (a.float() - b.float()).square().mean().item()
+    return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
 def main() -> None:
@@ -99,8 +118,9 @@ def main() -> None:
         return run
 
     # FlopCounterMode counts aten.convolution: count on the plain path (the same convolutions).
-    with mock.patch.object(layers, "_mkldnn_ok", lambda x, w: False), FlopCounterMode(display=False) as counter:
-        runner("fp32")()
+    no_onednn = (mock.patch.object(m, "_mkldnn_ok", lambda x, w: False) for m in (layers, onednn))
+    with next(no_onednn), next(no_onednn), FlopCounterMode(display=False) as counter:
+        outputs = {"fp32": runner("fp32")()}
     flops = counter.get_total_flops()
     shapes = conv_shapes(models["fp32"], runner("fp32"))
     conv_flops = sum(e["flops"] * e["calls"] for e in shapes.values())
@@ -113,7 +133,7 @@ def main() -> None:
     model_times: dict[str, list[float]] = {"fp32": [], "bf16": []}
     conv_times = {name: [[] for _ in calls] for name, calls in sets.items()}
     for name in ("fp32", "bf16"):  # warm-up: oneDNN primitive creation, allocator
-        runner(name)()
+        outputs[name] = runner(name)()
         for fn, _ in sets[name]:
             fn()
     for _ in range(args.rounds):
@@ -150,6 +170,8 @@ def main() -> None:
             "fraction_of_conv_baseline": round(flops / model_s / baseline, 3),
         }
     result["bf16_speedup"] = round(min(model_times["fp32"]) / min(model_times["bf16"]), 2)
+    result["bf16_psnr_db_vs_fp32"] = round(psnr(outputs["bf16"], outputs["fp32"]), 1)
+    result["model_seconds_all_rounds"] = {k: [round(t, 3) for t in v] for k, v in model_times.items()}
     top = sorted(
         zip(shapes.items(), best["fp32"], best["bf16"]), key=lambda kv: -kv[0][1]["flops"] * kv[0][1]["calls"]
     )[:6]
