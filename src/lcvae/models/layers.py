@@ -14,9 +14,10 @@ scaled by a power of two into fp16's safe range and the output scaled back in fp
 residual sums and attention run in fp32.
 
 Memory layout: on a CPU the activations stay in one layout from the first convolution to the last
-(channels-last; :mod:`lcvae.models.onednn` says why), so every buffer a block allocates takes that
-layout (:func:`~lcvae.models.onednn.empty_like_layout`) and per-frame 2D layers see their frames as
-views. A layout switch costs more than the convolution layout it buys.
+(channels-first in fp32, channels-last in bf16; :mod:`lcvae.models.onednn` says why): every buffer a
+block allocates takes it (:func:`~lcvae.models.onednn.empty_like_layout`), per-frame 2D layers run
+as (1, k, k) 3D convolutions on the video (:func:`conv_frames`) and LayerNorm reads either layout in
+place. A layout switch costs more than the convolution layout it buys.
 
 Temporal semantics:
 

@@ -6,9 +6,9 @@ two costs more than either choice: a layout change is a transposing copy that Py
 latency, about 10-20x the time of an elementwise op on the same tensor (SiLU, the residual add), and a
 switch hidden in an op (SiLU writing a channels-last input into a channels-first buffer, LayerNorm
 reading a channels-first input) costs the same. So a CPU model picks one layout per dtype,
-:func:`cpu_memory_format`, and every block keeps its activations there: :func:`conv` converts an input
-that arrives otherwise (the network's first layer), :func:`empty_like_layout` allocates buffers in it,
-and the per-frame 2D layers reshape channels-last videos to channels-last images as views.
+:func:`cpu_memory_format`, and keeps its activations there: :func:`conv` converts an input that
+arrives otherwise (the network's first layer), :func:`empty_like_layout` allocates buffers in it,
+:func:`cat_frames` concatenates in it and :func:`channel_layer_norm` normalises either layout in place.
 
 Traced graphs (the compiler plans layouts itself) and CUDA keep their inputs' layout.
 

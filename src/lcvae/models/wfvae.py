@@ -140,7 +140,7 @@ class Encoder(nn.Module):
             h, l2 = cache.align(self, h, l2, StreamTag.MERGE_L2)
         h = _run(self, self.mid, torch.cat([h, l2], dim=1), cache)
         h = silu_conv(self.conv_out, self.norm_out(h), cache)
-        # contiguous: the convolutions ran channels-last (layers.conv); callers get the plain layout
+        # contiguous: the CPU layout may be channels-last (models/onednn.py); callers get the plain one
         return EncoderOutput(to_model_dtype(h, self.conv_out.conv.weight.dtype, "encoder output").contiguous(), w2, w3)
 
 
@@ -192,5 +192,5 @@ class Decoder(nn.Module):
         video = to_model_dtype(
             _ihaar3d(self, h, self.causal, cache, StreamTag.OUTPUT), self.conv_out.weight.dtype, "decoder output"
         )
-        video = video.contiguous()  # the convolutions ran channels-last (layers.conv)
+        video = video.contiguous()  # the CPU layout may be channels-last (models/onednn.py)
         return DecoderOutput(video, w2, w3)
