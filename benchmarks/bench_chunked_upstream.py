@@ -7,10 +7,13 @@ encoder and ``--dec-chunk`` latent frames into the decoder; by default the sizes
 ``_auto_select_t_chunk`` picks, 4 and 2, for every length here). Both return the whole decoded video.
 
 Method. Every (implementation, length) case runs in a fresh process, so its memory is its own. Peak
-memory is the process's peak resident set (``ru_maxrss``) over the first, cold encode + decode, minus
-its resident size just before it (model weights and input video already loaded); with glibc's mmap
-threshold at 64 KiB every large tensor is its own mapping, unmapped when freed, so the resident peak
-follows the live tensors rather than the allocator's high-water mark. Time is the minimum over
+memory is the process's peak resident set (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``
+after loading, whose own peak holds the weights twice) over the first, cold encode + decode, minus
+its resident size just before it (weights and input video loaded: "peak_mb"), and that peak itself
+("peak_total_mb"). Upstream's loader may leave weights in the page cache of a memory-mapped file, to
+be paged in during the run, so compare totals when the bases differ. With glibc's mmap threshold at
+64 KiB every large tensor is its own mapping, unmapped when freed, so the resident peak follows the
+live tensors rather than the allocator's high-water mark. Time is the minimum over
 ``--repeats`` warm runs after it (the cold run when ``--repeats 0``). Cases run in order, not in
 parallel; the JSON lists every time, so drift on a shared machine shows.
 
@@ -35,16 +38,20 @@ from pathlib import Path
 
 # Each case: argv = impl, model folder, frames, size, threads, repeats, enc_chunk, dec_chunk, output path.
 CASE = r"""
-import json, resource, sys, time
+import gc, json, sys, time
 import torch
 impl, folder, frames, size, threads, repeats, enc_chunk, dec_chunk, out_path = sys.argv[1:10]
 frames, size, threads, repeats = int(frames), int(size), int(threads), int(repeats)
 enc_chunk, dec_chunk = int(enc_chunk), int(dec_chunk)
 torch.set_num_threads(threads)
 
-def rss_kb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * (resource.getpagesize() // 1024)
+def status_kb(field):  # VmRSS: resident now; VmHWM: peak resident since the last reset
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+def reset_peak():  # Linux: the peak restarts from the current resident size
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 if impl == "upstream":
     from causalvideovae.model.vae.modeling_wfvae import WFVAEModel
@@ -65,12 +72,14 @@ else:
 torch.manual_seed(0)
 x = torch.rand(1, 3, frames, size, size) * 2 - 1
 times = []
+gc.collect()
 with torch.no_grad():
-    base = rss_kb()
+    reset_peak()  # loading the weights peaks higher than the run (file and model copies); not counted
+    base = status_kb("VmRSS")
     t0 = time.perf_counter()
     y = run(x)
     cold = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = status_kb("VmHWM")
     if out_path != "-":
         torch.save(y[:, :, :9].clone(), out_path)  # the first frames, to check both sides compute the same
     del y
@@ -78,7 +87,8 @@ with torch.no_grad():
         t0 = time.perf_counter()
         run(x)
         times.append(time.perf_counter() - t0)
-print(json.dumps({"cold_s": cold, "warm_s": times, "peak_mb": (peak - base) / 1024, "peak_total_mb": peak / 1024}))
+print(json.dumps({"cold_s": cold, "warm_s": times, "peak_mb": (peak - base) / 1024, "peak_total_mb": peak / 1024,
+                  "base_mb": base / 1024}))
 """
 
 SETUP = r"""
@@ -94,7 +104,8 @@ with torch.no_grad():  # LayerNorm affine and conv biases away from 1 / 0, so a 
             p.add_(0.1 * torch.randn_like(p))
         elif name.endswith("bias"):
             p.copy_(0.02 * torch.randn_like(p))
-    for name, b in model.named_buffers():  # upstream stores its Haar taps rounded (0.3536); make them exact
+    # upstream's Haar taps (convolution weights and buffers) are rounded (0.3536); make them exact
+    for name, b in [*model.named_parameters(), *model.named_buffers()]:
         if "wavelet" in name and b.is_floating_point():
             mag = b.abs()
             for exact in (2**-1.5, 0.5, 2**-0.5):
@@ -153,6 +164,7 @@ def main() -> None:
                 row[f"{impl}_all_s"] = [round(t, 2) for t in [r["cold_s"], *r["warm_s"]]]
                 row[f"{impl}_peak_mb"] = round(r["peak_mb"], 1)
                 row[f"{impl}_peak_total_mb"] = round(r["peak_total_mb"], 1)
+                row[f"{impl}_base_mb"] = round(r["base_mb"], 1)
             row["speedup_ours_over_upstream"] = round(row["upstream_s"] / row["ours_s"], 3)
             if outs:
                 import torch
