@@ -138,6 +138,11 @@ def test_verdict_rule_on_synthetic_numbers():
     level = claims_mod.level_claim("e", "s", [0.85, 0.86, 0.84], reference=0.5, metric="share", step=5)
     assert level["verdict"] == "reproduced" and level["noise"] == pytest.approx(0.01)
     assert claims_mod.level_claim("e", "s", [0.9], reference=0.5, metric="share", step=5)["verdict"] == "undetermined"
+    # from pretrained weights the seeds vary only a fine-tuning: a clear margin is still not a verdict
+    tuned = claims_mod.compare_claim("x", "s", a, b, labels=("A", "B"), metric="PSNR", step=5, pretrained=True)
+    assert tuned["verdict"] == "undetermined" and tuned["noise"] is None
+    assert tuned["fine_tune_std"] == pytest.approx(claims_mod.pooled_std(a, b))
+    assert "one pretraining run per model" in tuned["sentence"]
 
 
 def test_report_table_numbers_are_those_of_results_json(study):

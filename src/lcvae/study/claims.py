@@ -10,6 +10,8 @@ sqrt((s_a^2 + s_b^2) / 2) (sample std over seeds), or the seed std of a single q
     margin < -factor * noise   -> "contradicted"
     otherwise                  -> "within noise"
     a single seed (no spread)  -> "undetermined"
+    pretrained runs            -> "undetermined": each model is one pretraining run; seeds that vary
+                                  only a fine-tuning of it do not measure the noise of training
 
 The verdict is about this budget and data only: a few hundred CPU steps are not the paper's
 200k-step runs, which is why every sentence names the step count.
@@ -52,8 +54,13 @@ def verdict(margin: float, noise: float | None, factor: float = 2.0) -> str:
 
 
 def _sentence(claim: dict[str, Any], unit: str, digits: int) -> str:
-    noise = claim["noise"]
-    spread = f"seed std {noise:.{digits}f}{unit}" if noise is not None else "one seed, no spread"
+    noise, tuned = claim["noise"], claim.get("fine_tune_std")
+    if tuned is not None or claim.get("pretrained"):
+        spread = "one pretraining run per model" + (
+            f"; the fine-tuning seeds' std {tuned:.{digits}f}{unit} is not the noise of training" if tuned else ""
+        )
+    else:
+        spread = f"seed std {noise:.{digits}f}{unit}" if noise is not None else "one seed, no spread"
     return (
         f"{claim['statement']} — {claim['verdict']} at {claim['step']} steps, {claim['seeds']} seed(s): "
         f"margin {claim['margin']:+.{digits}f}{unit} ({claim['detail']}; {spread}, "
@@ -74,13 +81,15 @@ def compare_claim(
     higher_better: bool = True,
     unit: str = "",
     digits: int = 2,
+    pretrained: bool = False,
 ) -> dict[str, Any]:
-    """Model A better than model B on ``metric`` (per-seed values at ``step``)."""
+    """Model A better than model B on ``metric`` (per-seed values at ``step``; ``pretrained``: the
+    seeds only varied a fine-tuning of one pretrained model each)."""
     if len(a) != len(b) or not a:
         raise ValueError(f"claim {name!r}: need one value per seed for both models, got {len(a)} and {len(b)}")
     mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
     margin = (mean_a - mean_b) * (1 if higher_better else -1)
-    noise = pooled_std(a, b)
+    noise = None if pretrained else pooled_std(a, b)
     claim = {
         "claim": name,
         "statement": statement,
@@ -95,6 +104,8 @@ def compare_claim(
         "threshold": None if noise is None else factor * noise,
         "verdict": verdict(margin, noise, factor),
         "detail": f"{labels[0]} {mean_a:.{digits}f}{unit} vs {labels[1]} {mean_b:.{digits}f}{unit} {metric}",
+        "pretrained": pretrained,
+        "fine_tune_std": pooled_std(a, b) if pretrained else None,
     }
     claim["sentence"] = _sentence(claim, unit, digits)
     return claim
@@ -110,12 +121,14 @@ def level_claim(
     step: int,
     factor: float = 2.0,
     digits: int = 3,
+    pretrained: bool = False,
 ) -> dict[str, Any]:
-    """A quantity above a reference level (per-seed values at ``step``)."""
+    """A quantity above a reference level (per-seed values at ``step``; ``pretrained`` as in
+    :func:`compare_claim`)."""
     if not values:
         raise ValueError(f"claim {name!r}: no values")
     mean = sum(values) / len(values)
-    noise = seed_std(values)
+    noise = None if pretrained else seed_std(values)
     claim = {
         "claim": name,
         "statement": statement,
@@ -131,6 +144,8 @@ def level_claim(
         "threshold": None if noise is None else factor * noise,
         "verdict": verdict(mean - reference, noise, factor),
         "detail": f"{metric} {mean:.{digits}f} against {reference:g}",
+        "pretrained": pretrained,
+        "fine_tune_std": seed_std(values) if pretrained else None,
     }
     claim["sentence"] = _sentence(claim, "", digits)
     return claim
@@ -143,6 +158,7 @@ def study_claims(
     energy: Mapping[str, Sequence[float]] | None = None,
     overlap: Sequence[float] | None = None,
     factor: float = 2.0,
+    pretrained: bool = False,
 ) -> list[dict[str, Any]]:
     """The claims a study can check from what it ran.
 
@@ -163,6 +179,7 @@ def study_claims(
                 unit=" dB",
                 step=step,
                 factor=factor,
+                pretrained=pretrained,
             )
         )
     if "lcvae" in final and "ptlc" in final:
@@ -178,6 +195,7 @@ def study_claims(
                 unit=" dB",
                 step=step,
                 factor=factor,
+                pretrained=pretrained,
             )
         )
     for model, label in (("wfvae", "WF-VAE"), ("wfvae-2c", "WF-VAE 2C")):
@@ -192,6 +210,7 @@ def study_claims(
                     metric="temporal-low energy share",
                     step=step,
                     factor=factor,
+                    pretrained=pretrained,
                 )
             )
             break
@@ -206,6 +225,7 @@ def study_claims(
                 metric="late mean overlap",
                 step=step,
                 factor=factor,
+                pretrained=pretrained,
             )
         )
     return claims

@@ -74,13 +74,19 @@ def _notes(cfg: StudyConfig, results: dict[str, Any]) -> list[str]:
         f"{t.data.crop}x{t.data.crop} crops, {cfg.steps} steps, seeds {cfg.seeds}); held-out clips "
         f"{', '.join(results['clips'])} at {t.data.val_crop or t.data.crop}x{t.data.val_crop or t.data.crop}."
     )
+    if cfg.pretrained is not None:
+        notes.append(
+            f"Every model started from one pretrained folder ({cfg.pretrained}); the seeds vary only the "
+            f"{cfg.steps} fine-tuning steps, so their spread is not the seed-to-seed noise of training and no "
+            "verdict is drawn (docs/results.md has the multi-seed studies)."
+        )
     if any(c["claim"].startswith("low_band_energy") for c in results["claims"]):
         notes.append(
             "An untrained encoder's latent is already temporally smooth (the tiny test studies measure a "
             "temporal-low share near 0.99 after 2 steps), so the energy claim says little at short budgets; "
             "the adaptive overlap starts above chance for the same reason."
         )
-    if cfg.steps < 10_000:
+    if cfg.steps < 10_000 and cfg.pretrained is None:
         notes.append(
             f"{cfg.steps} steps are far from the paper's 200k-step, 8-GPU runs: the verdicts describe this "
             "budget, not the method at convergence."

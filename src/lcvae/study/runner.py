@@ -56,11 +56,12 @@ __all__ = ["eval_device", "gather_results", "heldout_clips", "load_weights", "ru
 
 
 def eval_device(cfg: StudyConfig) -> tuple[torch.device, bool]:
-    """(device, bf16) for evaluation: this rank's GPU with the recipe's precision, else the CPU in fp32."""
+    """(device, bf16) for evaluation: this rank's GPU with the recipe's precision, else the CPU in fp32
+    whatever the training precision (the numbers a CPU study reports are those of the weights in fp32)."""
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return device, cfg.train.train.precision in ("auto", "bf16")
-    return torch.device("cpu"), cfg.train.train.precision == "bf16"
+    return torch.device("cpu"), False
 
 
 def _step_of(checkpoint: Path) -> int:
@@ -308,6 +309,7 @@ def gather_results(cfg: StudyConfig, metric_key: str = "st-lpips") -> dict[str, 
         energy={r: e["temporal_low_share"] for r, e in energy.items()},
         overlap=adaptive["late_mean_overlap"] if adaptive else None,
         factor=cfg.noise_factor,
+        pretrained=cfg.pretrained is not None,
     )
     return {
         "title": f"lcvae study: {cfg.backbone}, C'={cfg.channels}, {steps[-1]} steps, {len(cfg.seeds)} seed(s)",
