@@ -359,3 +359,13 @@ def test_two_process_gloo_all_reduce_mean(tmp_path):
         assert "ranks passed different keys" in res["mismatch"]
         assert res["any"] == [True, False] and res["min"] == 3 and res["tensor_mean"] == [1.0, 6.0]
         assert res["rng"] == [2, True, False]  # every rank's own RNG state, in rank order
+
+
+def test_lr_schedule_warms_up_then_decays_linearly_to_zero_on_absolute_steps():
+    from lcvae.train.vae_config import OptimSection, lr_scale
+
+    o = OptimSection(warmup_steps=10, decay_start=100, decay_steps=50)
+    assert [lr_scale(o, s) for s in (0, 4, 9, 99, 100)] == pytest.approx([0.1, 0.5, 1.0, 1.0, 1.0])
+    assert [lr_scale(o, s) for s in (125, 149, 150, 400)] == pytest.approx([0.5, 0.02, 0.0, 0.0])
+    assert lr_scale(OptimSection(), 10**6) == 1.0  # no warm-up, no decay
+    assert lr_scale(OptimSection(decay_steps=4), 2) == pytest.approx(0.5)

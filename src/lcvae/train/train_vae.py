@@ -71,7 +71,7 @@ from lcvae.train.distributed import (
 from lcvae.train.faults import PreviousState, StopSignals, TrainingDiverged, TrainingInterrupted, ignore_stop_signals
 from lcvae.train.run_log import append_jsonl, open_tensorboard, progress_line, truncate_jsonl
 from lcvae.train.vae_checkpoint import resume_state, save_state
-from lcvae.train.vae_config import TrainVAEConfig, check, load_train_config
+from lcvae.train.vae_config import TrainVAEConfig, check, load_train_config, lr_scale
 from lcvae.train.vae_data import build_eval_dataset, build_train_dataset, eval_clips, make_train_loader
 from lcvae.train.vae_model import (
     init_backbone_from,  # noqa: F401 (importable from the recipe, as before)
@@ -208,11 +208,11 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
             gan_on = gen_loss.gan_active(step)
             d_step = gan_on and (cfg.disc.schedule == "both" or step % 2 == 1)
             g_step = cfg.disc.schedule == "both" or not d_step
-            lr_scale = min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps else 1.0
+            scale = lr_scale(o, step)
             for group in opt_g.param_groups:
-                group["lr"] = o.lr * lr_scale
+                group["lr"] = o.lr * scale
             for group in opt_d.param_groups:
-                group["lr"] = (cfg.disc.lr or o.lr) * lr_scale
+                group["lr"] = (cfg.disc.lr or o.lr) * scale
             selection_log = out_dir / "adaptive_selection.jsonl" if rank == 0 and step % cfg.log.every == 0 else None
             applied, logs = train_step(
                 parts,

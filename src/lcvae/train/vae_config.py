@@ -43,6 +43,7 @@ __all__ = [
     "LogSection",
     "TrainVAEConfig",
     "resolve_model_config",
+    "lr_scale",
     "check",
     "load_train_config",
 ]
@@ -103,6 +104,8 @@ class OptimSection:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 1e-4
     warmup_steps: int = 0  # linear warm-up of both learning rates
+    decay_steps: int = 0  # linear decay of both learning rates to 0 over steps [decay_start, decay_start + decay_steps)
+    decay_start: int = 0  # (absolute step numbers: a run trained in segments keeps one schedule); 0 steps: none
     clip_grad_norm: float | None = None
     ema_decay: float = 0.999
 
@@ -142,6 +145,14 @@ class TrainVAEConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainSection = field(default_factory=TrainSection)
     log: LogSection = field(default_factory=LogSection)
+
+
+def lr_scale(o: OptimSection, step: int) -> float:
+    """The factor on both learning rates at ``step`` (0-based): linear warm-up, then linear decay to 0."""
+    scale = min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps else 1.0
+    if o.decay_steps:
+        scale *= min(1.0, max(0.0, 1.0 - (step - o.decay_start) / o.decay_steps))
+    return scale
 
 
 def resolve_model_config(m: ModelSection) -> LCVAEConfig:
@@ -243,8 +254,11 @@ def check(cfg: TrainVAEConfig) -> LCVAEConfig:
     for name, value in positive.items():
         if value <= 0:
             raise ValueError(f"{name} must be > 0, got {value}")
-    if t.max_steps < 0 or cfg.log.val_every < 0 or cfg.optim.warmup_steps < 0:
-        raise ValueError("train.max_steps, log.val_every and optim.warmup_steps must be >= 0")
+    o = cfg.optim
+    if t.max_steps < 0 or cfg.log.val_every < 0 or min(o.warmup_steps, o.decay_steps, o.decay_start) < 0:
+        raise ValueError(
+            "train.max_steps, log.val_every, optim.warmup_steps, optim.decay_steps and optim.decay_start must be >= 0"
+        )
     if not 0.0 <= cfg.optim.ema_decay < 1.0:
         raise ValueError(f"optim.ema_decay must be in [0, 1), got {cfg.optim.ema_decay}")
     if t.resume not in ("auto", "never") and not Path(t.resume).is_dir():
