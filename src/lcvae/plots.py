@@ -364,3 +364,26 @@ def loss_curves(curves: dict[str, dict[str, list[float]]], path: str | Path) -> 
         ax.legend()
     fig.suptitle("Training loss")
     return _save(fig, path)
+
+
+def heldout_curves(
+    curves: dict[str, dict[str, list]], path: str | Path, title: str = "Held-out learning curves"
+) -> Path:
+    """Held-out PSNR (left) and SSIM (right) against training steps; ``curves``: label -> {"steps",
+    "psnr", "ssim"} lists, with optional "psnr_std"/"ssim_std" (seed spread, drawn as a band)."""
+    fig = _figure(10.5, 3.9)
+    axes = fig.subplots(1, 2)
+    for label, c in curves.items():
+        for ax, key in zip(axes, ("psnr", "ssim")):
+            line = ax.plot(c["steps"], c[key], marker="o", markersize=3, label=label)[0]
+            std = c.get(f"{key}_std")
+            if std and all(s is not None for s in std):
+                lo = [m - s for m, s in zip(c[key], std)]
+                hi = [m + s for m, s in zip(c[key], std)]
+                ax.fill_between(c["steps"], lo, hi, color=line.get_color(), alpha=0.2)
+    for ax, ylabel in zip(axes, ("held-out PSNR (dB)", "held-out SSIM")):
+        ax.set(xlabel="training step", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return _save(fig, path)

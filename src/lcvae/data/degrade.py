@@ -7,7 +7,7 @@ offsets (``ipratio`` 1.4, ``pbratio`` 1.3), as with ``ffmpeg -c:v libx264 -qp N`
 string x264 embeds in the stream records ``rc=cqp`` and ``qp=N``.
 
 ``degrade_video`` works on files; ``degrade_frames`` does the same encode into an in-memory MP4
-and decodes it back, for on-the-fly evaluation. Both go through ``video._encode`` with the same
+and decodes it back, for on-the-fly evaluation. Both go through ``video_write._encode`` with the same
 settings, so they give identical pixels.
 """
 
