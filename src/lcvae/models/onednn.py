@@ -134,10 +134,11 @@ def channels_last(x: Tensor) -> Tensor:
 def cpu_memory_format(dtype: torch.dtype, dim: int) -> torch.memory_format:
     """The layout a CPU model of ``dtype`` keeps its ``dim``-D (4 or 5) activations in (see the module doc).
 
-    bf16: channels-last, where oneDNN's bf16 kernels beat channels-first on every WF-VAE-L shape (up to
-    2x at 64x64 pixels). fp32: channels-first, where its fp32 kernels run WF-VAE-L's 3x3x3 convolutions
-    15-50 % faster than channels-last (benchmarks/bench_flops.py times both layouts for every shape);
-    LayerNorm then goes through :func:`channel_layer_norm`'s blocked transposes.
+    bf16: channels-last, where oneDNN's bf16 (AMX) kernels beat channels-first on 26-32 of WF-VAE-L's
+    33 shapes (up to 2x at 64x64 pixels). fp32: channels-first, where its fp32 kernels run most of
+    WF-VAE-L's 3x3x3 convolutions 5-50 % faster than channels-last, and the whole encode + decode 6 %
+    faster (2 threads; benchmarks/bench_flops.py times both layouts for every shape); LayerNorm then
+    goes through :func:`channel_layer_norm`.
     """
     if dtype == torch.bfloat16:
         return torch.channels_last_3d if dim == 5 else torch.channels_last
