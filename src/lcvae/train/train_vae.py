@@ -278,7 +278,7 @@ def _train(cfg: TrainVAEConfig, model_cfg: LCVAEConfig, info: DistInfo, stop: St
             if step % cfg.log.every == 0 or final:
                 logs = all_reduce_mean({key: total / count for key, (total, count) in window.items()})
                 window.clear()
-                logs["lr"] = o.lr * lr_scale
+                logs["lr"] = o.lr * scale
                 if rank == 0:
                     rate = (step - start_step) / max(elapsed, 1e-9)
                     eta = (t.max_steps - step) / rate if rate > 0 else math.inf
