@@ -6,6 +6,7 @@ numbers of the folders it is given, and the shipped configs stay valid. The stud
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from lcvae.metrics import psnr, ssim
 from lcvae.models.io import from_pretrained
 from lcvae.study import load_study_config
 from lcvae.train.quickstart import (
+    SHIPPED,
     load_quickstart_config,
     quickstart_config,
     run_quickstart,
@@ -41,7 +43,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("quickstart")
-    cfg = load_quickstart_config(None, [f"out_dir={out}", *TINY])
+    cfg = load_quickstart_config(None, [f"out_dir={out}", *TINY], from_scratch=True)
     return cfg, run_quickstart(cfg)
 
 
@@ -66,7 +68,7 @@ def test_demo_writes_results_models_and_report(demo):
         assert float(psnr(x, y)[0]) == pytest.approx(per_seed["0"][-1], rel=1e-6)
         assert float(ssim(x, y)[0]) == pytest.approx(data["curves"][name]["ssim_per_seed"]["0"][-1], rel=1e-5)
         assert 5.0 < row["psnr"] < 40.0 and 0.0 < row["ssim"] < 1.0
-    assert data["models"]["ptlc"]["diffusion_channels"] == data["models"]["wfvae"]["diffusion_channels"] == 4
+    assert data["models"]["ptlc"]["diffusion_channels"] == data["models"]["wfvae"]["diffusion_channels"] == 16
     assert (out / "report.html").stat().st_size > 10_000 and (out / "videos" / "bigbuckbunny.mp4").is_file()
 
 
@@ -83,6 +85,32 @@ def test_pretrained_mode_evaluates_the_given_folders(demo, tmp_path):
             results["curves"][name]["psnr_per_seed"]["0"][-1], rel=1e-9
         )
     assert not (tmp_path / "eval" / "runs").exists()  # nothing was trained
+
+
+def test_fine_tuning_starts_from_the_given_weights(demo, tmp_path):
+    cfg, results = demo
+    tuned = load_quickstart_config(
+        None,
+        [f"out_dir={tmp_path / 'tune'}", *TINY, "steps=1", "seeds=[3]", f"pretrained={Path(cfg.out_dir) / 'models'}"],
+    )
+    assert tuned.eval_steps == [0, 1] and tuned.eval_weights == "ema"
+    out = run_quickstart(tuned)
+    for name in ("lcvae", "wfvae", "ptlc"):
+        curve = out["curves"][name]["psnr_per_seed"]["3"]
+        assert curve[0] == pytest.approx(results["curves"][name]["psnr_per_seed"]["0"][-1], rel=1e-9)
+        assert curve[1] != curve[0]  # one step of training moved the weights
+        assert out["models"][name]["steps"] == 1
+    assert out["claims"] and all(c["verdict"] == "undetermined" for c in out["claims"])  # one pretraining run each
+
+
+def test_default_demo_fine_tunes_the_shipped_models_and_scratch_mode_trains_from_random():
+    default, scratch = quickstart_config(), quickstart_config(from_scratch=True)
+    assert default.pretrained == str(SHIPPED) and default.steps == 100 and default.eval_steps == [0, 50, 100]
+    assert scratch.pretrained is None and scratch.steps == 300 and scratch.out_dir != default.out_dir
+    assert default.train.optim.lr == scratch.train.optim.lr / 10 == 5e-5  # fine-tuning: a 10x lower rate
+    assert replace(default.train, optim=scratch.train.optim) == scratch.train  # otherwise one recipe
+    assert default.train.train.precision == "bf16"
+    assert default.seeds == scratch.seeds == [0, 1]
 
 
 def test_shipped_configs_load_and_check():
