@@ -36,6 +36,7 @@ from lcvae.study.runner import heldout_clips
 from lcvae.train.validation import evaluate_clips, load_metric_lpips
 from lcvae.utils import write_json, write_text
 
+REPO = Path(__file__).resolve().parents[1]
 COMMAND = """for m in wfvae lcvae ptlc; do
   OMP_NUM_THREADS=1 lcvae study --config configs/pretrain_quickstart.yaml "models=[$m]" --out outputs/pretrain/$m \\
       > outputs/pretrain/$m.log 2>&1 &
@@ -78,8 +79,9 @@ def ship(src: Path, dest: Path, name: str) -> dict:
     shutil.copy2(run / "metrics.jsonl", out / "training" / "metrics.jsonl")
     shutil.copy2(study / "recipe.json", out / "training" / "recipe.json")
     shutil.copy2(study / "results.json", out / "training" / "study_results.json")
-    if (src / f"{name}.log").is_file():
-        shutil.copy2(src / f"{name}.log", out / "training" / "console.log")
+    if (src / f"{name}.log").is_file():  # the machine's checkout path is written as <repo>
+        log = (src / f"{name}.log").read_text(encoding="utf-8")
+        write_text(out / "training" / "console.log", log.replace(str(REPO) + "/", "<repo>/"))
     scores = heldout_numbers(cfg, out)
     record = {
         "model": name,
