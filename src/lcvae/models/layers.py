@@ -16,7 +16,7 @@ residual sums and attention run in fp32.
 Memory layout: on a CPU the activations stay in one layout from the first convolution to the last
 (channels-first in fp32, channels-last in bf16; :mod:`lcvae.models.onednn` says why): every buffer a
 block allocates takes it (:func:`~lcvae.models.onednn.empty_like_layout`), per-frame 2D layers run
-as (1, k, k) 3D convolutions on the video (:func:`conv_frames`) and LayerNorm reads either layout in
+as (1, k, k) 3D convolutions on the video (:func:`~lcvae.models.onednn.conv_frames`) and LayerNorm reads either layout in
 place. A layout switch costs more than the convolution layout it buys.
 
 Temporal semantics:
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lcvae.models.onednn import (  # noqa: F401 (conv3d, onednn_conv3d, _mkldnn_ok, _fp16_conv: re-exported)
+from lcvae.models.onednn import (  # noqa: F401 (conv3d, conv_frames, frames helpers, onednn_conv3d, _mkldnn_ok, _fp16_conv: re-exported)
     _fp16_conv,
     _mkldnn_ok,
     cat_frames,
@@ -42,49 +42,16 @@ from lcvae.models.onednn import (  # noqa: F401 (conv3d, onednn_conv3d, _mkldnn_
     channels_last,
     conv,
     conv3d,
+    conv_frames,
     cpu_memory_format,
     empty_like_layout,
+    frames_to_images,
+    images_to_frames,
     memory_format_of,
     onednn_conv3d,
     uses_cpu_layout,
 )
 from lcvae.models.stream import StreamCache
-
-
-def frames_to_images(x: Tensor) -> tuple[Tensor, int]:
-    """(B, C, T, H, W) -> (B*T, C, H, W), returning T to undo it."""
-    b, c, t, h, w = x.shape
-    return x.transpose(1, 2).reshape(b * t, c, h, w), t
-
-
-def images_to_frames(x: Tensor, t: int) -> Tensor:
-    """(B*T, C, H, W) -> (B, C, T, H, W)."""
-    bt, c, h, w = x.shape
-    return x.reshape(bt // t, t, c, h, w).transpose(1, 2)
-
-
-def conv_frames(layer: nn.Conv2d, x: Tensor) -> Tensor:
-    """A 2D convolution ``layer`` applied to every frame of a video (B, C, T, H, W).
-
-    On a CPU it runs as the 3D convolution with kernel (1, kh, kw) (the 2D weight viewed with a unit time
-    axis, stored unchanged), so the video keeps its layout: in channels-first layout the frame batch
-    (B*T, C, H, W) is a copy, and the video it gives back is strided, which every later op would pay
-    for. Elsewhere the plain twin: frames to images, the 2D convolution, back (the same numbers).
-    """
-    if (
-        uses_cpu_layout(x)
-        and layer.weight.dtype != torch.float16
-        and layer.padding_mode == "zeros"
-        and not isinstance(layer.padding, str)
-    ):
-        x = x.contiguous(memory_format=cpu_memory_format(x.dtype, 5))
-        w = layer.weight.unsqueeze(2)  # (O, I, 1, kh, kw), a view
-        padding, stride, dilation = [0, *layer.padding], [1, *layer.stride], [1, *layer.dilation]
-        if _mkldnn_ok(x, w):
-            return torch.ops.aten.mkldnn_convolution(x, w, layer.bias, padding, stride, dilation, layer.groups)
-        return F.conv3d(x, w, layer.bias, stride, padding, dilation, layer.groups)
-    y, t = frames_to_images(x)
-    return images_to_frames(conv(layer, y), t)
 
 
 class Norm(nn.Module):

@@ -8,7 +8,8 @@ switch hidden in an op (SiLU writing a channels-last input into a channels-first
 reading a channels-first input) costs the same. So a CPU model picks one layout per dtype,
 :func:`cpu_memory_format`, and keeps its activations there: :func:`conv` converts an input that
 arrives otherwise (the network's first layer), :func:`empty_like_layout` allocates buffers in it,
-:func:`cat_frames` concatenates in it and :func:`channel_layer_norm` normalises either layout in place.
+:func:`cat_frames` concatenates in it, :func:`conv_frames` runs per-frame 2D layers as (1, k, k) 3D
+convolutions on the video and :func:`channel_layer_norm` normalises either layout in place.
 
 Traced graphs (the compiler plans layouts itself) and CUDA keep their inputs' layout.
 
@@ -218,3 +219,39 @@ def conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
     if isinstance(layer, nn.Conv3d):
         return conv3d(layer, x)
     return layer._conv_forward(x, layer.weight, layer.bias)
+
+
+def frames_to_images(x: Tensor) -> tuple[Tensor, int]:
+    """(B, C, T, H, W) -> (B*T, C, H, W), returning T to undo it."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w), t
+
+
+def images_to_frames(x: Tensor, t: int) -> Tensor:
+    """(B*T, C, H, W) -> (B, C, T, H, W)."""
+    bt, c, h, w = x.shape
+    return x.reshape(bt // t, t, c, h, w).transpose(1, 2)
+
+
+def conv_frames(layer: nn.Conv2d, x: Tensor) -> Tensor:
+    """A 2D convolution ``layer`` applied to every frame of a video (B, C, T, H, W).
+
+    On a CPU it runs as the 3D convolution with kernel (1, kh, kw) (the 2D weight viewed with a unit time
+    axis, stored unchanged), so the video keeps its layout: in channels-first layout the frame batch
+    (B*T, C, H, W) is a copy, and the video it gives back is strided, which every later op would pay
+    for. Elsewhere the plain twin: frames to images, the 2D convolution, back (the same numbers).
+    """
+    if (
+        uses_cpu_layout(x)
+        and layer.weight.dtype != torch.float16
+        and layer.padding_mode == "zeros"
+        and not isinstance(layer.padding, str)
+    ):
+        x = x.contiguous(memory_format=cpu_memory_format(x.dtype, 5))
+        w = layer.weight.unsqueeze(2)  # (O, I, 1, kh, kw), a view
+        padding, stride, dilation = [0, *layer.padding], [1, *layer.stride], [1, *layer.dilation]
+        if _mkldnn_ok(x, w):
+            return torch.ops.aten.mkldnn_convolution(x, w, layer.bias, padding, stride, dilation, layer.groups)
+        return F.conv3d(x, w, layer.bias, stride, padding, dilation, layer.groups)
+    y, t = frames_to_images(x)
+    return images_to_frames(conv(layer, y), t)
