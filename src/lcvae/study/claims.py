@@ -54,8 +54,8 @@ def verdict(margin: float, noise: float | None, factor: float = 2.0) -> str:
 
 
 def _sentence(claim: dict[str, Any], unit: str, digits: int) -> str:
-    noise, tuned = claim["noise"], claim.get("fine_tune_std")
-    if tuned is not None or claim.get("pretrained"):
+    noise, tuned = claim["noise"], claim["fine_tune_std"]
+    if claim["pretrained"]:
         spread = "one pretraining run per model" + (
             f"; the fine-tuning seeds' std {tuned:.{digits}f}{unit} is not the noise of training" if tuned else ""
         )
@@ -89,7 +89,8 @@ def compare_claim(
         raise ValueError(f"claim {name!r}: need one value per seed for both models, got {len(a)} and {len(b)}")
     mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
     margin = (mean_a - mean_b) * (1 if higher_better else -1)
-    noise = None if pretrained else pooled_std(a, b)
+    spread = pooled_std(a, b)
+    noise = None if pretrained else spread
     claim = {
         "claim": name,
         "statement": statement,
@@ -105,7 +106,7 @@ def compare_claim(
         "verdict": verdict(margin, noise, factor),
         "detail": f"{labels[0]} {mean_a:.{digits}f}{unit} vs {labels[1]} {mean_b:.{digits}f}{unit} {metric}",
         "pretrained": pretrained,
-        "fine_tune_std": pooled_std(a, b) if pretrained else None,
+        "fine_tune_std": spread if pretrained else None,
     }
     claim["sentence"] = _sentence(claim, unit, digits)
     return claim
@@ -128,7 +129,8 @@ def level_claim(
     if not values:
         raise ValueError(f"claim {name!r}: no values")
     mean = sum(values) / len(values)
-    noise = None if pretrained else seed_std(values)
+    spread = seed_std(values)
+    noise = None if pretrained else spread
     claim = {
         "claim": name,
         "statement": statement,
@@ -145,7 +147,7 @@ def level_claim(
         "verdict": verdict(mean - reference, noise, factor),
         "detail": f"{metric} {mean:.{digits}f} against {reference:g}",
         "pretrained": pretrained,
-        "fine_tune_std": seed_std(values) if pretrained else None,
+        "fine_tune_std": spread if pretrained else None,
     }
     claim["sentence"] = _sentence(claim, "", digits)
     return claim

