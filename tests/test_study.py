@@ -199,3 +199,22 @@ def test_report_loads_in_chromium(study, tmp_path):
     }
     shown = dict(re.findall(r'data-key="(models\.[^"]+)" data-value="[^"]*">([^<]*)<', done.stdout))
     assert shown["models.lcvae.psnr"] == f"{results['models']['lcvae']['psnr']:.2f}"
+
+
+def test_a_stopped_study_exits_with_the_trainers_code_and_one_line(tmp_path, monkeypatch, capsys):
+    from lcvae.cli import main
+    from lcvae.train.faults import EXIT_INTERRUPTED, TrainingInterrupted
+
+    def stopped(run_cfg):
+        raise TrainingInterrupted(
+            "stopped by SIGTERM after step 1; the state is saved in X; run the same command to resume",
+            None,
+            1,
+            "SIGTERM",
+        )
+
+    monkeypatch.setattr(runner, "train_main", stopped)
+    code = main(["study", "--out", str(tmp_path / "s"), *TINY])
+    err = capsys.readouterr().err
+    assert code == EXIT_INTERRUPTED
+    assert "lcvae study: interrupted: stopped by SIGTERM after step 1" in err and "Traceback" not in err

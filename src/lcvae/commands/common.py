@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 DTYPE_HELP = (
     "model precision: the weights are cast to it and run in it, no autocast (fp32 default; bf16 "
@@ -150,3 +154,19 @@ def eval_options(args: argparse.Namespace, **extra: Any):
         progress=not args.no_progress,
         **extra,
     )
+
+
+def run_training(command: str, train: Callable[[], T]) -> tuple[T | None, int]:
+    """Run a training command's work; a divergence or a SIGTERM / SIGINT stop (a checkpoint was
+    written either way) becomes one line and the trainer's exit code instead of a traceback.
+    Returns (result, 0), or (None, exit code) when it stopped."""
+    from lcvae.train.faults import EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted
+
+    try:
+        return train(), 0
+    except TrainingDiverged as err:
+        print(f"lcvae {command}: stopped: {err}", file=sys.stderr)
+        return None, EXIT_DIVERGED
+    except TrainingInterrupted as err:
+        print(f"lcvae {command}: interrupted: {err}", file=sys.stderr)
+        return None, EXIT_INTERRUPTED

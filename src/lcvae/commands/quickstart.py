@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from lcvae.commands.common import run_training
     from lcvae.commands.study import print_summary
     from lcvae.train.distributed import setup_logging
     from lcvae.train.quickstart import load_quickstart_config, run_quickstart
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     extra += [f"pretrained={args.pretrained}"] if args.pretrained else []
     cfg = load_quickstart_config(args.config, list(args.overrides) + extra, from_scratch=args.from_scratch)
     setup_logging(logging.INFO, rank=0)
-    results = run_quickstart(cfg)
+    results, code = run_training(NAME, lambda: run_quickstart(cfg))
     if results:
         print_summary(results, cfg.out_dir)
-    return 0
+    return code

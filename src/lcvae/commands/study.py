@@ -48,6 +48,7 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from lcvae.commands.common import run_training
     from lcvae.study import load_study_config, run_study
     from lcvae.train.distributed import setup_logging
 
@@ -55,11 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if args.adaptive and "adaptive" not in cfg.models:
         cfg = load_study_config(None, [f"models={cfg.models + ['adaptive']}"], base=cfg)
     setup_logging(logging.INFO, rank=0)
-    results = run_study(cfg)
-    if not results:  # torchrun ranks other than 0
-        return 0
-    print_summary(results, cfg.out_dir)
-    return 0
+    results, code = run_training(NAME, lambda: run_study(cfg))
+    if results:  # not on torchrun ranks other than 0, nor after a stop
+        print_summary(results, cfg.out_dir)
+    return code
 
 
 def print_summary(results: dict, out_dir: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 NAME = "train-vae"
 HELP = "train an LC-VAE / WF-VAE (configs/train_*.yaml); resumes from its out_dir; run under torchrun for DDP"
@@ -15,16 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lcvae.train.faults import EXIT_DIVERGED, EXIT_INTERRUPTED, TrainingDiverged, TrainingInterrupted
+    from lcvae.commands.common import run_training
     from lcvae.train.train_vae import run_cli
 
-    try:
-        result = run_cli(args.config, args.overrides)
-    except TrainingDiverged as err:
-        print(f"lcvae train-vae: stopped: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except TrainingInterrupted:  # logged where it stopped; the same command resumes
-        return EXIT_INTERRUPTED
-    if result.checkpoint is not None:
+    result, code = run_training(NAME, lambda: run_cli(args.config, args.overrides))
+    if result is not None and result.checkpoint is not None:
         print(f"step {result.step} ({result.stopped_by}); last checkpoint {result.checkpoint}")
-    return 0
+    return code
