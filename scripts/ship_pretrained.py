@@ -1,20 +1,23 @@
 """Gather finished pretraining studies into the folder the demo ships (``pretrained/quickstart/``).
 
-    python scripts/ship_pretrained.py outputs/pretrain pretrained/quickstart
+    python scripts/ship_pretrained.py outputs/pretrain outputs/pretrain2 pretrained/quickstart
 
-SRC holds one finished ``lcvae study`` per model, ``SRC/<model>/`` (made by the commands in
-``configs/pretrain_quickstart.yaml``), and optionally its console log ``SRC/<model>.log``. For each
+Each STAGE folder holds one finished ``lcvae study`` per model, ``STAGE/<model>/``, and optionally its
+console log ``STAGE/<model>.log`` (made by the commands in ``configs/pretrain_quickstart.yaml`` and
+``configs/pretrain_quickstart_stage2.yaml``). Stages are given in training order: the first trains
+from random weights, every later one must have started from the models the stage before exported
+(its ``pretrained`` folder; checked here). The models shipped are those of the last stage. For each
 model this writes ``DEST/<model>/``:
 
-    config.json, model.safetensors   the model folder the study exported (loads with lcvae.from_pretrained)
+    config.json, model.safetensors   the model folder the last stage exported (loads with lcvae.from_pretrained)
     heldout.json                     held-out numbers of exactly these weights, evaluated in fp32 on the CPU,
-                                     the file's sha256 and how they were measured (tests/test_pretrained.py
-                                     checks that the shipped file reproduces them)
-    training/                        the study's recipe.json, results.json (curves), the run's train-vae
-                                     config.json and metrics.jsonl, and the console log
+                                     the file's sha256, the steps of every stage and how the numbers were
+                                     measured (tests/test_pretrained.py checks that the file reproduces them)
+    training/stage<k>/               per stage: the study's recipe.json and results.json (curves), the
+                                     run's train-vae config.json and metrics.jsonl, and the console log
 
-and ``DEST/README.md`` (the command, the recipe and the table) with ``DEST/curves.png`` (the held-out
-learning curves of the three trainings).
+and ``DEST/README.md`` (the commands, the recipe and the table) with ``DEST/curves.png`` (the held-out
+learning curves of the three trainings, stages joined on one step axis).
 """
 
 from __future__ import annotations
@@ -37,11 +40,27 @@ from lcvae.train.validation import evaluate_clips, load_metric_lpips
 from lcvae.utils import write_json, write_text
 
 REPO = Path(__file__).resolve().parents[1]
-COMMAND = """for m in wfvae lcvae ptlc; do
-  OMP_NUM_THREADS=1 lcvae study --config configs/pretrain_quickstart.yaml "models=[$m]" --out outputs/pretrain/$m \\
-      > outputs/pretrain/$m.log 2>&1 &
-done; wait
-python scripts/ship_pretrained.py outputs/pretrain pretrained/quickstart"""
+# (config, output folder) of each stage, in training order; stage k > 1 starts from stage k - 1's models
+STAGES = [
+    ("configs/pretrain_quickstart.yaml", "outputs/pretrain"),
+    ("configs/pretrain_quickstart_stage2.yaml", "outputs/pretrain2"),
+    ("configs/pretrain_quickstart_stage3.yaml", "outputs/pretrain3"),
+]
+
+
+def command() -> str:
+    """The shell commands that make the shipped folder (one study per model and stage, side by side)."""
+    lines = ["mkdir -p " + " ".join(out for _, out in STAGES)]
+    for k, (config, out) in enumerate(STAGES):
+        start = f" \\\n      pretrained={STAGES[k - 1][1]}/$m/models" if k else ""
+        lines += [
+            f"for m in wfvae lcvae ptlc; do   # stage {k + 1}",
+            f'  OMP_NUM_THREADS=1 lcvae study --config {config} "models=[$m]"{start} --out {out}/$m \\',
+            f"      > {out}/$m.log 2>&1 &",
+            "done; wait",
+        ]
+    lines.append(f"python scripts/ship_pretrained.py {' '.join(out for _, out in STAGES)} pretrained/quickstart")
+    return "\n".join(lines)
 
 
 def sha256(path: Path) -> str:
@@ -62,32 +81,63 @@ def heldout_numbers(cfg: StudyConfig, folder: Path) -> dict:
     return scores
 
 
-def ship(src: Path, dest: Path, name: str) -> dict:
-    study = src / name
-    results = json.loads((study / "results.json").read_text())
+def _study(stage: Path, name: str) -> tuple[dict, StudyConfig]:
+    results = json.loads((stage / name / "results.json").read_text())
     cfg = from_dict(StudyConfig, results["config"])
     if list(cfg.models) != [name]:
-        raise SystemExit(f"{study} is a study of {cfg.models}; expected one study per model ([{name}])")
+        raise SystemExit(f"{stage / name} is a study of {cfg.models}; expected one study per model ([{name}])")
+    return results, cfg
+
+
+def check_chain(stages: list[Path], name: str) -> None:
+    """Stage 1 starts from random weights; stage k + 1 from the models stage k exported."""
+    for k, stage in enumerate(stages):
+        _, cfg = _study(stage, name)
+        if k == 0 and cfg.pretrained is not None:
+            raise SystemExit(f"{stage / name} started from {cfg.pretrained}; the first stage must train from scratch")
+        if k > 0 and (
+            cfg.pretrained is None or Path(cfg.pretrained).resolve() != (stages[k - 1] / name / "models").resolve()
+        ):
+            raise SystemExit(
+                f"{stage / name} started from {cfg.pretrained}, not from the stage before ({stages[k - 1] / name / 'models'})"
+            )
+
+
+def copy_training(stage: Path, name: str, out: Path) -> None:
+    """The study's recipe, results (curves), the run's train-vae config and step log, and the console log."""
+    results, cfg = _study(stage, name)
+    out.mkdir(parents=True)
+    run = stage / name / "runs" / f"seed{cfg.seeds[0]}" / MODELS[name].run
+    shutil.copy2(run / "config.json", out / "train_config.json")
+    shutil.copy2(run / "metrics.jsonl", out / "metrics.jsonl")
+    shutil.copy2(stage / name / "recipe.json", out / "recipe.json")
+    shutil.copy2(stage / name / "results.json", out / "study_results.json")
+    if (stage / f"{name}.log").is_file():  # the machine's checkout path is written as <repo>
+        log = (stage / f"{name}.log").read_text(encoding="utf-8")
+        write_text(out / "console.log", log.replace(str(REPO) + "/", "<repo>/"))
+
+
+def ship(stages: list[Path], dest: Path, name: str) -> dict:
+    check_chain(stages, name)
+    results, cfg = _study(stages[-1], name)
     out = dest / name
     if out.exists():
         shutil.rmtree(out)
-    (out / "training").mkdir(parents=True)
+    out.mkdir(parents=True)
     for file in ("config.json", "model.safetensors"):
-        shutil.copy2(study / "models" / name / file, out / file)
-    run = study / "runs" / f"seed{cfg.seeds[0]}" / MODELS[name].run
-    shutil.copy2(run / "config.json", out / "training" / "train_config.json")
-    shutil.copy2(run / "metrics.jsonl", out / "training" / "metrics.jsonl")
-    shutil.copy2(study / "recipe.json", out / "training" / "recipe.json")
-    shutil.copy2(study / "results.json", out / "training" / "study_results.json")
-    if (src / f"{name}.log").is_file():  # the machine's checkout path is written as <repo>
-        log = (src / f"{name}.log").read_text(encoding="utf-8")
-        write_text(out / "training" / "console.log", log.replace(str(REPO) + "/", "<repo>/"))
+        shutil.copy2(stages[-1] / name / "models" / name / file, out / file)
+    for k, stage in enumerate(stages, 1):
+        copy_training(stage, name, out / "training" / f"stage{k}")
+    stage_steps = [_study(stage, name)[1].steps for stage in stages]
     scores = heldout_numbers(cfg, out)
     record = {
         "model": name,
         "label": MODELS[name].label,
-        "steps": cfg.steps,
-        "seed": cfg.seeds[0],
+        "steps": sum(stage_steps),
+        "stages": [
+            {"steps": n, "seed": _study(stage, name)[1].seeds[0], "log": f"training/stage{k}/"}
+            for k, (stage, n) in enumerate(zip(stages, stage_steps), 1)
+        ],
         "weights": cfg.eval_weights,
         "sha256": sha256(out / "model.safetensors"),
         "evaluation": {
@@ -105,7 +155,51 @@ def ship(src: Path, dest: Path, name: str) -> dict:
     return record
 
 
-def readme(records: list[dict]) -> str:
+def joined_curve(stages: list[Path], name: str) -> dict[str, list[float]]:
+    """The held-out curve over all stages on one step axis (a later stage's step-0 evaluation, the
+    model the stage before ended with, is not repeated)."""
+    joined: dict[str, list[float]] = {"steps": [], "psnr": [], "ssim": []}
+    offset = 0
+    for stage in stages:
+        results, cfg = _study(stage, name)
+        curve = results["curves"][name]
+        for i, step in enumerate(curve["steps"]):
+            if joined["steps"] and offset + step <= joined["steps"][-1]:
+                continue
+            joined["steps"].append(offset + step)
+            for key in ("psnr", "ssim"):
+                joined[key].append(curve[key][i])
+        offset += cfg.steps
+    return joined
+
+
+def schedule(optim: dict, steps: int) -> str:
+    """The learning-rate schedule of a stage, in words."""
+    lr = f"{optim['lr']:g}"
+    words = [f"{optim['warmup_steps']}-step warm-up to {lr}" if optim["warmup_steps"] else lr]
+    if optim["decay_steps"]:
+        start = optim["decay_start"]
+        words.append(f"linearly to 0 over steps {start}-{start + optim['decay_steps']}")
+    else:
+        words.append("constant")
+    return ", ".join(words)
+
+
+def stage_rows(stages: list[Path], name: str) -> str:
+    rows = []
+    for k, stage in enumerate(stages):
+        results, cfg = _study(stage, name)
+        train = results["config"]["train"]
+        config = STAGES[k][0] if k < len(STAGES) else str(stage)
+        start = "random weights" if k == 0 else f"stage {k}"
+        crop = train["data"]["crop"]
+        rows.append(
+            f"| {k + 1} | `{config}` | {start} | {cfg.steps} | {crop}x{crop} | {schedule(train['optim'], cfg.steps)} |"
+        )
+    return "\n".join(rows)
+
+
+def readme(records: list[dict], stages: list[Path]) -> str:
     metric = records[0]["metric"].lower()
     rows = "\n".join(
         f"| {r['label']} | `{r['model']}/` | {r['steps']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r[metric]:.4f} |"
@@ -115,12 +209,17 @@ def readme(records: list[dict]) -> str:
 
 `./run.sh` (`lcvae quickstart`) starts from these folders: it evaluates them, fine-tunes each for
 100 steps with two seeds and evaluates again. They were trained by this project with its own
-`lcvae study`, one study per model (`configs/pretrain_quickstart.yaml`: the recipe of
-`lcvae quickstart --from-scratch` for {records[0]["steps"]} steps, the learning rate decayed linearly to 0
-over the last 1000, seed {records[0]["seed"]}, EMA weights):
+`lcvae study`, one study per model and stage, every setting the same for the three models: the
+recipe of `lcvae quickstart --from-scratch` (L1 + KL 1e-6, AdamW, batch 1, 33-frame crops, bf16
+autocast, seed {records[0]["stages"][0]["seed"]}, the 0.999 EMA of the weights evaluated), in stages that each
+start from the models of the stage before with a fresh optimiser:
+
+| stage | config | starts from | steps | crops | learning rate |
+|---|---|---|---|---|---|
+{stage_rows(stages, records[0]["model"])}
 
 ```bash
-{COMMAND}
+{command()}
 ```
 
 ![held-out PSNR and SSIM against steps](curves.png)
@@ -134,30 +233,38 @@ them):
 {rows}
 
 Each folder holds `config.json` + `model.safetensors` (`lcvae.from_pretrained`), `heldout.json`
-(numbers, sha256 of the weights, how they were measured) and `training/` (the study's recipe and
-results with the learning curve, the run's train-vae config and per-step log, the console log).
-PTLC's folder is the 8-channel WF-VAE trained without compression with the paper mask inserted
-afterwards; the demo fine-tunes that WF-VAE uncompressed and masks it again.
+(numbers, sha256 of the weights, steps per stage, how they were measured) and `training/stage<k>/`
+(per stage: the study's recipe and results with the learning curve, the run's train-vae config and
+per-step log, the console log). PTLC's folder is the 32-channel WF-VAE trained without compression
+with the paper mask inserted afterwards; the demo fine-tunes that WF-VAE uncompressed and masks it
+again. docs/results.md tells how the stages came about.
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("src", type=Path, help="folder of finished studies, one per model (outputs/pretrain)")
+    parser.add_argument("stages", type=Path, nargs="+", help="folders of finished studies, one per stage, in order")
     parser.add_argument("dest", type=Path, help="where to ship them (pretrained/quickstart)")
     parser.add_argument("--models", default="wfvae,lcvae,ptlc")
     args = parser.parse_args()
     names = args.models.split(",")
-    missing = [n for n in names if not (args.src / n / "results.json").is_file()]
+    missing = [str(s / n) for s in args.stages for n in names if not (s / n / "results.json").is_file()]
     if missing:
-        sys.exit(f"no finished study for {missing} under {args.src} (expected {args.src}/<model>/results.json)")
-    records = [ship(args.src, args.dest, name) for name in names]
-    write_text(args.dest / "README.md", readme(records))
-    curves = {}
-    for name in names:
-        curve = json.loads((args.src / name / "results.json").read_text())["curves"][name]
-        curves[MODELS[name].label] = {k: curve[k] for k in ("steps", "psnr", "ssim")}
-    heldout_curves(curves, args.dest / "curves.png", title="Pretraining of the demo's models (seed 0, EMA weights)")
+        sys.exit(f"no finished study at {', '.join(missing)} (expected STAGE/<model>/results.json)")
+    records = [ship(args.stages, args.dest, name) for name in names]
+    write_text(args.dest / "README.md", readme(records, args.stages))
+    curves = {MODELS[name].label: joined_curve(args.stages, name) for name in names}
+    starts, marks = 0, []
+    for k, stage in enumerate(args.stages[:-1], 2):
+        starts += _study(stage, names[0])[1].steps
+        marks.append((starts, f"stage {k}"))
+    heldout_curves(
+        curves,
+        args.dest / "curves.png",
+        title="Pretraining of the demo's models (seed 0, EMA weights)",
+        marks=marks,
+        bar=24.0,
+    )
 
 
 if __name__ == "__main__":

@@ -367,12 +367,32 @@ def loss_curves(curves: dict[str, dict[str, list[float]]], path: str | Path) -> 
 
 
 def heldout_curves(
-    curves: dict[str, dict[str, list]], path: str | Path, title: str = "Held-out learning curves"
+    curves: dict[str, dict[str, list]],
+    path: str | Path,
+    title: str = "Held-out learning curves",
+    marks: Sequence[tuple[float, str]] = (),
+    bar: float | None = None,
 ) -> Path:
     """Held-out PSNR (left) and SSIM (right) against training steps; ``curves``: label -> {"steps",
-    "psnr", "ssim"} lists, with optional "psnr_std"/"ssim_std" (seed spread, drawn as a band)."""
+    "psnr", "ssim"} lists, with optional "psnr_std"/"ssim_std" (seed spread, drawn as a band).
+    ``marks``: (step, text) drawn as labelled vertical lines (e.g. where a training stage begins);
+    ``bar``: a PSNR level drawn as a horizontal line."""
     fig = _figure(10.5, 3.9)
     axes = fig.subplots(1, 2)
+    for ax in axes:
+        for step, text in marks:
+            ax.axvline(step, color="0.6", linestyle="--", linewidth=0.8)
+            ax.annotate(
+                text,
+                (step, 0.02),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, 0),
+                textcoords="offset points",
+                fontsize=7,
+                color="0.4",
+            )
+    if bar is not None:
+        axes[0].axhline(bar, color="0.3", linestyle=":", linewidth=0.9, label=f"{bar:g} dB")
     for label, c in curves.items():
         for ax, key in zip(axes, ("psnr", "ssim")):
             line = ax.plot(c["steps"], c[key], marker="o", markersize=3, label=label)[0]

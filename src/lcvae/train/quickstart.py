@@ -13,8 +13,8 @@ labelled side-by-side videos, one loadable folder per model in ``models/<name>/`
 Two modes, one recipe (``lcvae.study.config.study_train_config`` with bf16 autocast; fine-tuning
 takes a 10x lower learning rate):
 
-- pretrained (default): every run starts from the models the project trained with this recipe for
-  8000 steps (``pretrained/quickstart/``: weights, the exact command, config, training log and
+- pretrained (default): every run starts from the models the project trained with this recipe in
+  two stages (``pretrained/quickstart/``: weights, the exact commands, configs, training logs and
   recorded held-out numbers; ``scripts/ship_pretrained.py`` made it). The demo evaluates them
   (step 0), fine-tunes each for 100 steps at lr 5e-5 with seeds 0 and 1 and evaluates again; the
   EMA of the fine-tuned weights is what it scores. ``pretrained=DIR`` (``--pretrained DIR``) starts from another
