@@ -134,7 +134,11 @@ class CausalConv3d(nn.Module):
     def forward(self, x: Tensor, cache: StreamCache | None = None) -> Tensor:
         if self.kt > 1 or self.st > 1:
             x = temporal_pad(self, x, self.kt, self.st, self.causal, cache)
-        return conv(self.conv, x)
+        return conv(self.conv, x, None if cache is None else cache.weights)
+
+
+def _silu_into(x: Tensor, out: Tensor) -> None:
+    torch.ops.aten.silu.out(x, out=out)
 
 
 def silu_conv(layer: CausalConv3d, h: Tensor, cache: StreamCache | None = None) -> Tensor:
@@ -142,16 +146,15 @@ def silu_conv(layer: CausalConv3d, h: Tensor, cache: StreamCache | None = None) 
     convolution reads (allocated in the model layout): saves :func:`temporal_pad`'s copy of the whole
     activation.
 
-    Whole-video inference only: streaming, strides, autograd (``out=`` ops have no backward) and traced
-    graphs (the compiler fuses the padding itself) take the plain path, which gives the same numbers.
+    Streaming: SiLU writes into the chunk's causal window (:meth:`StreamCache.causal_window`) the same
+    way. Strides, autograd (``out=`` ops have no backward) and traced graphs (the compiler fuses the
+    padding itself) take the plain path, which gives the same numbers.
     """
-    if (
-        cache is not None
-        or layer.st != 1
-        or layer.kt == 1
-        or torch.compiler.is_compiling()
-        or (torch.is_grad_enabled() and h.requires_grad)
-    ):
+    plain = torch.compiler.is_compiling() or (torch.is_grad_enabled() and h.requires_grad)
+    if cache is not None and layer.causal and layer.kt > 1 and not plain:
+        window = cache.causal_window(layer, h, layer.kt, layer.st, op=_silu_into)
+        return conv(layer.conv, window, cache.weights)
+    if cache is not None or layer.st != 1 or layer.kt == 1 or plain:
         return layer(F.silu(h), cache)
     b, c, t, hh, ww = h.shape
     front = layer.kt - 1 if layer.causal else (layer.kt - 1) // 2
@@ -224,7 +227,7 @@ class ResBlock3D(nn.Module):
             h = self.conv2(self.dropout(F.silu(self.norm2(h))), cache)
         else:
             h = silu_conv(self.conv2, self.norm2(h), cache)
-        skip = self.nin_shortcut(x) if self.nin_shortcut is not None else x
+        skip = self.nin_shortcut(x, cache) if self.nin_shortcut is not None else x
         return skip + h
 
 
@@ -246,9 +249,10 @@ class Attention(nn.Module):
         def tokens(y: Tensor) -> Tensor:  # (B, C, T, H, W) -> (B*T, H*W, C)
             return y.permute(0, 2, 3, 4, 1).reshape(b * t, hh * ww, c)
 
-        o = F.scaled_dot_product_attention(tokens(self.q(h)), tokens(self.k(h)), tokens(self.v(h)))
+        q, k, v = (tokens(layer(h, cache)) for layer in (self.q, self.k, self.v))
+        o = F.scaled_dot_product_attention(q, k, v)
         o = o.reshape(b, t, hh, ww, c).permute(0, 4, 1, 2, 3)  # back to (B, C, T, H, W)
-        return x + self.proj_out(o)
+        return x + self.proj_out(o, cache)
 
 
 class Downsample2D(nn.Module):

@@ -21,6 +21,7 @@ range, the output scaled back in fp32.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -89,7 +90,7 @@ def _onednn_conv3d_backward(ctx: Any, grad: Tensor) -> tuple:
 onednn_conv3d.register_autograd(_onednn_conv3d_backward, setup_context=_onednn_conv3d_setup)
 
 
-def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
+def conv3d(conv: nn.Conv3d, x: Tensor, packer: WeightPacker | None = None) -> Tensor:
     """``conv(x)``, but always on oneDNN for fp32 and bf16 CPU inputs.
 
     PyTorch picks its generic ``slow_conv3d`` kernel for 3D inputs with few frames (e.g. a chunk),
@@ -97,7 +98,14 @@ def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
     inputs. The result is the same convolution (tested against ``conv(x)``). Eager calls the aten op
     directly; under ``torch.compile`` it goes through the :func:`onednn_conv3d` custom op, which the
     compiler can trace (it has a shape rule and a backward) but keeps on oneDNN.
+
+    A streaming pass hands its :class:`WeightPacker`, which may run the layer on a packed weight instead.
     """
+    packed = _PACKED.get(conv) if _PACKED else None
+    if packed is None and packer is not None:
+        packed = packer.pack(conv, x)
+    if packed is not None:
+        return _packed_conv3d(conv, packed, x)
     if _mkldnn_ok(x, conv.weight):
         if not x.is_contiguous(memory_format=torch.channels_last_3d):
             x = x.contiguous()
@@ -106,6 +114,85 @@ def conv3d(conv: nn.Conv3d, x: Tensor) -> Tensor:
             return onednn_conv3d(*args)
         return torch.ops.aten.mkldnn_convolution(*args)
     return conv(x)
+
+
+# -- packed weights for streaming ------------------------------------------------------------------
+
+# Chunked inference runs every layer once per chunk, and oneDNN reorders a plain weight into its blocked
+# format on every call: a memory-bound pass over the weight that, where the weight is large and the
+# chunk's output small (the 16x16-pixel layers of WF-VAE-L: 16-87 MB weights, one or two frames), takes
+# as long as the convolution itself. A packed weight is reordered once per video instead. Keeping both
+# copies would add the model's size to peak memory, so the packed weight replaces the parameter's data
+# for the pass (``WeightPacker.release`` restores it, bit for bit: a reorder is a permutation).
+_PACK_MAX_POSITIONS = 512  # output T*H*W up to which the packed kernel beats a per-call reorder (~2x at 256)
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # nn.Conv3d -> its packed weight, while swapped
+
+
+def _packed_conv3d(conv: nn.Conv3d, packed: Tensor, x: Tensor) -> Tensor:
+    """``conv(x)`` while ``conv``'s weight is held packed (its parameter is then empty)."""
+    args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+    if torch.is_grad_enabled() or torch.compiler.is_compiling() or x.dtype != packed.dtype:
+        # a call outside the streaming pass that packed it: the plain twin, on a dense copy
+        w = packed.to_dense()
+        return F.conv3d(x.to(w.dtype), w, conv.bias, args[1], args[0], args[2], args[3])
+    y = torch.ops.mkldnn._convolution_pointwise(x, packed, conv.bias, *args, "none", [], None)
+    return y.contiguous(memory_format=memory_format_of(x))  # the kernel writes channels-last
+
+
+class WeightPacker:
+    """Packs 3D convolution weights for one streaming pass (see above); ``release`` restores them.
+
+    A layer is packed at its first call in the pass when it qualifies (fp32 CPU inference on oneDNN, a
+    small output); later calls, whatever their size, run packed. Until ``release``, the packed layers'
+    weights are empty tensors: other calls on the model still work (they find the packed weight), but
+    reading, saving or training its parameters must wait for the pass to end. ``enabled=False`` is the
+    plain twin (every call reorders, the parameters stay as they are).
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._mine: list[nn.Conv3d] = []
+
+    def _qualifies(self, conv: nn.Conv3d, x: Tensor) -> bool:
+        w = conv.weight
+        if not (
+            self.enabled
+            and _MKLDNN
+            and x.device.type == "cpu"
+            and x.dtype == w.dtype == torch.float32
+            and w.is_contiguous()
+            and w.numel() > 0
+            and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str)
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled("cpu")
+        ):
+            return False
+        positions = 1
+        for n, k, s, p in zip(x.shape[2:], w.shape[2:], conv.stride, conv.padding, strict=True):
+            positions *= (n + 2 * p - k) // s + 1
+        return positions <= _PACK_MAX_POSITIONS
+
+    def pack(self, conv: nn.Conv3d, x: Tensor) -> Tensor | None:
+        """The packed weight to run ``conv`` on ``x`` with, or None for the plain path."""
+        if not self._qualifies(conv, x):
+            return None
+        w = conv.weight
+        args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, list(x.shape))
+        packed = torch.ops.mkldnn._reorder_convolution_weight(w.detach(), *args)
+        _PACKED[conv] = packed
+        w.data = w.data.new_empty(0)  # frees the plain copy (unless something else holds it)
+        self._mine.append(conv)
+        return packed
+
+    def release(self) -> None:
+        """Give back the plain weights of every layer this packer packed."""
+        while self._mine:
+            conv = self._mine.pop()
+            packed = _PACKED.pop(conv, None)
+            if packed is not None:
+                conv.weight.data = packed.to_dense()
 
 
 # fp16 convolution inputs are scaled to |x| <= 65504 / 256: a convolution may then amplify by 256 (sum of
@@ -207,17 +294,18 @@ def cat_frames(parts: list[Tensor]) -> Tensor:
     return out
 
 
-def conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor) -> Tensor:
+def conv(layer: nn.Conv2d | nn.Conv3d, x: Tensor, packer: WeightPacker | None = None) -> Tensor:
     """Apply a 2D (on (N, C, H, W)) or 3D convolution layer: oneDNN for fp32 and bf16 CPU 3D
     convolutions (:func:`conv3d`), the fp16 guard of :func:`_fp16_conv` for fp16 weights, else the
     layer's own. CPU inputs are first put in the model layout (:func:`cpu_memory_format`; a no-op
-    after the first layer, since oneDNN's outputs keep their input's layout)."""
+    after the first layer, since oneDNN's outputs keep their input's layout). ``packer``: see
+    :class:`WeightPacker`."""
     if layer.weight.dtype == torch.float16:
         return _fp16_conv(layer, x)
     if uses_cpu_layout(x):
         x = x.contiguous(memory_format=cpu_memory_format(x.dtype, x.dim()))
     if isinstance(layer, nn.Conv3d):
-        return conv3d(layer, x)
+        return conv3d(layer, x, packer)
     return layer._conv_forward(x, layer.weight, layer.bias)
 
 

@@ -18,12 +18,14 @@ encoder or decoder; make a fresh one per video.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+import torch
 from torch import Tensor
 
-from lcvae.models.onednn import cat_frames
+from lcvae.models.onednn import WeightPacker, cat_frames, memory_format_of
 
 
 class StreamTag(str, Enum):
@@ -39,10 +41,19 @@ class StreamTag(str, Enum):
 
 @dataclass
 class StreamCache:
-    """Per-video streaming state. ``final`` marks the last chunk so delayed frames are flushed."""
+    """Per-video streaming state. ``final`` marks the last chunk so delayed frames are flushed.
+
+    ``weights`` packs the convolution weights of the pass (:class:`~lcvae.models.onednn.WeightPacker`);
+    whoever runs the chunks calls :meth:`release` when the video ends (or is abandoned).
+    """
 
     final: bool = False
+    weights: WeightPacker = field(default_factory=WeightPacker)
     _state: dict[tuple[int, StreamTag], object] = field(default_factory=dict)
+
+    def release(self) -> None:
+        """Give the packed layers their plain weights back."""
+        self.weights.release()
 
     def get(self, owner: object, tag: StreamTag = StreamTag.DEFAULT, default: object = None) -> object:
         return self._state.get((id(owner), tag), default)
@@ -54,26 +65,45 @@ class StreamCache:
         return (id(owner), tag) in self._state
 
     def causal_window(
-        self, owner: object, x: Tensor, kernel: int, stride: int, tag: StreamTag = StreamTag.DEFAULT
+        self,
+        owner: object,
+        x: Tensor,
+        kernel: int,
+        stride: int,
+        tag: StreamTag = StreamTag.DEFAULT,
+        op: Callable[[Tensor, Tensor], object] | None = None,
     ) -> Tensor:
         """Return the part of the causally padded stream that yields complete output windows.
 
         The first chunk is padded with ``kernel - 1`` copies of its first frame (causal padding);
-        later chunks are prefixed with the unconsumed tail kept from the previous call.
+        later chunks are prefixed with the unconsumed tail kept from the previous call. ``op(x, out)``,
+        an elementwise op (SiLU), writes ``op(x)`` straight into the window instead of ``x``.
         """
-        if self.started(owner, tag):
-            x = cat_frames([self.get(owner, tag), x])
-        elif kernel > 1:
-            x = cat_frames([x[:, :, :1].expand(-1, -1, kernel - 1, -1, -1), x])
-        n_out = (x.shape[2] - kernel) // stride + 1 if x.shape[2] >= kernel else 0
+        tail = self.get(owner, tag) if self.started(owner, tag) else None
+        front = kernel - 1 if tail is None else tail.shape[2]
+        if front == 0 and op is None:
+            window = x  # nothing to prepend: no copy
+        else:
+            b, c, t, h, w = x.shape
+            fmt = memory_format_of(x)
+            window = torch.empty((b, c, front + t, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+            if op is None:
+                window[:, :, front:] = x
+            else:
+                op(x, window[:, :, front:])
+            if tail is not None:
+                window[:, :, :front] = tail
+            elif front:
+                window[:, :, :front] = window[:, :, front : front + 1]  # the first frame, repeated
+        n_out = (window.shape[2] - kernel) // stride + 1 if window.shape[2] >= kernel else 0
         # a copy, so the tail does not keep this chunk's whole window alive until the next chunk
-        self.put(owner, x[:, :, n_out * stride :].clone(), tag)
+        self.put(owner, window[:, :, n_out * stride :].clone(), tag)
         if n_out == 0:
             raise ValueError(
                 "chunk too short for a strided temporal layer: use chunk lengths that are multiples of 4 frames "
                 "(encoder) or at least 1 latent frame (decoder)"
             )
-        return x[:, :, : (n_out - 1) * stride + kernel]
+        return window[:, :, : (n_out - 1) * stride + kernel]
 
     def align(self, owner: object, a: Tensor, b: Tensor, tag: StreamTag = StreamTag.DEFAULT) -> tuple[Tensor, Tensor]:
         """Pair up frames of two branches that reach a merge point with different delays."""
