@@ -42,7 +42,11 @@ def test_the_demo_starts_from_every_shipped_model():
     assert sorted(cfg.models) == sorted(EXPECTED)
     for name in cfg.models:
         assert (SHIPPED / name / "model.safetensors").stat().st_size < 50 * 2**20  # each file <= 50 MB
-        assert (SHIPPED / name / "training" / "metrics.jsonl").is_file()
+        record = _record(name)
+        assert record["steps"] == sum(stage["steps"] for stage in record["stages"])
+        for stage in record["stages"]:  # every stage's training log and config is kept
+            log = SHIPPED / name / stage["log"]
+            assert (log / "metrics.jsonl").is_file() and (log / "train_config.json").is_file()
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
