@@ -382,15 +382,7 @@ def heldout_curves(
     for ax in axes:
         for step, text in marks:
             ax.axvline(step, color="0.6", linestyle="--", linewidth=0.8)
-            ax.annotate(
-                text,
-                (step, 0.02),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, 0),
-                textcoords="offset points",
-                fontsize=7,
-                color="0.4",
-            )
+            ax.text(step, 0.02, f" {text}", transform=ax.get_xaxis_transform(), fontsize=7, color="0.4")
     if bar is not None:
         axes[0].axhline(bar, color="0.3", linestyle=":", linewidth=0.9, label=f"{bar:g} dB")
     for label, c in curves.items():
@@ -398,9 +390,8 @@ def heldout_curves(
             line = ax.plot(c["steps"], c[key], marker="o", markersize=3, label=label)[0]
             std = c.get(f"{key}_std")
             if std and all(s is not None for s in std):
-                lo = [m - s for m, s in zip(c[key], std)]
-                hi = [m + s for m, s in zip(c[key], std)]
-                ax.fill_between(c["steps"], lo, hi, color=line.get_color(), alpha=0.2)
+                band = [(m - s, m + s) for m, s in zip(c[key], std)]
+                ax.fill_between(c["steps"], *zip(*band), color=line.get_color(), alpha=0.2)
     for ax, ylabel in zip(axes, ("held-out PSNR (dB)", "held-out SSIM")):
         ax.set(xlabel="training step", ylabel=ylabel)
         ax.grid(alpha=0.3)
