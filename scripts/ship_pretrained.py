@@ -1,10 +1,10 @@
 """Gather finished pretraining studies into the folder the demo ships (``pretrained/quickstart/``).
 
-    python scripts/ship_pretrained.py outputs/pretrain outputs/pretrain2 pretrained/quickstart
+    python scripts/ship_pretrained.py outputs/pretrain outputs/pretrain2 outputs/pretrain3 pretrained/quickstart
 
 Each STAGE folder holds one finished ``lcvae study`` per model, ``STAGE/<model>/``, and optionally its
-console log ``STAGE/<model>.log`` (made by the commands in ``configs/pretrain_quickstart.yaml`` and
-``configs/pretrain_quickstart_stage2.yaml``). Stages are given in training order: the first trains
+console log ``STAGE/<model>.log`` (made by the commands of ``STAGES`` below, written out in the
+shipped README). Stages are given in training order: the first trains
 from random weights, every later one must have started from the models the stage before exported
 (its ``pretrained`` folder; checked here). The models shipped are those of the last stage. For each
 model this writes ``DEST/<model>/``:
@@ -81,18 +81,24 @@ def heldout_numbers(cfg: StudyConfig, folder: Path) -> dict:
     return scores
 
 
-def _study(stage: Path, name: str) -> tuple[dict, StudyConfig]:
-    results = json.loads((stage / name / "results.json").read_text())
-    cfg = from_dict(StudyConfig, results["config"])
-    if list(cfg.models) != [name]:
-        raise SystemExit(f"{stage / name} is a study of {cfg.models}; expected one study per model ([{name}])")
-    return results, cfg
+Study = tuple[dict, StudyConfig]  # a finished study's results.json and its config
 
 
-def check_chain(stages: list[Path], name: str) -> None:
+def load_studies(stages: list[Path], name: str) -> list[Study]:
+    """The study of model ``name`` in every stage, read once."""
+    studies = []
+    for stage in stages:
+        results = json.loads((stage / name / "results.json").read_text())
+        cfg = from_dict(StudyConfig, results["config"])
+        if list(cfg.models) != [name]:
+            raise SystemExit(f"{stage / name} is a study of {cfg.models}; expected one study per model ([{name}])")
+        studies.append((results, cfg))
+    return studies
+
+
+def check_chain(stages: list[Path], studies: list[Study], name: str) -> None:
     """Stage 1 starts from random weights; stage k + 1 from the models stage k exported."""
-    for k, stage in enumerate(stages):
-        _, cfg = _study(stage, name)
+    for k, (stage, (_, cfg)) in enumerate(zip(stages, studies)):
         if k == 0 and cfg.pretrained is not None:
             raise SystemExit(f"{stage / name} started from {cfg.pretrained}; the first stage must train from scratch")
         if k > 0 and (
@@ -103,9 +109,8 @@ def check_chain(stages: list[Path], name: str) -> None:
             )
 
 
-def copy_training(stage: Path, name: str, out: Path) -> None:
+def copy_training(stage: Path, cfg: StudyConfig, name: str, out: Path) -> None:
     """The study's recipe, results (curves), the run's train-vae config and step log, and the console log."""
-    results, cfg = _study(stage, name)
     out.mkdir(parents=True)
     run = stage / name / "runs" / f"seed{cfg.seeds[0]}" / MODELS[name].run
     shutil.copy2(run / "config.json", out / "train_config.json")
@@ -117,26 +122,24 @@ def copy_training(stage: Path, name: str, out: Path) -> None:
         write_text(out / "console.log", log.replace(str(REPO) + "/", "<repo>/"))
 
 
-def ship(stages: list[Path], dest: Path, name: str) -> dict:
-    check_chain(stages, name)
-    results, cfg = _study(stages[-1], name)
+def ship(stages: list[Path], studies: list[Study], dest: Path, name: str) -> dict:
+    check_chain(stages, studies, name)
+    results, cfg = studies[-1]
     out = dest / name
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     for file in ("config.json", "model.safetensors"):
         shutil.copy2(stages[-1] / name / "models" / name / file, out / file)
-    for k, stage in enumerate(stages, 1):
-        copy_training(stage, name, out / "training" / f"stage{k}")
-    stage_steps = [_study(stage, name)[1].steps for stage in stages]
+    for k, (stage, (_, stage_cfg)) in enumerate(zip(stages, studies), 1):
+        copy_training(stage, stage_cfg, name, out / "training" / f"stage{k}")
     scores = heldout_numbers(cfg, out)
     record = {
         "model": name,
         "label": MODELS[name].label,
-        "steps": sum(stage_steps),
+        "steps": sum(c.steps for _, c in studies),
         "stages": [
-            {"steps": n, "seed": _study(stage, name)[1].seeds[0], "log": f"training/stage{k}/"}
-            for k, (stage, n) in enumerate(zip(stages, stage_steps), 1)
+            {"steps": c.steps, "seed": c.seeds[0], "log": f"training/stage{k}/"} for k, (_, c) in enumerate(studies, 1)
         ],
         "weights": cfg.eval_weights,
         "sha256": sha256(out / "model.safetensors"),
@@ -155,13 +158,12 @@ def ship(stages: list[Path], dest: Path, name: str) -> dict:
     return record
 
 
-def joined_curve(stages: list[Path], name: str) -> dict[str, list[float]]:
+def joined_curve(studies: list[Study], name: str) -> dict[str, list[float]]:
     """The held-out curve over all stages on one step axis (a later stage's step-0 evaluation, the
     model the stage before ended with, is not repeated)."""
     joined: dict[str, list[float]] = {"steps": [], "psnr": [], "ssim": []}
     offset = 0
-    for stage in stages:
-        results, cfg = _study(stage, name)
+    for results, cfg in studies:
         curve = results["curves"][name]
         for i, step in enumerate(curve["steps"]):
             if joined["steps"] and offset + step <= joined["steps"][-1]:
@@ -173,7 +175,7 @@ def joined_curve(stages: list[Path], name: str) -> dict[str, list[float]]:
     return joined
 
 
-def schedule(optim: dict, steps: int) -> str:
+def schedule(optim: dict) -> str:
     """The learning-rate schedule of a stage, in words."""
     lr = f"{optim['lr']:g}"
     words = [f"{optim['warmup_steps']}-step warm-up to {lr}" if optim["warmup_steps"] else lr]
@@ -185,21 +187,18 @@ def schedule(optim: dict, steps: int) -> str:
     return ", ".join(words)
 
 
-def stage_rows(stages: list[Path], name: str) -> str:
+def stage_rows(stages: list[Path], studies: list[Study]) -> str:
     rows = []
-    for k, stage in enumerate(stages):
-        results, cfg = _study(stage, name)
+    for k, (stage, (results, cfg)) in enumerate(zip(stages, studies)):
         train = results["config"]["train"]
         config = STAGES[k][0] if k < len(STAGES) else str(stage)
         start = "random weights" if k == 0 else f"stage {k}"
         crop = train["data"]["crop"]
-        rows.append(
-            f"| {k + 1} | `{config}` | {start} | {cfg.steps} | {crop}x{crop} | {schedule(train['optim'], cfg.steps)} |"
-        )
+        rows.append(f"| {k + 1} | `{config}` | {start} | {cfg.steps} | {crop}x{crop} | {schedule(train['optim'])} |")
     return "\n".join(rows)
 
 
-def readme(records: list[dict], stages: list[Path]) -> str:
+def readme(records: list[dict], stages: list[Path], studies: list[Study]) -> str:
     metric = records[0]["metric"].lower()
     rows = "\n".join(
         f"| {r['label']} | `{r['model']}/` | {r['steps']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r[metric]:.4f} |"
@@ -216,7 +215,7 @@ start from the models of the stage before with a fresh optimiser:
 
 | stage | config | starts from | steps | crops | learning rate |
 |---|---|---|---|---|---|
-{stage_rows(stages, records[0]["model"])}
+{stage_rows(stages, studies)}
 
 ```bash
 {command()}
@@ -251,12 +250,13 @@ def main() -> None:
     missing = [str(s / n) for s in args.stages for n in names if not (s / n / "results.json").is_file()]
     if missing:
         sys.exit(f"no finished study at {', '.join(missing)} (expected STAGE/<model>/results.json)")
-    records = [ship(args.stages, args.dest, name) for name in names]
-    write_text(args.dest / "README.md", readme(records, args.stages))
-    curves = {MODELS[name].label: joined_curve(args.stages, name) for name in names}
+    studies = {name: load_studies(args.stages, name) for name in names}
+    records = [ship(args.stages, studies[name], args.dest, name) for name in names]
+    write_text(args.dest / "README.md", readme(records, args.stages, studies[names[0]]))
+    curves = {MODELS[name].label: joined_curve(studies[name], name) for name in names}
     starts, marks = 0, []
-    for k, stage in enumerate(args.stages[:-1], 2):
-        starts += _study(stage, names[0])[1].steps
+    for k, (_, cfg) in enumerate(studies[names[0]][:-1], 2):  # where each later stage begins
+        starts += cfg.steps
         marks.append((starts, f"stage {k}"))
     heldout_curves(
         curves,
