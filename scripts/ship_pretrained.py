@@ -1,6 +1,7 @@
 """Gather finished pretraining studies into the folder the demo ships (``pretrained/quickstart/``).
 
-    python scripts/ship_pretrained.py outputs/pretrain outputs/pretrain2 outputs/pretrain3 pretrained/quickstart
+    python scripts/ship_pretrained.py outputs/pretrain outputs/pretrain2 outputs/pretrain3 outputs/pretrain4 pretrained/quickstart
+    python scripts/ship_pretrained.py --unpack pretrained/quickstart   # to add a stage to what is shipped
 
 Each STAGE folder holds one finished ``lcvae study`` per model, ``STAGE/<model>/``, and optionally its
 console log ``STAGE/<model>.log`` (made by the commands of ``STAGES`` below, written out in the
@@ -18,6 +19,11 @@ model this writes ``DEST/<model>/``:
 
 and ``DEST/README.md`` (the commands, the recipe and the table) with ``DEST/curves.png`` (the held-out
 learning curves of the three trainings, stages joined on one step axis).
+
+``--unpack DEST`` does the reverse for a new stage: it puts back, in the stage folders of ``STAGES``,
+the files of every shipped stage that shipping reads, and the shipped models as the last stage's
+export, so that a new stage can start from them (``pretrained=<last stage>/<model>/models``) and
+all stages can be shipped again without the original runs.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ STAGES = [
     ("configs/pretrain_quickstart.yaml", "outputs/pretrain"),
     ("configs/pretrain_quickstart_stage2.yaml", "outputs/pretrain2"),
     ("configs/pretrain_quickstart_stage3.yaml", "outputs/pretrain3"),
+    ("configs/pretrain_quickstart_stage4.yaml", "outputs/pretrain4"),
 ]
 
 
@@ -194,8 +201,37 @@ def stage_rows(stages: list[Path], studies: list[Study]) -> str:
         config = STAGES[k][0] if k < len(STAGES) else str(stage)
         start = "random weights" if k == 0 else f"stage {k}"
         crop = train["data"]["crop"]
-        rows.append(f"| {k + 1} | `{config}` | {start} | {cfg.steps} | {crop}x{crop} | {schedule(train['optim'])} |")
+        crops = f"{crop}x{crop}" + (", random flips" if train["data"].get("hflip") else "")
+        rows.append(f"| {k + 1} | `{config}` | {start} | {cfg.steps} | {crops} | {schedule(train['optim'])} |")
     return "\n".join(rows)
+
+
+def unpack(dest: Path, names: list[str]) -> None:
+    """Recreate, under the stage folders of ``STAGES``, what shipping reads of each stage shipped in
+    ``dest``, and the shipped weights as the export of the last shipped stage."""
+    for name in names:
+        record = json.loads((dest / name / "heldout.json").read_text())
+        for k, stage in enumerate(record["stages"]):
+            kept, study = dest / name / stage["log"], REPO / STAGES[k][1] / name
+            if study.exists():
+                raise SystemExit(f"{study} exists; move it away to unpack {dest}")
+            run = study / "runs" / f"seed{stage['seed']}" / MODELS[name].run
+            run.mkdir(parents=True)
+            shutil.copy2(kept / "train_config.json", run / "config.json")
+            shutil.copy2(kept / "metrics.jsonl", run / "metrics.jsonl")
+            shutil.copy2(kept / "recipe.json", study / "recipe.json")
+            shutil.copy2(kept / "study_results.json", study / "results.json")
+            if (kept / "console.log").is_file():
+                shutil.copy2(kept / "console.log", study.parent / f"{name}.log")
+        export = study / "models" / name
+        export.mkdir(parents=True)
+        for file in ("config.json", "model.safetensors"):
+            shutil.copy2(dest / name / file, export / file)
+        if sha256(export / "model.safetensors") != record["sha256"]:
+            raise SystemExit(
+                f"{dest / name / 'model.safetensors'} is not the file {dest / name / 'heldout.json'} records"
+            )
+        print(f"{name}: {len(record['stages'])} stages unpacked; a new stage starts from {study / 'models'}")
 
 
 def readme(records: list[dict], stages: list[Path], studies: list[Study]) -> str:
@@ -221,6 +257,10 @@ start from the models of the stage before with a fresh optimiser:
 {command()}
 ```
 
+To add a stage without the original runs, `python scripts/ship_pretrained.py --unpack pretrained/quickstart`
+puts the shipped stages back in those folders (the shipped weights as the last stage's export); train
+the new stage from them and ship all stages again.
+
 ![held-out PSNR and SSIM against steps](curves.png)
 
 Held-out numbers of exactly these files (last 33 frames of bigbuckbunny, bikes and carphone at
@@ -242,17 +282,24 @@ again. docs/results.md tells how the stages came about.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stages", type=Path, nargs="+", help="folders of finished studies, one per stage, in order")
-    parser.add_argument("dest", type=Path, help="where to ship them (pretrained/quickstart)")
+    parser.add_argument(
+        "paths", type=Path, nargs="*", metavar="STAGE... DEST", help="finished studies, one per stage, in order; DEST"
+    )
     parser.add_argument("--models", default="wfvae,lcvae,ptlc")
+    parser.add_argument("--unpack", type=Path, metavar="DEST", help="put a shipped folder's stages back (see above)")
     args = parser.parse_args()
     names = args.models.split(",")
-    missing = [str(s / n) for s in args.stages for n in names if not (s / n / "results.json").is_file()]
+    if args.unpack is not None:
+        return unpack(args.unpack, names)
+    if len(args.paths) < 2:
+        parser.error("give the stage folders in training order and then DEST (or --unpack DEST)")
+    *stages, dest = args.paths
+    missing = [str(s / n) for s in stages for n in names if not (s / n / "results.json").is_file()]
     if missing:
         sys.exit(f"no finished study at {', '.join(missing)} (expected STAGE/<model>/results.json)")
-    studies = {name: load_studies(args.stages, name) for name in names}
-    records = [ship(args.stages, studies[name], args.dest, name) for name in names]
-    write_text(args.dest / "README.md", readme(records, args.stages, studies[names[0]]))
+    studies = {name: load_studies(stages, name) for name in names}
+    records = [ship(stages, studies[name], dest, name) for name in names]
+    write_text(dest / "README.md", readme(records, stages, studies[names[0]]))
     curves = {MODELS[name].label: joined_curve(studies[name], name) for name in names}
     starts, marks = 0, []
     for k, (_, cfg) in enumerate(studies[names[0]][:-1], 2):  # where each later stage begins
@@ -260,7 +307,7 @@ def main() -> None:
         marks.append((starts, f"stage {k}"))
     heldout_curves(
         curves,
-        args.dest / "curves.png",
+        dest / "curves.png",
         title="Pretraining of the demo's models (seed 0, EMA weights)",
         marks=marks,
         bar=24.0,
