@@ -1,6 +1,6 @@
 """Gather finished pretraining studies into the folder the demo ships (``pretrained/quickstart/``).
 
-    python scripts/ship_pretrained.py outputs/pretrain outputs/pretrain2 outputs/pretrain3 outputs/pretrain4 pretrained/quickstart
+    python scripts/ship_pretrained.py outputs/pretrain outputs/pretrain2 outputs/pretrain3 pretrained/quickstart
     python scripts/ship_pretrained.py --unpack pretrained/quickstart   # to add a stage to what is shipped
 
 Each STAGE folder holds one finished ``lcvae study`` per model, ``STAGE/<model>/``, and optionally its
@@ -51,7 +51,6 @@ STAGES = [
     ("configs/pretrain_quickstart.yaml", "outputs/pretrain"),
     ("configs/pretrain_quickstart_stage2.yaml", "outputs/pretrain2"),
     ("configs/pretrain_quickstart_stage3.yaml", "outputs/pretrain3"),
-    ("configs/pretrain_quickstart_stage4.yaml", "outputs/pretrain4"),
 ]
 
 
