@@ -77,6 +77,9 @@ class DataSection:
     val_crop: int | None = None  # validation centre crop (default: crop)
     random_crop: bool = True
     hflip: bool = False
+    reverse: bool = False  # "samples": play each training clip backwards with p = 0.5
+    train_short_sides: list[int] = field(default_factory=list)  # "samples": each training clip at a random one of
+    # these short sides (scale augmentation; empty: short_side); held-out clips stay at short_side
     num_workers: int = 2
     samples_per_epoch: int = 64  # "samples": random windows drawn per epoch
     heldout_frames: int | None = None  # "samples": last frames of each clip never trained on (default num_frames)
@@ -207,6 +210,13 @@ def check(cfg: TrainVAEConfig) -> LCVAEConfig:
             raise ValueError(f"{name}: {err}") from None
         if size > d.short_side:
             raise ValueError(f"{name} ({size}) exceeds data.short_side ({d.short_side}); use a crop <= short_side")
+    if (d.train_short_sides or d.reverse) and d.kind != "samples":
+        raise ValueError(
+            f"data.train_short_sides and data.reverse apply to data.kind=samples only (this is {d.kind!r}); "
+            "remove them or use kind=samples"
+        )
+    if any(side < d.crop for side in d.train_short_sides):
+        raise ValueError(f"data.train_short_sides {d.train_short_sides} must all be >= data.crop ({d.crop})")
     # (ST-)LPIPS pads its deepest feature maps by 2 pixels: frames need at least 24 pixels a side.
     if cfg.loss.perceptual_weight > 0 and d.crop < MIN_PERCEPTUAL_SIZE:
         raise ValueError(

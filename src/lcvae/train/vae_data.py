@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -69,6 +69,8 @@ class SampleClips(Dataset):
         heldout_frames: int | None = None,
         random_crop: bool = True,
         hflip: bool = False,
+        reverse: bool = False,
+        train_short_sides: Sequence[int] = (),
         length: int = 64,
         seed: int = 0,
         names: tuple[str, ...] = SAMPLE_TRAIN_CLIPS,
@@ -78,20 +80,25 @@ class SampleClips(Dataset):
             raise ValueError(f"heldout_frames ({held}) must be >= num_frames ({num_frames})")
         self.names, self.train, self.length, self.seed = names, train, length, seed
         self.num_frames, self.crop, self.random_crop, self.hflip = num_frames, crop, random_crop, hflip
-        self.videos = []
+        self.reverse = reverse and train
+        sides = list(train_short_sides) if train and train_short_sides else [short_side]
+        self.videos = []  # per clip, one tensor per short side of ``sides``
         for name in names:
-            video = load_sample_clip(name, short_side)
-            if min(video.shape[2:]) < crop:
-                raise ValueError(
-                    f"sample clip {name} is {video.shape[3]}x{video.shape[2]} after resizing, smaller than crop {crop}"
-                )
-            usable = video.shape[1] - held
-            if usable < num_frames:
-                raise ValueError(
-                    f"sample clip {name} has {video.shape[1]} frames: after holding out {held} "
-                    f"only {usable} remain for training, fewer than num_frames={num_frames}"
-                )
-            self.videos.append(video[:, :usable] if train else video[:, -num_frames:])
+            scaled = []
+            for side in sides:
+                video = load_sample_clip(name, side)
+                if min(video.shape[2:]) < crop:
+                    raise ValueError(
+                        f"sample clip {name} is {video.shape[3]}x{video.shape[2]} after resizing, smaller than crop {crop}"
+                    )
+                usable = video.shape[1] - held
+                if usable < num_frames:
+                    raise ValueError(
+                        f"sample clip {name} has {video.shape[1]} frames: after holding out {held} "
+                        f"only {usable} remain for training, fewer than num_frames={num_frames}"
+                    )
+                scaled.append(video[:, :usable] if train else video[:, -num_frames:])
+            self.videos.append(scaled)
 
     def __len__(self) -> int:
         return self.length if self.train else len(self.videos)
@@ -99,14 +106,19 @@ class SampleClips(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         which = index % len(self.videos)
-        video, start = self.videos[which], 0
+        scaled, start = self.videos[which], 0
+        video = scaled[0]
         if self.train:
             g = item_generator(self.seed, epoch, index)
+            if len(scaled) > 1:  # no draw without scale augmentation: the stream stays that of before
+                video = scaled[int(torch.randint(len(scaled), (1,), generator=g))]
             start = int(torch.randint(video.shape[1] - self.num_frames + 1, (1,), generator=g))
             clip = video[:, start : start + self.num_frames]
             clip = random_crop(clip, self.crop, g) if self.random_crop else center_crop(clip, self.crop)
             if self.hflip:
                 clip = random_hflip(clip, g)
+            if self.reverse and bool(torch.rand((), generator=g) < 0.5):
+                clip = clip.flip(1)
         else:
             clip = center_crop(video, self.crop)
         return {
@@ -144,6 +156,8 @@ def build_train_dataset(d: DataSection, seed: int) -> Dataset:
             heldout_frames=d.heldout_frames,
             random_crop=d.random_crop,
             hflip=d.hflip,
+            reverse=d.reverse,
+            train_short_sides=d.train_short_sides,
             length=d.samples_per_epoch,
             seed=seed,
         )
