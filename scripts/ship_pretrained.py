@@ -51,6 +51,7 @@ STAGES = [
     ("configs/pretrain_quickstart.yaml", "outputs/pretrain"),
     ("configs/pretrain_quickstart_stage2.yaml", "outputs/pretrain2"),
     ("configs/pretrain_quickstart_stage3.yaml", "outputs/pretrain3"),
+    ("configs/pretrain_quickstart_stage4.yaml", "outputs/pretrain4"),
 ]
 
 
@@ -200,7 +201,12 @@ def stage_rows(stages: list[Path], studies: list[Study]) -> str:
         config = STAGES[k][0] if k < len(STAGES) else str(stage)
         start = "random weights" if k == 0 else f"stage {k}"
         crop = train["data"]["crop"]
-        crops = f"{crop}x{crop}" + (", random flips" if train["data"].get("hflip") else "")
+        data = train["data"]
+        crops = f"{crop}x{crop}"
+        if data.get("train_short_sides"):
+            crops += f", random scale (short side {'/'.join(map(str, data['train_short_sides']))})"
+        crops += ", random flips" if data.get("hflip") else ""
+        crops += ", random time reversal" if data.get("reverse") else ""
         rows.append(f"| {k + 1} | `{config}` | {start} | {cfg.steps} | {crops} | {schedule(train['optim'])} |")
     return "\n".join(rows)
 
@@ -273,7 +279,7 @@ them):
 Each folder holds `config.json` + `model.safetensors` (`lcvae.from_pretrained`), `heldout.json`
 (numbers, sha256 of the weights, steps per stage, how they were measured) and `training/stage<k>/`
 (per stage: the study's recipe and results with the learning curve, the run's train-vae config and
-per-step log, the console log). PTLC's folder is the 32-channel WF-VAE trained without compression
+per-step log, the console log). PTLC's folder is the {2 * studies[-1][1].channels}-channel WF-VAE trained without compression
 with the paper mask inserted afterwards; the demo fine-tunes that WF-VAE uncompressed and masks it
 again. docs/results.md tells how the stages came about.
 """

@@ -10,7 +10,7 @@ import torch
 
 from lcvae.data.transforms import center_crop
 from lcvae.train.vae_config import DataSection, TrainVAEConfig, check
-from lcvae.train.vae_data import SampleClips, build_eval_dataset, load_sample_clip
+from lcvae.train.vae_data import SampleClips, load_sample_clip
 
 CLIP = ("carphone_pristine",)  # 120 frames, the smallest sample clip
 COMMON = dict(num_frames=9, crop=32, train=True, heldout_frames=33, names=CLIP, random_crop=False, length=24)
@@ -51,10 +51,11 @@ def test_without_the_options_the_items_are_unchanged():
 
 
 def test_heldout_clips_ignore_the_training_augmentation():
-    d = DataSection(kind="samples", num_frames=9, short_side=32, crop=32, heldout_frames=33, val_clips=3)
-    augmented = DataSection(**{**d.__dict__, "train_short_sides": [32, 48], "reverse": True, "hflip": True})
-    for a, b in zip(build_eval_dataset(d), build_eval_dataset(augmented)):
-        assert torch.equal(a["video"], b["video"])
+    held = dict(num_frames=9, short_side=32, crop=32, train=False, heldout_frames=33, names=CLIP)
+    plain = SampleClips(**held)[0]["video"]
+    augmented = SampleClips(train_short_sides=(32, 48), reverse=True, hflip=True, **held)[0]["video"]
+    assert torch.equal(plain, augmented)
+    assert torch.equal(plain, center_crop(load_sample_clip(CLIP[0], 32)[:, -9:], 32))
 
 
 @pytest.mark.parametrize(
