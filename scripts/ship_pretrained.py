@@ -200,9 +200,8 @@ def stage_rows(stages: list[Path], studies: list[Study]) -> str:
         train = results["config"]["train"]
         config = STAGES[k][0] if k < len(STAGES) else str(stage)
         start = "random weights" if k == 0 else f"stage {k}"
-        crop = train["data"]["crop"]
         data = train["data"]
-        crops = f"{crop}x{crop}"
+        crops = f"{data['crop']}x{data['crop']}"
         if data.get("train_short_sides"):
             crops += f", random scale (short side {'/'.join(map(str, data['train_short_sides']))})"
         crops += ", random flips" if data.get("hflip") else ""
