@@ -52,12 +52,14 @@ STAGES = [
     ("configs/pretrain_quickstart_stage2.yaml", "outputs/pretrain2"),
     ("configs/pretrain_quickstart_stage3.yaml", "outputs/pretrain3"),
     ("configs/pretrain_quickstart_stage4.yaml", "outputs/pretrain4"),
+    ("configs/pretrain_quickstart_stage5.yaml", "outputs/pretrain5"),
 ]
 
 
 def command() -> str:
     """The shell commands that make the shipped folder (one study per model and stage, side by side)."""
-    lines = ["mkdir -p " + " ".join(out for _, out in STAGES)]
+    lines = ["bash scripts/fetch_extra_videos.sh data/extra_videos   # stage 5's extra training video"]
+    lines.append("mkdir -p " + " ".join(out for _, out in STAGES))
     for k, (config, out) in enumerate(STAGES):
         start = f" \\\n      pretrained={STAGES[k - 1][1]}/$m/models" if k else ""
         lines += [
@@ -206,6 +208,7 @@ def stage_rows(stages: list[Path], studies: list[Study]) -> str:
             crops += f", random scale (short side {'/'.join(map(str, data['train_short_sides']))})"
         crops += ", random flips" if data.get("hflip") else ""
         crops += ", random time reversal" if data.get("reverse") else ""
+        crops += f"; half the windows from `{data['extra_train_root']}`" if data.get("extra_train_root") else ""
         rows.append(f"| {k + 1} | `{config}` | {start} | {cfg.steps} | {crops} | {schedule(train['optim'])} |")
     return "\n".join(rows)
 
