@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# More training video for the demo's pretrained models (stage 5, configs/pretrain_quickstart_stage5.yaml):
+# More training video for the demo's pretrained models (tried as a fifth stage: configs/pretrain_quickstart_extra_tried.yaml):
 # real clips that Debian bookworm packages ship as examples, taken out of the packages without installing
 # them. Needs the Debian archive (apt-get download) and dpkg-deb; nothing else is downloaded.
 #

@@ -52,14 +52,12 @@ STAGES = [
     ("configs/pretrain_quickstart_stage2.yaml", "outputs/pretrain2"),
     ("configs/pretrain_quickstart_stage3.yaml", "outputs/pretrain3"),
     ("configs/pretrain_quickstart_stage4.yaml", "outputs/pretrain4"),
-    ("configs/pretrain_quickstart_stage5.yaml", "outputs/pretrain5"),
 ]
 
 
 def command() -> str:
     """The shell commands that make the shipped folder (one study per model and stage, side by side)."""
-    lines = ["bash scripts/fetch_extra_videos.sh data/extra_videos   # stage 5's extra training video"]
-    lines.append("mkdir -p " + " ".join(out for _, out in STAGES))
+    lines = ["mkdir -p " + " ".join(out for _, out in STAGES)]
     for k, (config, out) in enumerate(STAGES):
         start = f" \\\n      pretrained={STAGES[k - 1][1]}/$m/models" if k else ""
         lines += [
