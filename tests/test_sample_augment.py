@@ -63,6 +63,8 @@ def test_heldout_clips_ignore_the_training_augmentation():
     [
         ({"kind": "folder", "root": ".", "reverse": True}, "kind=samples only"),
         ({"kind": "samples", "train_short_sides": [16, 64]}, "must all be >= data.crop"),
+        ({"kind": "folder", "root": ".", "extra_train_root": "."}, "kind=samples only"),
+        ({"kind": "samples", "extra_train_root": "/no/such/folder"}, "is not a folder"),
     ],
 )
 def test_bad_augmentation_settings_are_refused(data, message):

@@ -1,6 +1,6 @@
 """More training video beside the sample clips (``data.extra_train_root``): half of the training windows
 come from the extra videos, every one a window of one of them; unreadable or too-short videos are
-skipped and counted; a folder with nothing usable, or the option on another data kind, is refused."""
+skipped and counted; a folder with nothing usable is refused (bad settings: test_sample_augment.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 
 from lcvae.data import write_video
 from lcvae.data.transforms import center_crop
-from lcvae.train.vae_config import DataSection, TrainVAEConfig, check
 from lcvae.train.vae_data import SampleClips, load_sample_clip, load_whole_clip
 
 CLIP = ("carphone_pristine",)
@@ -60,18 +59,3 @@ def test_a_folder_without_a_usable_video_is_refused(tmp_path):
 def test_heldout_clips_ignore_the_extra_videos(extra_folder):
     held = {**COMMON, "train": False}
     assert torch.equal(SampleClips(extra_root=extra_folder, **held)[0]["video"], SampleClips(**held)[0]["video"])
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ({"kind": "folder", "root": ".", "extra_train_root": "."}, "kind=samples only"),
-        ({"kind": "samples", "extra_train_root": "/no/such/folder"}, "is not a folder"),
-    ],
-)
-def test_bad_extra_settings_are_refused(data, message):
-    cfg = TrainVAEConfig()
-    cfg.model.preset = "wfvae-tiny"
-    cfg.data = DataSection(num_frames=33, short_side=64, crop=32, **data)
-    with pytest.raises(ValueError, match=message):
-        check(cfg)
