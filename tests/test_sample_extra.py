@@ -46,6 +46,7 @@ def test_odd_items_are_windows_of_the_extra_videos_even_ones_of_the_sample_clips
         x = data[(0, i)]["video"]
         if i % 2:
             assert _window_of(x, extra, extra.shape[1]), f"item {i} is no window of the extra video"
+            assert data[(0, i)]["path"] == "good.mp4"
         else:
             assert _window_of(x, sample, sample.shape[1] - 33), f"item {i} is no training window of the sample clip"
 

@@ -72,11 +72,14 @@ def load_sample_clip(name: str, short_side: int) -> torch.Tensor:
     return load_whole_clip(str(sample_clip_path(name)), short_side)
 
 
-def load_extra_clips(root: str | Path, sides: Sequence[int], *, num_frames: int, crop: int) -> list[list[torch.Tensor]]:
-    """Every video under ``root`` at each short side of ``sides`` (one list per video). Unreadable videos,
-    and videos too short or too small for a training window, are skipped with a warning and counted."""
+def load_extra_clips(
+    root: str | Path, sides: Sequence[int], *, num_frames: int, crop: int
+) -> dict[str, list[torch.Tensor]]:
+    """Every video under ``root`` at each short side of ``sides``: file name -> one tensor per side.
+    Unreadable videos, and videos too short or too small for a training window, are skipped with a
+    warning and counted."""
     paths = find_files(Path(root), VIDEO_EXTENSIONS)
-    clips, skipped = [], []
+    clips, skipped = {}, []
     for path in paths:
         try:
             scaled = [load_whole_clip(str(path), side) for side in sides]
@@ -87,7 +90,7 @@ def load_extra_clips(root: str | Path, sides: Sequence[int], *, num_frames: int,
         if video.shape[1] < num_frames or min(video.shape[2:]) < crop:
             skipped.append(f"{path.name} ({video.shape[1]} frames of {video.shape[3]}x{video.shape[2]})")
             continue
-        clips.append(scaled)
+        clips[path.name] = scaled
     if skipped:
         logger.warning(
             "data.extra_train_root: skipped %d of %d videos (need >= %d frames and >= %d pixels a side): %s",
@@ -148,9 +151,10 @@ class SampleClips(Dataset):
                     )
                 scaled.append(video[:, :usable] if train else video[:, -num_frames:])
             self.videos.append(scaled)
-        self.extra = []  # per extra training video, one tensor per short side (all frames)
+        extra = {}  # extra training video -> one tensor per short side (all frames)
         if train and extra_root is not None:
-            self.extra = load_extra_clips(extra_root, sides, num_frames=num_frames, crop=crop)
+            extra = load_extra_clips(extra_root, sides, num_frames=num_frames, crop=crop)
+        self.extra_names, self.extra = tuple(extra), list(extra.values())
 
     def __len__(self) -> int:
         return self.length if self.train else len(self.videos)
@@ -159,9 +163,9 @@ class SampleClips(Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         which, clips, names = index % len(self.videos), self.videos, self.names
         if self.extra:  # even indices: the sample clips; odd: the extra videos
-            which = (index // 2) % (len(self.extra) if index % 2 else len(self.videos))
             if index % 2:
-                clips, names = self.extra, [f"extra{k}" for k in range(len(self.extra))]
+                clips, names = self.extra, self.extra_names
+            which = (index // 2) % len(clips)
         scaled, start = clips[which], 0
         video = scaled[0]
         if self.train:
