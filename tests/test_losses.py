@@ -189,9 +189,31 @@ def test_generator_loss_total_and_adaptive_weight_by_hand():
     torch.testing.assert_close(out.adaptive_weight, lam)
     torch.testing.assert_close(out.total.detach(), (rec + 1e-2 * kl + lam * gan).detach())
     assert out.wavelet.item() == 0.0
-    assert set(out.to_log()) == {"total", "l1", "perceptual", "kl", "gan", "adaptive_weight", "wavelet"}
+    assert set(out.to_log()) == {"total", "l1", "mse", "perceptual", "kl", "gan", "adaptive_weight", "wavelet"}
     out.total.backward()
     assert dec.out.weight.grad is not None and dec.out.weight.grad.abs().sum() > 0
+
+
+def test_mse_term_enters_total_and_adaptive_weight():
+    """mse_weight adds the squared error (reduced as L1: per-frame sum over C*H*W) to the reconstruction
+    term, so it also enters the adaptive GAN weight; computed here by hand."""
+    dec, disc, z, x, mean, logvar = _generator_setup(3)
+    cfg = LossConfig(l1_weight=0.5, mse_weight=2.0, perceptual_weight=0.0, kl_weight=1e-2)
+    x_hat = dec(z)
+    out = GeneratorLoss(cfg)(x, x_hat, mean, logvar, step=0, discriminator=disc, last_layer=dec.out.weight)
+    frames = x.shape[0] * x.shape[2]
+    l1 = (x - x_hat).abs().sum() / frames
+    mse = (x - x_hat).square().sum() / frames
+    rec = 0.5 * l1 + 2.0 * mse
+    gan = -disc(x_hat).mean()
+    g_rec = torch.autograd.grad(rec, dec.out.weight, retain_graph=True)[0]
+    g_gan = torch.autograd.grad(gan, dec.out.weight, retain_graph=True)[0]
+    lam = (0.5 * g_rec.norm() / (g_gan.norm() + 1e-6)).clamp(0, 1e6)
+    torch.testing.assert_close(out.mse, mse.detach())
+    torch.testing.assert_close(out.adaptive_weight, lam)
+    torch.testing.assert_close(out.total.detach(), (rec + 1e-2 * out.kl + lam * gan).detach())
+    with pytest.raises(ValueError, match="mse_weight must be >= 0"):
+        LossConfig(mse_weight=-1.0)
 
 
 def test_before_disc_start_no_gan_and_discriminator_not_called():

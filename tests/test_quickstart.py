@@ -118,6 +118,14 @@ def test_shipped_configs_load_and_check():
     for name, steps in (("study_tiny_cpu.yaml", 2000), ("study_gpu.yaml", 6000)):  # every run's train-vae config checks
         study = load_study_config(CONFIGS / name)
         assert study.steps == steps and study.runs == ["wfvae", "lcvae", "wfvae-2c", "adaptive"]
+    # the pretraining stages and the stages tried and not shipped (docs/results.md): each loads as written
+    stages = {p.name: load_study_config(p) for p in sorted(CONFIGS.glob("pretrain_quickstart*.yaml"))}
+    assert len(stages) == 8 and all(s.backbone == "wfvae-tiny" for s in stages.values())
+    assert {s.channels for n, s in stages.items() if "widen" not in n} == {16}
+    assert stages["pretrain_quickstart_widen_tried.yaml"].channels == 32
+    mse = stages["pretrain_quickstart_mse_tried.yaml"].train.loss
+    assert (mse.l1_weight, mse.mse_weight) == (0.0, 1.0)
+    assert all(s.train.loss.mse_weight == 0.0 for n, s in stages.items() if "mse" not in n)
     load_train_config(CONFIGS / "train_tiny_cpu.yaml")
     for override in (
         ["model.preset=lcvae-chn4"],

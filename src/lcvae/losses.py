@@ -2,10 +2,10 @@
 
 Generator objective, per step (all terms below are logged unweighted)
 
-    total = w_l1 * L1 + w_p * P + w_kl * KL + lambda * G + w_wav * WAV
+    total = w_l1 * L1 + w_mse * MSE + w_p * P + w_kl * KL + lambda * G + w_wav * WAV
     lambda = clamp(s * ||dL_rec/dW|| / (||dG/dW|| + 1e-6), 0, 1e6), detached      (supplement Eq. 9)
 
-with L_rec = w_l1 * L1 + w_p * P, G = -mean D(x_hat) the hinge generator loss, W the decoder's last
+with L_rec = w_l1 * L1 + w_mse * MSE + w_p * P, G = -mean D(x_hat) the hinge generator loss, W the decoder's last
 layer weight and s = 0.5. Before ``disc_start`` lambda = 0, the discriminator is not run and the
 gradients of Eq. 9 are not computed. The discriminator minimises
 0.5 * (mean relu(1 - D(x)) + mean relu(1 + D(x_hat))).
@@ -102,6 +102,12 @@ def l1_loss(x: torch.Tensor, x_hat: torch.Tensor, reduction: Reduction = "refere
     """L1 reconstruction of videos (B, C, T, H, W), values in [-1, 1]; fp32 scalar (see module doc)."""
     _check_video_pair(x, x_hat)
     return _reduce_elementwise((x.float() - x_hat.float()).abs(), reduction, frames_reference=True)
+
+
+def mse_loss(x: torch.Tensor, x_hat: torch.Tensor, reduction: Reduction = "reference") -> torch.Tensor:
+    """Squared error of videos (B, C, T, H, W) in [-1, 1], reduced as :func:`l1_loss`; fp32 scalar."""
+    _check_video_pair(x, x_hat)
+    return _reduce_elementwise((x.float() - x_hat.float()).square(), reduction, frames_reference=True)
 
 
 def perceptual_loss(
@@ -212,6 +218,7 @@ class LossConfig:
     """Weights of the VAE objective; defaults are the paper's (supplement Tab. 5; docs/training.md#losses)."""
 
     l1_weight: float = 1.0
+    mse_weight: float = 0.0  # squared error (not in the paper; what PSNR measures)
     perceptual_weight: float = 1.0
     kl_weight: float = 1e-6
     adaptive_scale: float = 0.5  # the 1/2 of supplement Eq. 9
@@ -224,7 +231,15 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         _check_reduction(self.reduction)
-        for name in ("l1_weight", "perceptual_weight", "kl_weight", "adaptive_scale", "wavelet_weight", "disc_weight"):
+        for name in (
+            "l1_weight",
+            "mse_weight",
+            "perceptual_weight",
+            "kl_weight",
+            "adaptive_scale",
+            "wavelet_weight",
+            "disc_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.disc_start < 0:
@@ -237,6 +252,7 @@ class GeneratorLossOutput:
 
     total: torch.Tensor
     l1: torch.Tensor
+    mse: torch.Tensor
     perceptual: torch.Tensor
     kl: torch.Tensor
     gan: torch.Tensor
@@ -299,7 +315,8 @@ class GeneratorLoss:
         zero = torch.zeros((), dtype=torch.float32, device=x.device)
         l1 = l1_loss(x, x_hat, cfg.reduction)
         perc = perceptual_loss(self.perceptual, x, x_hat, cfg.reduction) if cfg.perceptual_weight > 0 else zero
-        rec = cfg.l1_weight * l1 + cfg.perceptual_weight * perc
+        mse = mse_loss(x, x_hat, cfg.reduction) if cfg.mse_weight > 0 else zero
+        rec = cfg.l1_weight * l1 + cfg.mse_weight * mse + cfg.perceptual_weight * perc
         kl = kl_loss(mean, logvar)
         total = rec + cfg.kl_weight * kl
 
@@ -326,6 +343,7 @@ class GeneratorLoss:
         return GeneratorLossOutput(
             total=total,
             l1=l1.detach(),
+            mse=mse.detach(),
             perceptual=perc.detach(),
             kl=kl.detach(),
             gan=gan.detach(),
