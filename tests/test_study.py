@@ -95,6 +95,19 @@ def test_resume_after_an_interruption_gives_the_same_numbers(study, tmp_path, mo
         runner.train_runs(_cfg(tmp_path / "resumed", ["train.optim.lr=1e-3"]))
 
 
+def test_evaluation_interval_does_not_change_the_numbers(study, tmp_path):
+    """Training between evaluations is a resumed segment: one 2-step segment ends where two 1-step ones do."""
+    _, first = study
+    once = _cfg(tmp_path / "once", ["eval_every=2"])
+    runner.train_runs(once)
+    second = runner.gather_results(once)
+    assert second["curves"]["lcvae"]["steps"] == [2]
+    for model in ("lcvae", "wfvae", "ptlc"):
+        for metric in ("psnr", "ssim"):
+            a, b = first["curves"][model][f"{metric}_per_seed"], second["curves"][model][f"{metric}_per_seed"]
+            assert {k: v[-1] for k, v in a.items()} == {k: v[-1] for k, v in b.items()}, (model, metric)
+
+
 def test_ptlc_is_the_uncompressed_run_with_the_paper_mask(study):
     cfg, results = study
     out = Path(cfg.out_dir)
