@@ -189,6 +189,7 @@ def test_generator_loss_total_and_adaptive_weight_by_hand():
     torch.testing.assert_close(out.adaptive_weight, lam)
     torch.testing.assert_close(out.total.detach(), (rec + 1e-2 * kl + lam * gan).detach())
     assert out.wavelet.item() == 0.0
+    torch.testing.assert_close(out.mse, (x - x_hat).square().mean().detach())  # logged, though its weight is 0
     assert set(out.to_log()) == {"total", "l1", "mse", "perceptual", "kl", "gan", "adaptive_weight", "wavelet"}
     out.total.backward()
     assert dec.out.weight.grad is not None and dec.out.weight.grad.abs().sum() > 0

@@ -315,8 +315,10 @@ class GeneratorLoss:
         zero = torch.zeros((), dtype=torch.float32, device=x.device)
         l1 = l1_loss(x, x_hat, cfg.reduction)
         perc = perceptual_loss(self.perceptual, x, x_hat, cfg.reduction) if cfg.perceptual_weight > 0 else zero
-        mse = mse_loss(x, x_hat, cfg.reduction) if cfg.mse_weight > 0 else zero
-        rec = cfg.l1_weight * l1 + cfg.mse_weight * mse + cfg.perceptual_weight * perc
+        mse = mse_loss(x, x_hat, cfg.reduction)  # logged also when off: what held-out PSNR measures
+        rec = cfg.l1_weight * l1 + cfg.perceptual_weight * perc
+        if cfg.mse_weight > 0:
+            rec = rec + cfg.mse_weight * mse
         kl = kl_loss(mean, logvar)
         total = rec + cfg.kl_weight * kl
 
