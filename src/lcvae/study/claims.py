@@ -200,6 +200,22 @@ def study_claims(
                 pretrained=pretrained,
             )
         )
+    if "lcvae" in final and "adaptive" in final:
+        claims.append(
+            compare_claim(
+                "fixed_vs_adaptive",
+                "The fixed paper mask reconstructs better than adaptive Top-50 % (supplement Tab. 6: "
+                "+0.1 dB PSNR; here the adaptive model picks its channels from each held-out clip)",
+                final["lcvae"]["psnr"],
+                final["adaptive"]["psnr"],
+                labels=("LC-VAE", "adaptive"),
+                metric="PSNR",
+                unit=" dB",
+                step=step,
+                factor=factor,
+                pretrained=pretrained,
+            )
+        )
     for model, label in (("wfvae", "WF-VAE"), ("wfvae-2c", "WF-VAE 2C")):
         if energy and model in energy:
             claims.append(
