@@ -153,6 +153,30 @@ def level_claim(
     return claim
 
 
+# PSNR claims of LC-VAE against another model of the study: (claim, model, label, statement)
+_AGAINST_LCVAE = (
+    (
+        "lcvae_vs_wfvae",
+        "wfvae",
+        "WF-VAE",
+        "LC-VAE reconstructs better than WF-VAE at the same diffusion-latent size (paper Tab. 1-2: higher PSNR)",
+    ),
+    (
+        "joint_vs_ptlc",
+        "ptlc",
+        "PTLC",
+        "Training with the compression beats compressing a trained VAE afterwards (paper Tab. 4: PTLC 2-5 dB lower)",
+    ),
+    (
+        "fixed_vs_adaptive",
+        "adaptive",
+        "adaptive",
+        "The fixed paper mask reconstructs better than adaptive Top-50 % (supplement Tab. 6: +0.1 dB PSNR; "
+        "here the adaptive model picks its channels from each held-out clip)",
+    ),
+)
+
+
 def study_claims(
     final: Mapping[str, Mapping[str, Sequence[float]]],
     step: int,
@@ -168,54 +192,22 @@ def study_claims(
     energy share per seed]}``; overlap: the adaptive run's late mean overlap with the paper mask per seed.
     """
     claims = []
-    if "lcvae" in final and "wfvae" in final:
-        claims.append(
-            compare_claim(
-                "lcvae_vs_wfvae",
-                "LC-VAE reconstructs better than WF-VAE at the same diffusion-latent size "
-                "(paper Tab. 1-2: higher PSNR)",
-                final["lcvae"]["psnr"],
-                final["wfvae"]["psnr"],
-                labels=("LC-VAE", "WF-VAE"),
-                metric="PSNR",
-                unit=" dB",
-                step=step,
-                factor=factor,
-                pretrained=pretrained,
+    for name, other, label, statement in _AGAINST_LCVAE:
+        if "lcvae" in final and other in final:
+            claims.append(
+                compare_claim(
+                    name,
+                    statement,
+                    final["lcvae"]["psnr"],
+                    final[other]["psnr"],
+                    labels=("LC-VAE", label),
+                    metric="PSNR",
+                    unit=" dB",
+                    step=step,
+                    factor=factor,
+                    pretrained=pretrained,
+                )
             )
-        )
-    if "lcvae" in final and "ptlc" in final:
-        claims.append(
-            compare_claim(
-                "joint_vs_ptlc",
-                "Training with the compression beats compressing a trained VAE afterwards "
-                "(paper Tab. 4: PTLC 2-5 dB lower)",
-                final["lcvae"]["psnr"],
-                final["ptlc"]["psnr"],
-                labels=("LC-VAE", "PTLC"),
-                metric="PSNR",
-                unit=" dB",
-                step=step,
-                factor=factor,
-                pretrained=pretrained,
-            )
-        )
-    if "lcvae" in final and "adaptive" in final:
-        claims.append(
-            compare_claim(
-                "fixed_vs_adaptive",
-                "The fixed paper mask reconstructs better than adaptive Top-50 % (supplement Tab. 6: "
-                "+0.1 dB PSNR; here the adaptive model picks its channels from each held-out clip)",
-                final["lcvae"]["psnr"],
-                final["adaptive"]["psnr"],
-                labels=("LC-VAE", "adaptive"),
-                metric="PSNR",
-                unit=" dB",
-                step=step,
-                factor=factor,
-                pretrained=pretrained,
-            )
-        )
     for model, label in (("wfvae", "WF-VAE"), ("wfvae-2c", "WF-VAE 2C")):
         if energy and model in energy:
             claims.append(
